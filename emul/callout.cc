@@ -1,0 +1,61 @@
+#include "emul/callout.h"
+
+#include <pthread.h>
+
+namespace lwpd::emul {
+
+Callout::Callout(Handler h) : handler_(std::move(h)), thread_([this] { run(); }) {}
+
+Callout::~Callout() {
+  {
+    std::lock_guard g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Callout::arm(Key k, std::weak_ptr<Proc> p, netbsd::lwpid_t lid) {
+  bool earliest;
+  {
+    std::lock_guard g(mu_);
+    auto [it, fresh] = q_.emplace(k, Entry{std::move(p), lid});
+    earliest = it == q_.begin();
+  }
+  if (earliest) cv_.notify_one();
+}
+
+void Callout::cancel(Key k) {
+  std::lock_guard g(mu_);
+  q_.erase(k);
+}
+
+size_t Callout::pending() const {
+  std::lock_guard g(mu_);
+  return q_.size();
+}
+
+void Callout::run() {
+  pthread_setname_np(pthread_self(), "lwpd-callout");
+  std::unique_lock lk(mu_);
+  while (!stop_) {
+    if (q_.empty()) {
+      cv_.wait(lk);
+      continue;
+    }
+    auto it = q_.begin();
+    if (Clock::now() < it->first.when) {
+      cv_.wait_until(lk, it->first.when);
+      continue;
+    }
+    Key key = it->first;
+    Entry e = std::move(it->second);
+    q_.erase(it);
+    // The handler takes the process lock, which orders before ours.
+    lk.unlock();
+    if (auto p = e.proc.lock()) handler_(p, e.lid, key.seq);
+    lk.lock();
+  }
+}
+
+}  // namespace lwpd::emul

@@ -1,0 +1,80 @@
+// Internal: the core operations of the emulated kernel (kern_lwp.cc) used by
+// the syscall layer (sys_lwp.cc), the scheduler and the Kernel facade. Unless
+// a name ends in "Unlocked" or says otherwise, the caller holds Proc::mu of
+// the process concerned (through a ProcLock).
+#pragma once
+
+#include <optional>
+
+#include "emul/proc.h"
+#include "emul/syscalls.h"
+
+namespace lwpd::emul {
+
+// What a syscall implementation tells the dispatcher.
+struct Outcome {
+  enum What { kReturn, kBlocked, kNoReturn } what = kReturn;
+  SysReturn ret;
+  static Outcome of(SysReturn r) { return Outcome{kReturn, std::move(r)}; }
+  static Outcome error(Errno e) { return Outcome{kReturn, SysReturn::err(e)}; }
+  static Outcome blocked() { return Outcome{kBlocked, {}}; }
+  static Outcome gone() { return Outcome{kNoReturn, {}}; }
+};
+
+// ---- state machine ----
+bool lwp_transition_ok(LwpStat from, LwpStat to);
+void lwp_set_state(Lwp& l, LwpStat to, bool run_at_head = false);
+
+// ---- creation, exit, freeing ----
+// Errors: EAGAIN (RLIMIT_NTHR, LID space).
+KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, netbsd::SigSet sigmask,
+                         uint64_t private_ptr);
+void lwp_start(Lwp& l, uint64_t flags);
+void lwp_exit(Lwp& l);  // never returns to user
+void lwp_free(Lwp& l);
+void lwp_drain_zomb(Proc& p);
+
+// ---- sleeping and waking ----
+struct SleepSpec {
+  SleepKind kind = SleepKind::kKernel;
+  bool interruptible = true;
+  std::optional<Clock::time_point> deadline;
+  lwpid_t target = 0;
+  bool ts_relative = false;
+};
+// Put the calling LWP to sleep. Returns a result instead when an
+// interruptible sleep may not begin (LW_CANCELLED, pending signal, exiting).
+std::optional<SysReturn> lwp_sleep(Lwp& l, const SleepSpec& s);
+// Deliver a wakeup; the sleeper's kind decides what it means.
+void lwp_wake(Lwp& l, WakeReason why);
+// End the sleep with `r` as the entry's return value and make it runnable.
+void lwp_end_sleep(Lwp& l, SysReturn r);
+// Broadcast the process condvar; sleepers re-evaluate when the lock drops.
+void proc_broadcast(Proc& p);
+void proc_drain(Proc& p);
+Errno lwp_sig_error(const Lwp& l, int signo);  // EINTR or ERESTART (SA_RESTART)
+
+// ---- kernel entry and return ----
+void lwp_userret(Lwp& l);
+void lwp_kick(Lwp& l);  // ask a user-mode LWP to enter the kernel
+void lwp_dispatch(Lwp& l, int cpu);                                  // vCPU worker
+void lwp_kick_current(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu);  // takes the lock
+void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq);  // takes the lock
+
+// ---- signals, stop/continue, process exit ----
+void lwp_post_signal(Lwp& l, const SigInfo& si);
+void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si);
+void proc_stop(Proc& p);
+void proc_continue(Proc& p);
+void proc_stop_check(Proc& p);
+void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller);
+
+// ---- _lwp_wait and _lwp_suspend bodies (re-run on every wakeup) ----
+std::optional<SysReturn> lwp_wait_scan(Lwp& l);
+void lwp_wait_leave(Lwp& l);
+std::optional<SysReturn> lwp_suspend_check(Lwp& l);
+
+// ---- the syscall layer (sys_lwp.cc) ----
+Outcome sys_dispatch(Lwp& l, const SysArgs& args);
+
+}  // namespace lwpd::emul

@@ -1,0 +1,730 @@
+// The core of the emulated NetBSD LWP subsystem.
+//
+// ---------------------------------------------------------------------------
+// Model
+//
+// An LWP's user code runs on a host thread of the client; the kernel only
+// decides *when* it may run. An LWP is either in user mode (LSONPROC with no
+// pending kernel entry) or in the kernel with a pending entry (its start, a
+// syscall, or a trap after a kick). The pending entry is answered through the
+// process's UserPort by lwp_userret(), which first does the work NetBSD's
+// lwp_userret() does: exit, suspend, stop, give up the vCPU. No host thread of
+// the daemon ever blocks for an emulated sleep: a blocking syscall leaves the
+// LWP on a sleep queue with its continuation (SleepKind); a wakeup re-runs it.
+//
+// States (l_stat) and the transitions lwp_set_state() allows:
+//
+//   from \ to   IDL RUN ONPROC SLEEP STOP ZOMB SUSPENDED  freed
+//   (new)        x
+//   IDL              x                  x                   x  (create aborted)
+//   RUN                  x
+//   ONPROC           x          x     x    x      x
+//   SLEEP            x                  x
+//   STOP             x          x
+//   SUSPENDED        x
+//   ZOMB                                                    x
+//
+//   RUN -> ONPROC only by a vCPU's dispatch; ONPROC -> SLEEP only from a
+//   syscall; ONPROC -> STOP/SUSPENDED/ZOMB only in userret or _lwp_exit;
+//   SLEEP -> STOP only for interruptible sleeps while the process stops.
+//   An LWP in LSRUN is never freed or dequeued except by dispatch, so a vCPU
+//   that popped it may take its process lock afterwards.
+//
+// Counters, all under Proc::mu and recomputed by Kernel::check_invariants():
+//   nlwps    = LWPs in the table (embryos and zombies included)
+//   nrlwps   = LWPs in IDL, RUN, ONPROC or SLEEP
+//   nzlwps   = zombies + LWPs inside lwp_exit
+//   ndlwps   = detached LWPs, live or zombie
+//   nlwpwait = LWPs inside _lwp_wait
+//
+// Locks, and what they cover:
+//   Kernel::table_mu_  the process table (pid -> Proc)
+//   Proc::mu           everything about one process and its LWPs, including
+//                      sleep queues and the lwpctl slot bitmap
+//   Cpu::mu            one vCPU: run queue, current LWP, resched flags, and
+//                      the run-queue links of the LWPs queued there
+//   IdAllocator, Callout, uid accounting, UserPort implementations: leaves
+//
+// Lock order:  table_mu_ -> Proc::mu -> Cpu::mu -> {IdAllocator, Callout, uid, port}
+//   Never two Proc locks, never two Cpu locks. A vCPU worker holds no lock
+//   when it takes a Proc lock; it learns what to do under Cpu::mu, drops it,
+//   and re-validates under Proc::mu.
+//
+// Deferred wakeups: a broadcast of the process condvar only marks it pending;
+// ProcLock runs the sleepers' continuations just before unlocking, so no
+// continuation runs while its waker is half-way through (e.g. a waiter
+// reaping an LWP that is still inside lwp_exit).
+// ---------------------------------------------------------------------------
+
+#include <algorithm>
+#include <cassert>
+
+#include "emul/callout.h"
+#include "emul/idalloc.h"
+#include "emul/kern.h"
+#include "emul/sched.h"
+
+namespace lwpd::emul {
+
+using namespace netbsd;
+
+namespace {
+
+bool counts_running(LwpStat s) {
+  return s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc ||
+         s == LwpStat::kSleep;
+}
+
+bool on_lwpcv(SleepKind k) {
+  return k == SleepKind::kLwpWait || k == SleepKind::kSuspendWait || k == SleepKind::kExitWait;
+}
+
+std::atomic<uint64_t> g_sleep_seq{0};
+
+
+}  // namespace
+
+// ---- ProcLock ---------------------------------------------------------------------
+
+ProcLock::ProcLock(Proc& p) : p_(p) { p_.mu.lock(); }
+
+ProcLock::~ProcLock() {
+  proc_drain(p_);
+  p_.mu.unlock();
+}
+
+// ---- state machine ---------------------------------------------------------------
+
+bool lwp_transition_ok(LwpStat from, LwpStat to) {
+  using S = LwpStat;
+  switch (from) {
+    case S::kIdl: return to == S::kRun || to == S::kStop;
+    case S::kRun: return to == S::kOnProc;
+    case S::kOnProc:
+      return to == S::kRun || to == S::kSleep || to == S::kStop || to == S::kZomb ||
+             to == S::kSuspended;
+    case S::kSleep: return to == S::kRun || to == S::kStop;
+    case S::kStop: return to == S::kRun || to == S::kSleep;
+    case S::kSuspended: return to == S::kRun;
+    case S::kZomb: return false;
+  }
+  return false;
+}
+
+// The one place an LWP changes state: checks the transition, keeps nrlwps
+// exact and runs the side effects of leaving and entering LSONPROC and LSRUN.
+void lwp_set_state(Lwp& l, LwpStat to, bool run_at_head) {
+  Proc& p = *l.proc;
+  const LwpStat from = l.stat;
+  assert(lwp_transition_ok(from, to));
+  Scheduler& s = p.kernel().sched();
+
+  if (from == LwpStat::kOnProc) {
+    s.switch_out(l);
+    if (l.lwpctl_slot >= 0) {
+      p.lwpctl->set_curcpu(l.lwpctl_slot,
+                           to == LwpStat::kZomb ? LWPCTL_CPU_EXITED : LWPCTL_CPU_NONE);
+    }
+  }
+  if (counts_running(from) && !counts_running(to)) p.nrlwps--;
+  if (!counts_running(from) && counts_running(to)) p.nrlwps++;
+  assert(p.nrlwps >= 0 && p.nrlwps <= p.nlwps);
+  l.stat = to;
+
+  if (to == LwpStat::kOnProc) {
+    assert(l.cpu >= 0);
+    l.switches++;
+    if (l.lwpctl_slot >= 0) p.lwpctl->switch_in(l.lwpctl_slot, l.cpu);
+  } else if (to == LwpStat::kRun) {
+    s.enqueue(l, run_at_head);
+  }
+}
+
+int Lwp::eff_prio() const {
+  // A time-sharing LWP woken from a kernel sleep runs at a kernel priority
+  // until it returns to user mode (l_kpriority).
+  if (kboost && base_prio < PRI_KERNEL) return base_prio / 2 + PRI_KERNEL;
+  return base_prio;
+}
+
+// ---- creation ---------------------------------------------------------------------
+
+KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, SigSet sigmask,
+                         uint64_t private_ptr) {
+  Kernel& k = p.kernel();
+  const bool first = p.nlwps == 0;
+  if (!first) {
+    // Root may exceed RLIMIT_NTHR (kauth RLIMIT_BYPASS).
+    int limit = p.uid == 0 ? INT32_MAX : p.rlimit_nthr;
+    if (!k.uid_nthr_add(p.uid, limit)) return Errno::kEAGAIN;
+  }
+  lwp_drain_zomb(p);
+  auto lid = k.ids().alloc_lid(p.pid);
+  if (!lid.ok()) {
+    if (!first) k.uid_nthr_sub(p.uid);
+    return lid.error();
+  }
+  auto owned = std::make_unique<Lwp>(lid.value(), &p);
+  Lwp* l = owned.get();
+  l->sigmask = sigmask;
+  l->private_ptr = private_ptr;
+  if (creator != nullptr) {
+    l->policy = creator->policy;
+    l->base_prio = creator->base_prio;
+    l->affinity = creator->affinity;
+    l->cpu = creator->cpu;
+    l->flag |= creator->flag & (LW_WEXIT | LW_WREBOOT | LW_WCORE);
+  }
+  if (flags & LWP_DETACHED) {
+    l->detached = true;
+    p.ndlwps++;
+  }
+  l->ret = SysReturn{.kind = ReturnKind::kStart};
+  p.lwps.emplace(l->lid, std::move(owned));
+  p.order.push_front(l);
+  l->order_it = p.order.begin();
+  p.nlwps++;
+  p.nrlwps++;  // an embryo is pre-counted as running
+  return l;
+}
+
+void lwp_start(Lwp& l, uint64_t flags) {
+  Proc& p = *l.proc;
+  assert(l.stat == LwpStat::kIdl);
+  // LWP_SUSPENDED only arms the suspension: the LWP suspends itself in
+  // userret before its first user instruction, so a _lwp_continue that comes
+  // first simply disarms it.
+  if (flags & LWP_SUSPENDED) l.flag |= LW_WSUSPEND;
+  if (p.stat == ProcStat::kStop || (p.sflag & PS_STOPPING)) {
+    lwp_set_state(l, LwpStat::kStop);
+    proc_stop_check(p);
+  } else {
+    lwp_set_state(l, LwpStat::kRun);
+  }
+}
+
+// ---- freeing ----------------------------------------------------------------------
+
+void lwp_free(Lwp& l) {
+  Proc& p = *l.proc;
+  Kernel& k = p.kernel();
+  assert(l.stat == LwpStat::kZomb || l.stat == LwpStat::kIdl);
+  assert(l.sleep.kind == SleepKind::kNone);
+  if (p.zomblwp == &l) p.zomblwp = nullptr;
+  if (l.stat == LwpStat::kZomb) p.nzlwps--;
+  if (l.stat == LwpStat::kIdl) p.nrlwps--;
+  if (l.detached) p.ndlwps--;
+  p.nlwps--;
+  // The first LWP of a process was not counted against RLIMIT_NTHR; the
+  // matching rule on the way out is that the last one is not uncounted.
+  if (p.nlwps > 0) k.uid_nthr_sub(p.uid);
+  if (l.lwpctl_slot >= 0) p.lwpctl->free_slot(l.lwpctl_slot);
+  k.ids().free_lid(p.pid, l.lid);
+  p.order.erase(l.order_it);
+  proc_broadcast(p);
+  p.lwps.erase(l.lid);  // destroys l
+}
+
+void lwp_drain_zomb(Proc& p) {
+  if (p.zomblwp != nullptr) lwp_free(*p.zomblwp);
+}
+
+// ---- exit ---------------------------------------------------------------------------
+
+namespace {
+
+// The last live LWP leaves: free every zombie and the LWP itself, and report
+// the process's end. The PID stays allocated until Kernel::proc_release().
+void proc_finish_exit(Proc& p, Lwp& last) {
+  assert(p.live_lwps() == 1 && last.stat == LwpStat::kOnProc);
+  std::vector<Lwp*> zombies;
+  for (Lwp* o : p.order)
+    if (o != &last) zombies.push_back(o);
+  for (Lwp* z : zombies) {
+    assert(z->stat == LwpStat::kZomb);
+    lwp_free(*z);
+  }
+  const lwpid_t lid = last.lid;
+  p.nzlwps++;
+  last.exiting = true;
+  lwp_set_state(last, LwpStat::kZomb);
+  last.exiting = false;
+  lwp_free(last);
+  p.lwpcv_sleepers.clear();
+  p.lwpcv_pending = false;
+  p.stat = ProcStat::kZomb;
+  p.sflag &= ~PS_STOPPING;
+  p.lwpctl.reset();
+  p.port->lwp_exited(lid);
+  p.port->proc_exited(p.xstat);
+}
+
+}  // namespace
+
+void lwp_exit(Lwp& l) {
+  Proc& p = *l.proc;
+  assert(l.stat == LwpStat::kOnProc && l.in_kernel);
+  if (p.live_lwps() == 1) {
+    // The last live LWP takes the whole process with it (exit status 0 unless
+    // an exit was already under way with its own status).
+    if (!(p.sflag & PS_WEXIT)) p.xstat = ExitStatus{};
+    proc_finish_exit(p, l);
+    return;
+  }
+  p.nzlwps++;
+  l.exiting = true;
+  if (l.detached) {
+    lwp_drain_zomb(p);
+    p.zomblwp = &l;
+  }
+  if (l.name) l.name = "(zombie)";
+  lwp_set_state(l, LwpStat::kZomb);
+  l.exiting = false;
+  l.in_kernel = false;
+  proc_broadcast(p);
+  p.port->lwp_exited(l.lid);
+  if (p.exiter != 0 && p.live_lwps() == 1) {
+    // exit(2) in progress: its caller is the only one left.
+    if (Lwp* e = p.find_lwp(p.exiter)) lwp_wake(*e, WakeReason::kBroadcast);
+  }
+}
+
+// Every other LWP exits at its next return to user; blocked syscalls are
+// interrupted and never return. `caller` (exit(2)) waits for them, or, when
+// the signal came from outside, the last LWP to exit finishes the process.
+void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) {
+  if (p.sflag & PS_WEXIT) return;
+  p.sflag |= PS_WEXIT;
+  p.sflag &= ~PS_STOPPING;
+  p.xstat = st;
+  p.stat = ProcStat::kDying;
+  std::vector<Lwp*> victims;
+  for (Lwp* o : p.order)
+    if (o != caller && o->stat != LwpStat::kZomb) victims.push_back(o);
+  for (Lwp* o : victims) {
+    o->flag |= LW_WEXIT;
+    o->flag &= ~LW_DBGSUSPEND;
+    switch (o->stat) {
+      case LwpStat::kSleep:
+        if (o->sleep.interruptible) lwp_wake(*o, WakeReason::kExit);
+        break;
+      case LwpStat::kStop:
+        if (o->sleep.kind != SleepKind::kNone) {
+          lwp_end_sleep(*o, SysReturn::err(Errno::kEINTR));
+        } else {
+          lwp_set_state(*o, LwpStat::kRun);
+        }
+        break;
+      case LwpStat::kSuspended: lwp_set_state(*o, LwpStat::kRun); break;
+      case LwpStat::kOnProc: lwp_kick(*o); break;
+      default: break;
+    }
+  }
+  if (caller != nullptr) {
+    caller->flag |= LW_WEXIT;
+    p.exiter = caller->lid;
+  }
+}
+
+// ---- sleeping and waking -------------------------------------------------------------
+
+Errno lwp_sig_error(const Lwp& l, int signo) {
+  return (l.proc->sigrestart & sigmask_of(signo)) ? Errno::kERESTART : Errno::kEINTR;
+}
+
+namespace {
+
+// The first pending signal that would interrupt an interruptible sleep.
+int lwp_deliverable_signal(const Lwp& l) {
+  SigSet s = l.sigpend & ~l.sigmask;
+  return s == 0 ? 0 : __builtin_ctzll(s) + 1;
+}
+
+void lwp_sleep_dequeue(Lwp& l) {
+  Proc& p = *l.proc;
+  if (l.sleep.on_lwpcv) p.lwpcv_sleepers.erase(l.cv_it);
+  if (l.sleep.deadline) p.kernel().callout().cancel({*l.sleep.deadline, l.sleep.seq});
+  l.sleep = Sleep{};
+}
+
+void park_write_back(Lwp& l, SysReturn& r, bool timed_out) {
+  if (!l.sleep.ts_relative || !l.sleep.deadline) return;
+  Timespec ts{};
+  if (!timed_out) {
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*l.sleep.deadline -
+                                                                      Clock::now());
+    if (left.count() > 0) ts = {left.count() / 1000000000, left.count() % 1000000000};
+  }
+  r.ts = ts;
+}
+
+}  // namespace
+
+std::optional<SysReturn> lwp_sleep(Lwp& l, const SleepSpec& s) {
+  Proc& p = *l.proc;
+  assert(l.stat == LwpStat::kOnProc && l.in_kernel && l.sleep.kind == SleepKind::kNone);
+  if (s.interruptible) {
+    if (l.flag & LW_CANCELLED) {
+      l.flag &= ~LW_CANCELLED;
+      return SysReturn::err(Errno::kEINTR);
+    }
+    if (int sig = lwp_deliverable_signal(l)) return SysReturn::err(lwp_sig_error(l, sig));
+    if (l.flag & (LW_WEXIT | LW_WCORE)) return SysReturn::err(Errno::kEINTR);
+  }
+  l.sleep = Sleep{.kind = s.kind,
+                  .interruptible = s.interruptible,
+                  .seq = ++g_sleep_seq,
+                  .deadline = s.deadline,
+                  .target = s.target,
+                  .ts_relative = s.ts_relative};
+  if (on_lwpcv(s.kind)) {
+    p.lwpcv_sleepers.push_back(&l);
+    l.cv_it = std::prev(p.lwpcv_sleepers.end());
+    l.sleep.on_lwpcv = true;
+  }
+  if (s.deadline) {
+    p.kernel().callout().arm({*s.deadline, l.sleep.seq}, p.weak_from_this(), l.lid);
+  }
+  if (s.interruptible && (p.sflag & PS_STOPPING)) {
+    lwp_set_state(l, LwpStat::kStop);
+    proc_stop_check(p);
+  } else {
+    lwp_set_state(l, LwpStat::kSleep);
+  }
+  return std::nullopt;
+}
+
+void lwp_end_sleep(Lwp& l, SysReturn r) {
+  assert(l.sleep.kind != SleepKind::kNone);
+  lwp_sleep_dequeue(l);
+  l.ret = std::move(r);
+  if (l.stat == LwpStat::kSleep) {
+    l.kboost = true;
+    lwp_set_state(l, LwpStat::kRun);
+  }
+  // A stopped sleeper stays LSSTOP with its result; it runs once continued.
+}
+
+void lwp_wake(Lwp& l, WakeReason why) {
+  Sleep& s = l.sleep;
+  if (s.kind == SleepKind::kNone) return;
+  if (l.stat == LwpStat::kStop && why == WakeReason::kBroadcast) {
+    s.woken = SysReturn{};  // re-evaluate once continued
+    return;
+  }
+  switch (s.kind) {
+    case SleepKind::kPark: {
+      SysReturn r;
+      switch (why) {
+        case WakeReason::kBroadcast: return;  // not on the condvar
+        case WakeReason::kUnpark:
+        case WakeReason::kSpurious: break;
+        case WakeReason::kTimeout: r.error = Errno::kETIMEDOUT; break;
+        case WakeReason::kCancel:
+          // _lwp_wakeup's flags are consumed by the park they interrupted.
+          l.flag &= ~(LW_CANCELLED | LW_UNPARKED);
+          r.error = Errno::kEINTR;
+          break;
+        case WakeReason::kSignal:
+        case WakeReason::kExit: r.error = Errno::kEINTR; break;
+      }
+      park_write_back(l, r, why == WakeReason::kTimeout);
+      lwp_end_sleep(l, std::move(r));
+      return;
+    }
+    case SleepKind::kLwpWait: {
+      std::optional<SysReturn> r;
+      switch (why) {
+        case WakeReason::kBroadcast:
+        case WakeReason::kSpurious:
+        case WakeReason::kUnpark:
+        case WakeReason::kTimeout: r = lwp_wait_scan(l); break;
+        case WakeReason::kSignal: {
+          int sig = lwp_deliverable_signal(l);
+          lwp_wait_leave(l);
+          r = SysReturn::err(sig ? lwp_sig_error(l, sig) : Errno::kEINTR);
+          break;
+        }
+        case WakeReason::kCancel:
+          l.flag &= ~LW_CANCELLED;
+          [[fallthrough]];
+        case WakeReason::kExit:
+          lwp_wait_leave(l);
+          r = SysReturn::err(Errno::kEINTR);
+          break;
+      }
+      if (r) lwp_end_sleep(l, std::move(*r));
+      return;
+    }
+    case SleepKind::kSuspendWait: {
+      std::optional<SysReturn> r;
+      if (why == WakeReason::kBroadcast || why == WakeReason::kSpurious) {
+        r = lwp_suspend_check(l);
+      } else {
+        // Any interruption restarts _lwp_suspend (NetBSD maps it to ERESTART).
+        if (why == WakeReason::kCancel) l.flag &= ~LW_CANCELLED;
+        r = SysReturn::err(Errno::kERESTART);
+      }
+      if (r) lwp_end_sleep(l, std::move(*r));
+      return;
+    }
+    case SleepKind::kExitWait:
+      if (why == WakeReason::kBroadcast && l.proc->live_lwps() == 1) {
+        lwp_end_sleep(l, SysReturn{});
+      }
+      return;
+    case SleepKind::kKernel:
+      if (why == WakeReason::kUnpark) lwp_end_sleep(l, SysReturn{});
+      return;
+    case SleepKind::kNone: return;
+  }
+}
+
+void proc_broadcast(Proc& p) { p.lwpcv_pending = true; }
+
+void proc_drain(Proc& p) {
+  if (p.draining) return;
+  p.draining = true;
+  while (p.lwpcv_pending) {
+    p.lwpcv_pending = false;
+    std::vector<lwpid_t> sleepers;
+    sleepers.reserve(p.lwpcv_sleepers.size());
+    for (Lwp* l : p.lwpcv_sleepers) sleepers.push_back(l->lid);
+    for (lwpid_t lid : sleepers) {
+      auto it = p.lwps.find(lid);
+      if (it != p.lwps.end() && it->second->sleep.on_lwpcv) {
+        lwp_wake(*it->second, WakeReason::kBroadcast);
+      }
+    }
+  }
+  p.draining = false;
+}
+
+void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) {
+  ProcLock g(*p);
+  auto it = p->lwps.find(lid);
+  if (it == p->lwps.end()) return;
+  Lwp& l = *it->second;
+  if (l.sleep.kind != SleepKind::kNone && l.sleep.seq == seq) {
+    l.sleep.deadline.reset();  // already fired: nothing to cancel
+    lwp_wake(l, WakeReason::kTimeout);
+  }
+}
+
+// ---- kernel entry and return to user --------------------------------------------------
+
+void lwp_kick(Lwp& l) {
+  if (l.user_mode()) l.proc->port->lwp_kick(l.lid, l.ugen);
+}
+
+void lwp_kick_current(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu) {
+  ProcLock g(*p);
+  Lwp* l = p->find_lwp(lid);
+  if (l != nullptr && l->stat == LwpStat::kOnProc && l->cpu == cpu) lwp_kick(*l);
+}
+
+void lwp_dispatch(Lwp& l, int cpu) {
+  ProcLock g(*l.proc);
+  assert(l.stat == LwpStat::kRun && l.in_kernel);
+  l.cpu = cpu;
+  lwp_set_state(l, LwpStat::kOnProc);
+  lwp_userret(l);
+}
+
+// Return to user mode, unless something must happen first. Mirrors NetBSD's
+// lwp_userret(): exit, then suspension, then a process stop, then preemption.
+void lwp_userret(Lwp& l) {
+  Proc& p = *l.proc;
+  assert(l.stat == LwpStat::kOnProc && l.in_kernel);
+  if ((l.flag & LW_WEXIT) || (p.sflag & PS_WEXIT)) {
+    if (p.exiter != 0 && p.exiter != l.lid && !(l.flag & LW_WEXIT)) {
+      // Created after exit(2) began but before LW_WEXIT could be inherited.
+      l.flag |= LW_WEXIT;
+    }
+    lwp_exit(l);
+    return;
+  }
+  if (l.flag & LW_WSUSPEND) {
+    lwp_set_state(l, LwpStat::kSuspended);
+    proc_broadcast(p);
+    proc_stop_check(p);
+    return;
+  }
+  if ((p.sflag & PS_STOPPING) || p.stat == ProcStat::kStop) {
+    lwp_set_state(l, LwpStat::kStop);
+    proc_stop_check(p);
+    return;
+  }
+  Scheduler& s = p.kernel().sched();
+  if (s.take_resched(l)) {
+    lwp_set_state(l, LwpStat::kRun, l.policy == NB_SCHED_FIFO);
+    return;
+  }
+  if (l.kboost) {
+    l.kboost = false;
+    s.set_cur_prio(l);
+  }
+  for (const SigInfo& si : l.sigq) p.port->lwp_signal(l.lid, si);
+  l.sigq.clear();
+  l.sigpend = 0;
+  l.in_kernel = false;
+  l.ugen++;
+  p.port->lwp_return(l.lid, l.ret, l.ugen);
+}
+
+// ---- signals -------------------------------------------------------------------------
+
+void lwp_post_signal(Lwp& l, const SigInfo& si) {
+  if (l.user_mode()) {
+    l.proc->port->lwp_signal(l.lid, si);
+    return;
+  }
+  // Held until the LWP next returns to user mode (suspended and stopped LWPs
+  // take it once they run again); an interruptible sleep is cut short.
+  l.sigq.push_back(si);
+  l.sigpend |= sigmask_of(si.signo);
+  if (l.stat == LwpStat::kSleep && l.sleep.interruptible && !(l.sigmask & sigmask_of(si.signo))) {
+    lwp_wake(l, WakeReason::kSignal);
+  }
+}
+
+// Signals that act on the whole process regardless of the target LWP.
+void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si) {
+  switch (si.signo) {
+    case NB_SIGKILL: proc_exit_begin(p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr); return;
+    case NB_SIGSTOP: proc_stop(p); return;
+    case NB_SIGCONT:
+      proc_continue(p);
+      break;  // and delivered, for a handler
+    default: break;
+  }
+  if (target == nullptr) {
+    // Process-directed: the first LWP that does not block it, else the first.
+    for (Lwp* o : p.order) {
+      if (o->stat == LwpStat::kZomb) continue;
+      if (target == nullptr || !(o->sigmask & sigmask_of(si.signo))) {
+        bool better = target == nullptr || (target->sigmask & sigmask_of(si.signo));
+        if (better) target = o;
+      }
+    }
+  }
+  if (target != nullptr) lwp_post_signal(*target, si);
+}
+
+// ---- stop and continue ---------------------------------------------------------------
+
+void proc_stop(Proc& p) {
+  if ((p.sflag & (PS_WEXIT | PS_STOPPING)) || p.stat == ProcStat::kStop) return;
+  p.sflag |= PS_STOPPING;
+  std::vector<Lwp*> lwps(p.order.begin(), p.order.end());
+  for (Lwp* o : lwps) {
+    if (o->stat == LwpStat::kSleep && o->sleep.interruptible) {
+      lwp_set_state(*o, LwpStat::kStop);
+    } else if (o->stat == LwpStat::kOnProc) {
+      lwp_kick(*o);
+    }
+  }
+  proc_stop_check(p);
+}
+
+void proc_stop_check(Proc& p) {
+  if ((p.sflag & PS_STOPPING) && p.nrlwps == 0) {
+    p.sflag &= ~PS_STOPPING;
+    p.stat = ProcStat::kStop;
+  }
+}
+
+void proc_continue(Proc& p) {
+  if (p.stat != ProcStat::kStop && !(p.sflag & PS_STOPPING)) return;
+  p.stat = ProcStat::kActive;
+  p.sflag &= ~PS_STOPPING;
+  std::vector<Lwp*> lwps(p.order.begin(), p.order.end());
+  for (Lwp* o : lwps) {
+    if (o->stat != LwpStat::kStop || (o->flag & LW_DBGSUSPEND)) continue;
+    if (o->sleep.kind == SleepKind::kNone) {
+      lwp_set_state(*o, LwpStat::kRun);
+      continue;
+    }
+    const bool recheck = o->sleep.woken.has_value();
+    o->sleep.woken.reset();
+    lwp_set_state(*o, LwpStat::kSleep);
+    if (recheck) lwp_wake(*o, WakeReason::kBroadcast);
+  }
+}
+
+// ---- _lwp_wait --------------------------------------------------------------------
+
+// Leave _lwp_wait without collecting anything (NetBSD's error exit).
+void lwp_wait_leave(Lwp& l) {
+  Proc& p = *l.proc;
+  assert(l.in_lwpwait);
+  if (l.waitingfor != 0) {
+    Lwp* t = p.find_lwp_any(l.waitingfor);
+    if (t != nullptr && t->waiter == l.lid) t->waiter = 0;
+  }
+  l.in_lwpwait = false;
+  l.waitingfor = 0;
+  p.nlwpwait--;
+  proc_broadcast(p);
+}
+
+// One pass of NetBSD's lwp_wait() loop. Returns the syscall's result, or
+// nullopt when the caller must (keep) sleep(ing).
+std::optional<SysReturn> lwp_wait_scan(Lwp& l) {
+  Proc& p = *l.proc;
+  const lwpid_t wait_for = l.waitingfor;
+  lwp_drain_zomb(p);
+  auto fail = [&](Errno e) {
+    lwp_wait_leave(l);
+    return SysReturn::err(e);
+  };
+  if (wait_for != 0) {
+    Lwp* t = p.find_lwp_any(wait_for);
+    if (t == nullptr) return fail(Errno::kESRCH);
+    if (t->detached) return fail(Errno::kEINVAL);
+  }
+  int counted = 0;
+  for (Lwp* c : p.order) {
+    if (wait_for != 0 && c->lid != wait_for) continue;
+    if (c->stat == LwpStat::kIdl) continue;
+    // Mutual wait (and self-wait: the caller waits for itself).
+    if (c->lid == wait_for && c->in_lwpwait && c->waitingfor == l.lid) {
+      return fail(Errno::kEDEADLK);
+    }
+    if (c == &l || c->detached) continue;
+    if (wait_for != 0) {
+      if (c->waiter == 0) c->waiter = l.lid;
+    } else if (c->waiter != 0 && c->waiter != l.lid) {
+      counted++;  // reserved for its specific waiter
+      continue;
+    }
+    counted++;
+    if (c->stat == LwpStat::kZomb) {
+      const lwpid_t departed = c->lid;
+      l.in_lwpwait = false;
+      l.waitingfor = 0;
+      p.nlwpwait--;
+      c->waiter = 0;
+      lwp_free(*c);
+      return SysReturn::ok(departed);
+    }
+  }
+  if (counted == 0) return fail(Errno::kESRCH);
+  if (p.nlwpwait == p.nlwps) return fail(Errno::kEDEADLK);
+  return std::nullopt;
+}
+
+// ---- _lwp_suspend --------------------------------------------------------------------
+
+// The suspender's wait condition, re-run on every broadcast.
+std::optional<SysReturn> lwp_suspend_check(Lwp& l) {
+  Proc& p = *l.proc;
+  const lwpid_t tid = l.sleep.kind == SleepKind::kSuspendWait ? l.sleep.target : 0;
+  Lwp* t = p.find_lwp(tid);
+  if (t == nullptr) return SysReturn::err(Errno::kESRCH);
+  if ((l.flag | t->flag) & (LW_WCORE | LW_WEXIT)) return SysReturn::err(Errno::kERESTART);
+  if (t->stat == LwpStat::kSuspended || !(t->flag & LW_WSUSPEND)) return SysReturn{};
+  return std::nullopt;
+}
+
+}  // namespace lwpd::emul

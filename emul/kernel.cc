@@ -1,0 +1,317 @@
+// The Kernel facade: process lifecycle, kernel entries from transports,
+// inspection snapshots and the invariant checker.
+
+#include "emul/kernel.h"
+
+#include <cassert>
+#include <sstream>
+
+#include "emul/callout.h"
+#include "emul/idalloc.h"
+#include "emul/kern.h"
+#include "emul/proc.h"
+#include "emul/sched.h"
+
+namespace lwpd::emul {
+
+using namespace netbsd;
+
+// ---- Proc --------------------------------------------------------------------------
+
+Proc::Proc(Kernel& k, pid_t id, ProcSpec spec)
+    : pid(id),
+      uid(spec.uid),
+      comm(std::move(spec.comm)),
+      port(std::move(spec.port)),
+      rlimit_nthr(spec.rlimit_nthr >= 0 ? spec.rlimit_nthr
+                                         : std::min(k.config().maxlwp, MAXUPRC)),
+      k_(k) {}
+
+Proc::~Proc() = default;
+
+Lwp* Proc::find_lwp_any(lwpid_t lid) const {
+  auto it = lwps.find(lid);
+  if (it == lwps.end() || it->second->stat == LwpStat::kIdl) return nullptr;
+  return it->second.get();
+}
+
+Lwp* Proc::find_lwp(lwpid_t lid) const {
+  Lwp* l = find_lwp_any(lid);
+  return (l == nullptr || l->stat == LwpStat::kZomb) ? nullptr : l;
+}
+
+Lwp* Proc::first_live_lwp() const {
+  for (Lwp* l : order)
+    if (l->stat != LwpStat::kIdl && l->stat != LwpStat::kZomb) return l;
+  return nullptr;
+}
+
+// ---- Kernel ------------------------------------------------------------------------
+
+Kernel::Kernel(KernelConfig cfg) : cfg_(std::move(cfg)) {
+  if (cfg_.ncpus < 1) cfg_.ncpus = 1;
+  if (cfg_.ncpus > kMaxCpus) cfg_.ncpus = kMaxCpus;
+  ids_ = std::make_unique<IdAllocator>();
+  callout_ = std::make_unique<Callout>(
+      [](const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) { lwp_timeout(p, lid, seq); });
+  sched_ = std::make_unique<Scheduler>(*this, cfg_.ncpus, cfg_.quantum, cfg_.pin_cpus);
+  sched_->start();
+}
+
+Kernel::~Kernel() {
+  // Workers first: after this no vCPU touches an LWP, and the processes can
+  // be dropped wholesale.
+  sched_->stop();
+  callout_.reset();
+  std::lock_guard g(table_mu_);
+  procs_.clear();
+}
+
+KResult<ProcRef> Kernel::proc_create(ProcSpec spec) {
+  assert(spec.port != nullptr);
+  pid_t pid = TRY(ids_->alloc_pid());
+  auto p = std::make_shared<Proc>(*this, pid, std::move(spec));
+  {
+    ProcLock g(*p);
+    auto l = lwp_create(*p, nullptr, 0, 0, 0);
+    if (!l.ok()) {
+      ids_->free_pid(pid);
+      return l.error();
+    }
+    assert(l.value()->lid == pid);
+    // Published before it can run: the vCPU that dispatches it may look the
+    // process up.
+    {
+      std::lock_guard t(table_mu_);
+      procs_.emplace(pid, p);
+    }
+    lwp_start(*l.value(), 0);
+  }
+  return p;
+}
+
+const char* entry_status_name(EntryStatus s) {
+  switch (s) {
+    case EntryStatus::kOk: return "ok";
+    case EntryStatus::kNoSuchLwp: return "no such LWP in this process";
+    case EntryStatus::kNotInUserMode: return "LWP already has a pending kernel entry";
+    case EntryStatus::kProcExited: return "process has exited";
+    case EntryStatus::kBadArgs: return "request carries no syscall";
+  }
+  return "?";
+}
+
+namespace {
+
+// Validate that `lid` may enter the kernel now and mark it as entered.
+EntryStatus lwp_enter(Proc& p, lwpid_t lid, Lwp** out) {
+  if (p.stat == ProcStat::kZomb) return EntryStatus::kProcExited;
+  Lwp* l = p.find_lwp(lid);
+  if (l == nullptr) return EntryStatus::kNoSuchLwp;
+  if (!l->user_mode()) return EntryStatus::kNotInUserMode;
+  l->in_kernel = true;
+  *out = l;
+  return EntryStatus::kOk;
+}
+
+}  // namespace
+
+EntryStatus Kernel::syscall(const ProcRef& p, lwpid_t lid, SysArgs args) {
+  if (std::holds_alternative<std::monostate>(args)) return EntryStatus::kBadArgs;
+  ProcLock g(*p);
+  Lwp* l = nullptr;
+  EntryStatus st = lwp_enter(*p, lid, &l);
+  if (st != EntryStatus::kOk) return st;
+  Outcome o = sys_dispatch(*l, args);
+  if (o.what == Outcome::kReturn) {
+    l->ret = std::move(o.ret);
+    lwp_userret(*l);
+  }
+  return EntryStatus::kOk;
+}
+
+EntryStatus Kernel::trap(const ProcRef& p, lwpid_t lid) {
+  ProcLock g(*p);
+  Lwp* l = nullptr;
+  EntryStatus st = lwp_enter(*p, lid, &l);
+  if (st != EntryStatus::kOk) return st;
+  l->ret = SysReturn{.kind = ReturnKind::kResume};
+  lwp_userret(*l);
+  return EntryStatus::kOk;
+}
+
+KResult<void> Kernel::proc_signal(const ProcRef& p, int signo) {
+  if (signo <= 0 || signo >= NB_NSIG) return Errno::kEINVAL;
+  ProcLock g(*p);
+  if (p->stat == ProcStat::kZomb) return Errno::kESRCH;
+  SigInfo si{.signo = signo, .code = NB_SI_USER, .pid = 0, .uid = 0};
+  proc_post_signal(*p, nullptr, si);
+  return {};
+}
+
+void Kernel::proc_set_sigrestart(const ProcRef& p, SigSet mask) {
+  ProcLock g(*p);
+  p->sigrestart = mask;
+}
+
+KResult<void> Kernel::proc_release(const ProcRef& p) {
+  {
+    ProcLock g(*p);
+    if (p->stat != ProcStat::kZomb) return Errno::kEBUSY;
+  }
+  std::lock_guard t(table_mu_);
+  if (procs_.erase(p->pid) == 1) ids_->free_pid(p->pid);
+  return {};
+}
+
+ProcRef Kernel::proc_lookup(pid_t pid) const {
+  std::lock_guard t(table_mu_);
+  auto it = procs_.find(pid);
+  return it == procs_.end() ? nullptr : it->second;
+}
+
+pid_t Kernel::proc_pid(const ProcRef& p) const { return p->pid; }
+
+bool Kernel::uid_nthr_add(uint32_t uid, int limit) {
+  std::lock_guard g(uid_mu_);
+  int& n = uid_nthr_[uid];
+  if (n + 1 > limit) return false;
+  n++;
+  return true;
+}
+
+void Kernel::uid_nthr_sub(uint32_t uid) {
+  std::lock_guard g(uid_mu_);
+  int& n = uid_nthr_[uid];
+  assert(n > 0);
+  n--;
+}
+
+// ---- inspection ----------------------------------------------------------------------
+
+namespace {
+
+const char* wchan_name(SleepKind k) {
+  switch (k) {
+    case SleepKind::kPark: return "parked";
+    case SleepKind::kLwpWait: return "lwpwait";
+    case SleepKind::kSuspendWait: return "lwpsusp";
+    case SleepKind::kExitWait: return "exit";
+    case SleepKind::kKernel: return "kernel";
+    case SleepKind::kNone: return "";
+  }
+  return "";
+}
+
+ProcInfo proc_info_locked(const Proc& p) {
+  ProcInfo pi;
+  pi.pid = p.pid;
+  pi.uid = p.uid;
+  pi.comm = p.comm;
+  pi.stat = p.stat;
+  pi.nlwps = p.nlwps;
+  pi.nrlwps = p.nrlwps;
+  pi.nzlwps = p.nzlwps;
+  pi.ndlwps = p.ndlwps;
+  pi.nlwpwait = p.nlwpwait;
+  if (p.lwpctl) pi.lwpctl_path = p.lwpctl->path();
+  for (const Lwp* l : p.order) {
+    LwpInfo li;
+    li.lid = l->lid;
+    li.stat = l->stat;
+    li.flag = l->flag;
+    li.cpu = l->cpu;
+    li.priority = l->eff_prio();
+    li.policy = l->policy;
+    li.name = l->name.value_or("");
+    li.wchan = wchan_name(l->sleep.kind);
+    li.detached = l->detached;
+    li.in_kernel = l->in_kernel;
+    li.switches = l->switches;
+    if (l->lwpctl_slot >= 0) {
+      li.lc_pctr = p.lwpctl->pctr(l->lwpctl_slot);
+      li.lc_curcpu = p.lwpctl->curcpu(l->lwpctl_slot);
+    }
+    pi.lwps.push_back(std::move(li));
+  }
+  return pi;
+}
+
+std::vector<ProcRef> table_copy(std::mutex& mu, const std::unordered_map<pid_t, ProcRef>& t) {
+  std::lock_guard g(mu);
+  std::vector<ProcRef> v;
+  for (auto& [pid, p] : t) v.push_back(p);
+  return v;
+}
+
+}  // namespace
+
+std::vector<ProcInfo> Kernel::snapshot_procs() const {
+  std::vector<ProcInfo> out;
+  for (auto& p : table_copy(table_mu_, procs_)) {
+    ProcLock g(*p);
+    out.push_back(proc_info_locked(*p));
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.pid < b.pid; });
+  return out;
+}
+
+std::optional<ProcInfo> Kernel::snapshot_proc(pid_t pid) const {
+  ProcRef p = proc_lookup(pid);
+  if (!p) return std::nullopt;
+  ProcLock g(*p);
+  return proc_info_locked(*p);
+}
+
+std::vector<CpuInfo> Kernel::snapshot_cpus() const { return sched_->snapshot(); }
+
+// ---- invariants ----------------------------------------------------------------------
+
+std::string Kernel::check_invariants() const {
+  std::ostringstream err;
+  for (auto& pr : table_copy(table_mu_, procs_)) {
+    ProcLock g(*pr);
+    const Proc& p = *pr;
+    int nlwps = 0, nrlwps = 0, nzlwps = 0, ndlwps = 0, nlwpwait = 0, cv = 0;
+    for (const Lwp* l : p.order) {
+      nlwps++;
+      const LwpStat s = l->stat;
+      if (s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc ||
+          s == LwpStat::kSleep)
+        nrlwps++;
+      if (s == LwpStat::kZomb || l->exiting) nzlwps++;
+      if (l->detached) ndlwps++;
+      if (l->in_lwpwait) nlwpwait++;
+      if (l->sleep.on_lwpcv) cv++;
+      const bool sleeping = l->sleep.kind != SleepKind::kNone;
+      if (s == LwpStat::kSleep && !sleeping) err << "lwp " << l->lid << " LSSLEEP without a sleep; ";
+      if ((s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kZomb ||
+           s == LwpStat::kSuspended) && sleeping)
+        err << "lwp " << l->lid << " " << lwp_stat_name(s) << " with a sleep; ";
+      if (s == LwpStat::kOnProc && l->cpu < 0) err << "lwp " << l->lid << " ONPROC without cpu; ";
+      if (s != LwpStat::kOnProc && !l->in_kernel && s != LwpStat::kZomb)
+        err << "lwp " << l->lid << " in user mode while " << lwp_stat_name(s) << "; ";
+      if (l->in_lwpwait != (l->sleep.kind == SleepKind::kLwpWait) && s != LwpStat::kOnProc)
+        err << "lwp " << l->lid << " lwpwait bookkeeping off; ";
+      if (p.lwps.count(l->lid) != 1) err << "lwp " << l->lid << " not in the map; ";
+    }
+    if (static_cast<size_t>(nlwps) != p.lwps.size()) err << "order/map size mismatch; ";
+    auto cmp = [&](const char* what, int have, int want) {
+      if (have != want) err << what << " is " << have << ", recomputed " << want << "; ";
+    };
+    cmp("nlwps", p.nlwps, nlwps);
+    cmp("nrlwps", p.nrlwps, nrlwps);
+    cmp("nzlwps", p.nzlwps, nzlwps);
+    cmp("ndlwps", p.ndlwps, ndlwps);
+    cmp("nlwpwait", p.nlwpwait, nlwpwait);
+    cmp("lwpcv sleepers", static_cast<int>(p.lwpcv_sleepers.size()), cv);
+    if (p.zomblwp != nullptr && (p.zomblwp->stat != LwpStat::kZomb || !p.zomblwp->detached))
+      err << "p_zomblwp holds a non-zombie; ";
+    if (p.stat == ProcStat::kZomb && nlwps != 0) err << "exited process still has LWPs; ";
+    std::string e = err.str();
+    if (!e.empty()) return "pid " + std::to_string(p.pid) + ": " + e;
+  }
+  return "";
+}
+
+}  // namespace lwpd::emul

@@ -1,0 +1,162 @@
+// The emulated NetBSD LWP kernel: public interface used by transports (the
+// gRPC daemon, the test harness) and by inspection. See kern_lwp.cc for the
+// design comment (states, transitions, locks).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "emul/netbsd.h"
+#include "emul/result.h"
+#include "emul/syscalls.h"
+#include "emul/user_port.h"
+
+namespace lwpd::emul {
+
+class Proc;
+class Scheduler;
+class Callout;
+class IdAllocator;
+using ProcRef = std::shared_ptr<Proc>;
+
+struct KernelConfig {
+  int ncpus = 2;                              // vCPU worker threads
+  std::chrono::milliseconds quantum{100};     // time slice (NB_SCHED_OTHER, NB_SCHED_RR)
+  int hz = 100;                               // tick rate used to round park timeouts
+  bool pin_cpus = true;                       // pin vCPU threads to host CPUs
+  std::string runtime_dir;                    // lwpctl region files; empty = memfd
+  int maxlwp = netbsd::MAXLWP;                // kern.maxlwp (RLIMIT_NTHR hard limit)
+  bool user_set_cpu_affinity = false;         // security.models.extensions.*
+  // Log sink (level: 0 debug, 1 info, 2 warn, 3 error); may be empty.
+  std::function<void(int level, const std::string& msg)> log;
+};
+
+struct ProcSpec {
+  uint32_t uid = 0;
+  std::string comm;                    // process name, for inspection
+  std::shared_ptr<UserPort> port;      // required
+  int rlimit_nthr = -1;                // soft RLIMIT_NTHR; -1 = min(maxlwp, MAXUPRC)
+};
+
+// Why a transport's request could not be taken: a protocol problem of the
+// user side, never a NetBSD error (those are in SysReturn).
+enum class EntryStatus {
+  kOk,
+  kNoSuchLwp,      // no live LWP with that LID in the process
+  kNotInUserMode,  // the LWP already has a pending kernel entry
+  kProcExited,     // the process has exited or is exiting
+  kBadArgs,        // the request carries no syscall
+};
+const char* entry_status_name(EntryStatus s);
+
+struct LwpInfo {
+  lwpid_t lid = 0;
+  netbsd::LwpStat stat{};
+  uint32_t flag = 0;
+  int cpu = -1;              // vCPU it is on (LSONPROC) or last ran on
+  int priority = 0;          // effective kernel priority
+  int policy = 0;
+  std::string name;
+  std::string wchan;         // wait channel ("parked", "lwpwait", "exit"), if sleeping
+  bool detached = false;
+  bool in_kernel = false;
+  uint64_t switches = 0;     // times switched in
+  int32_t lc_pctr = 0;
+  int32_t lc_curcpu = netbsd::LWPCTL_CPU_NONE;
+};
+
+struct ProcInfo {
+  pid_t pid = 0;
+  uint32_t uid = 0;
+  std::string comm;
+  netbsd::ProcStat stat{};
+  int nlwps = 0, nrlwps = 0, nzlwps = 0, ndlwps = 0, nlwpwait = 0;
+  std::string lwpctl_path;   // backing file of the lwpctl region, if any
+  std::vector<LwpInfo> lwps; // newest first
+};
+
+struct CpuInfo {
+  int index = 0;
+  int host_cpu = -1;         // pinned host CPU, -1 if not pinned
+  pid_t cur_pid = 0;         // 0 = idle
+  lwpid_t cur_lid = 0;
+  int cur_priority = -1;
+  int runq_len = 0;
+  uint64_t switches = 0;
+  uint64_t steals = 0;
+  uint64_t preemptions = 0;
+  uint64_t busy_ns = 0;
+  uint64_t idle_ns = 0;
+};
+
+class Kernel {
+ public:
+  explicit Kernel(KernelConfig cfg);
+  ~Kernel();  // stops the vCPUs; remaining processes are discarded
+  Kernel(const Kernel&) = delete;
+  Kernel& operator=(const Kernel&) = delete;
+
+  // Create a process whose first LWP (LID == PID) is runnable with a pending
+  // start: its port gets lwp_return(kStart) when it is first dispatched.
+  // Errors: EAGAIN (no PID available).
+  KResult<ProcRef> proc_create(ProcSpec spec);
+
+  // The LWP enters the kernel with a syscall. The result comes back through
+  // the port (possibly from within this call).
+  EntryStatus syscall(const ProcRef& p, lwpid_t lid, SysArgs args);
+  // The LWP enters the kernel because it was kicked (or voluntarily).
+  EntryStatus trap(const ProcRef& p, lwpid_t lid);
+
+  // Post a signal to a whole process from outside (admin, broken session):
+  // NB_SIGKILL kills, NB_SIGSTOP stops, NB_SIGCONT continues, others are handed to an
+  // LWP of the process. Errors: EINVAL (bad signal), ESRCH (exited).
+  KResult<void> proc_signal(const ProcRef& p, int signo);
+  // Report which signals have SA_RESTART handlers in the process (bit sig-1).
+  void proc_set_sigrestart(const ProcRef& p, netbsd::SigSet mask);
+  // Forget an exited process and free its PID. Errors: EBUSY (still alive).
+  KResult<void> proc_release(const ProcRef& p);
+
+  ProcRef proc_lookup(pid_t pid) const;
+  pid_t proc_pid(const ProcRef& p) const;
+  std::vector<ProcInfo> snapshot_procs() const;
+  std::optional<ProcInfo> snapshot_proc(pid_t pid) const;
+  std::vector<CpuInfo> snapshot_cpus() const;
+
+  // Recompute every process's counters and state sets from the LWP table and
+  // compare with the maintained ones. Returns "" or a description of the
+  // first violation.
+  std::string check_invariants() const;
+
+  const KernelConfig& config() const { return cfg_; }
+  int ncpus() const { return cfg_.ncpus; }
+
+  // ---- internal, used by the core and the scheduler ----
+  Scheduler& sched() { return *sched_; }
+  Callout& callout() { return *callout_; }
+  IdAllocator& ids() { return *ids_; }
+  void log(int level, const std::string& msg) const {
+    if (cfg_.log) cfg_.log(level, msg);
+  }
+  // Per-uid count of non-first LWPs (RLIMIT_NTHR accounting).
+  bool uid_nthr_add(uint32_t uid, int limit);  // false: over the limit
+  void uid_nthr_sub(uint32_t uid);
+
+ private:
+  KernelConfig cfg_;
+  std::unique_ptr<IdAllocator> ids_;
+  std::unique_ptr<Callout> callout_;
+  std::unique_ptr<Scheduler> sched_;
+
+  mutable std::mutex table_mu_;  // lock order: first
+  std::unordered_map<pid_t, ProcRef> procs_;  // table_mu_
+
+  std::mutex uid_mu_;  // leaf
+  std::unordered_map<uint32_t, int> uid_nthr_;  // uid_mu_
+};
+
+}  // namespace lwpd::emul

@@ -1,0 +1,387 @@
+// vCPU workers, run queues, CPU selection, time slicing, preemption and idle
+// stealing. See sched.h for the model and kern_lwp.cc for the lock order.
+
+#include "emul/sched.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <cassert>
+#include <string>
+
+#include "emul/kern.h"
+#include "emul/proc.h"
+
+namespace lwpd::emul {
+
+using namespace netbsd;
+using std::chrono::steady_clock;
+
+namespace {
+bool allows(CpuMask affinity, int cpu) {
+  return affinity == 0 || (affinity & (CpuMask{1} << cpu)) != 0;
+}
+uint64_t ns_between(steady_clock::time_point a, steady_clock::time_point b) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
+}
+}  // namespace
+
+// ---- RunQueue ------------------------------------------------------------------------
+
+void RunQueue::push(Lwp* l, int prio, bool head) {
+  assert(prio >= 0 && prio < PRI_COUNT && l->rq_next == nullptr && l->rq_prev == nullptr);
+  l->rq_prio = prio;
+  if (head_[prio] == nullptr) {
+    head_[prio] = tail_[prio] = l;
+    set_bit(prio);
+  } else if (head) {
+    l->rq_next = head_[prio];
+    head_[prio]->rq_prev = l;
+    head_[prio] = l;
+  } else {
+    l->rq_prev = tail_[prio];
+    tail_[prio]->rq_next = l;
+    tail_[prio] = l;
+  }
+  n_++;
+}
+
+void RunQueue::remove(Lwp* l) {
+  const int p = l->rq_prio;
+  (l->rq_prev ? l->rq_prev->rq_next : head_[p]) = l->rq_next;
+  (l->rq_next ? l->rq_next->rq_prev : tail_[p]) = l->rq_prev;
+  l->rq_next = l->rq_prev = nullptr;
+  if (head_[p] == nullptr) clear_bit(p);
+  n_--;
+  assert(n_ >= 0);
+}
+
+int RunQueue::max_prio() const {
+  for (int w = static_cast<int>(bits_.size()) - 1; w >= 0; w--) {
+    // Bit for priority p is 0x80000000 >> (p & 31): the highest priority in a
+    // word is its lowest set bit.
+    if (bits_[w] != 0) return w * 32 + (31 - __builtin_ctz(bits_[w]));
+  }
+  return -1;
+}
+
+Lwp* RunQueue::pop() {
+  int p = max_prio();
+  if (p < 0) return nullptr;
+  Lwp* l = head_[p];
+  remove(l);
+  return l;
+}
+
+Lwp* RunQueue::pop_migratable(int cpu) {
+  for (int p = max_prio(); p >= 0; p--) {
+    for (Lwp* l = head_[p]; l != nullptr; l = l->rq_next) {
+      if (allows(l->rq_affinity, cpu)) {
+        remove(l);
+        return l;
+      }
+    }
+  }
+  return nullptr;
+}
+
+// ---- Scheduler ---------------------------------------------------------------------
+
+Scheduler::Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin)
+    : k_(k), quantum_(quantum), pin_(pin) {
+  assert(ncpus >= 1 && ncpus <= kMaxCpus);
+  for (int i = 0; i < ncpus; i++) cpus_.push_back(std::make_unique<Cpu>(i));
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+CpuMask Scheduler::all_mask() const {
+  return cpus_.size() >= 64 ? ~CpuMask{0} : (CpuMask{1} << cpus_.size()) - 1;
+}
+
+void Scheduler::start() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  std::vector<int> hosts;
+  if (pin_ && sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+    for (int i = 0; i < CPU_SETSIZE; i++)
+      if (CPU_ISSET(i, &allowed)) hosts.push_back(i);
+  }
+  for (auto& c : cpus_) {
+    if (!hosts.empty()) c->host_cpu = hosts[c->index % hosts.size()];
+    c->since = steady_clock::now();
+    c->thread = std::thread([this, cp = c.get()] { run(*cp); });
+  }
+}
+
+void Scheduler::stop() {
+  for (auto& c : cpus_) {
+    {
+      std::lock_guard g(c->mu);
+      c->stopping = true;
+    }
+    c->cv.notify_all();
+  }
+  for (auto& c : cpus_)
+    if (c->thread.joinable()) c->thread.join();
+}
+
+void Scheduler::account(Cpu& c, bool now_busy) {
+  if (c.acct_busy == now_busy) return;
+  auto now = steady_clock::now();
+  (c.acct_busy ? c.busy_ns : c.idle_ns) += ns_between(c.since, now);
+  c.since = now;
+  c.acct_busy = now_busy;
+}
+
+// Choose a vCPU for an LWP becoming runnable (NetBSD's sched_takecpu, without
+// SMT topology): its last vCPU if idle, any idle vCPU, a vCPU running
+// something it outranks, its last vCPU (cache affinity), else the shortest queue.
+int Scheduler::takecpu(const Lwp& l) {
+  const int n = ncpus();
+  const int prio = l.eff_prio();
+  const int last = (l.cpu >= 0 && allows(l.affinity, l.cpu)) ? l.cpu : -1;
+  if (last >= 0 && cpus_[last]->idle.load(std::memory_order_relaxed)) return last;
+  const int start = static_cast<int>(rotor_.fetch_add(1, std::memory_order_relaxed) % n);
+  int lowest = -1, lowest_prio = prio, shortest = -1, shortest_len = INT32_MAX;
+  for (int i = 0; i < n; i++) {
+    const int c = (start + i) % n;
+    if (!allows(l.affinity, c)) continue;
+    Cpu& cpu = *cpus_[c];
+    if (cpu.idle.load(std::memory_order_relaxed)) return c;
+    const int cp = cpu.hint_prio.load(std::memory_order_relaxed);
+    if (cp < lowest_prio) {
+      lowest = c;
+      lowest_prio = cp;
+    }
+    const int q = cpu.hint_queued.load(std::memory_order_relaxed);
+    if (q < shortest_len) {
+      shortest = c;
+      shortest_len = q;
+    }
+  }
+  if (lowest >= 0) return lowest;
+  if (last >= 0) return last;
+  assert(shortest >= 0);
+  return shortest;
+}
+
+void Scheduler::enqueue(Lwp& l, bool head) {
+  assert(l.stat == LwpStat::kRun && l.rq_cpu < 0);
+  const int ci = takecpu(l);
+  Cpu& c = *cpus_[ci];
+  bool busy;
+  {
+    std::lock_guard g(c.mu);
+    l.rq_cpu = ci;
+    l.rq_affinity = l.affinity;
+    c.rq.push(&l, l.eff_prio(), head);
+    c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+    c.idle.store(false, std::memory_order_relaxed);
+    busy = c.cur != nullptr;
+    if (busy && l.eff_prio() > c.cur_prio && !c.need_resched) {
+      c.need_resched = true;
+      c.need_kick = true;
+      c.preemptions++;
+    }
+  }
+  c.cv.notify_one();
+  if (busy) wake_idle_for(l.affinity, ci);
+}
+
+// Work landed on a busy vCPU: let an idle one that may run it come and steal.
+void Scheduler::wake_idle_for(CpuMask mask, int busy_cpu) {
+  for (auto& c : cpus_) {
+    if (c->index != busy_cpu && allows(mask, c->index) &&
+        c->idle.load(std::memory_order_relaxed)) {
+      c->cv.notify_one();
+      return;
+    }
+  }
+}
+
+void Scheduler::switch_out(Lwp& l) {
+  Cpu& c = *cpus_[l.cpu];
+  std::shared_ptr<Proc> drop;
+  {
+    std::lock_guard g(c.mu);
+    assert(c.cur == &l);
+    c.cur = nullptr;
+    drop = std::move(c.cur_proc);
+    c.need_resched = c.need_kick = false;
+    c.cur_prio = -1;
+    c.hint_prio.store(-1, std::memory_order_relaxed);
+  }
+  c.cv.notify_one();
+  // `drop` is released under the caller's Proc::mu; the process table still
+  // holds the process, so this never frees it.
+}
+
+bool Scheduler::take_resched(Lwp& l) {
+  Cpu& c = *cpus_[l.cpu];
+  std::lock_guard g(c.mu);
+  assert(c.cur == &l);
+  if (!c.need_resched) return false;
+  c.need_resched = c.need_kick = false;
+  return true;
+}
+
+void Scheduler::set_cur_prio(Lwp& l) {
+  Cpu& c = *cpus_[l.cpu];
+  {
+    std::lock_guard g(c.mu);
+    assert(c.cur == &l);
+    c.cur_prio = l.eff_prio();
+    c.cur_policy = l.policy;
+    c.hint_prio.store(c.cur_prio, std::memory_order_relaxed);
+    if (c.rq.max_prio() > c.cur_prio && !c.need_resched) {
+      c.need_resched = true;
+      c.need_kick = true;
+      c.preemptions++;
+    }
+  }
+  c.cv.notify_one();
+}
+
+void Scheduler::requeue(Lwp& l) {
+  if (l.rq_cpu < 0) return;  // claimed by a vCPU, about to run
+  Cpu& c = *cpus_[l.rq_cpu];
+  {
+    std::lock_guard g(c.mu);
+    c.rq.remove(&l);
+    c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+    l.rq_cpu = -1;
+  }
+  enqueue(l, false);
+}
+
+void Scheduler::resched(Lwp& l) {
+  Cpu& c = *cpus_[l.cpu];
+  {
+    std::lock_guard g(c.mu);
+    assert(c.cur == &l);
+    c.need_resched = true;
+  }
+  lwp_kick(l);
+}
+
+Lwp* Scheduler::steal(Cpu& thief) {
+  const int n = ncpus();
+  for (int i = 1; i < n; i++) {
+    Cpu& v = *cpus_[(thief.index + i) % n];
+    std::lock_guard g(v.mu);
+    if (v.rq.size() == 0) continue;
+    if (Lwp* l = v.rq.pop_migratable(thief.index)) {
+      v.hint_queued.store(v.rq.size(), std::memory_order_relaxed);
+      l->rq_cpu = -1;
+      return l;
+    }
+  }
+  return nullptr;
+}
+
+// The vCPU's life: dispatch the best queued LWP (or steal one), then watch it
+// until it leaves, its time slice ends or something outranks it.
+void Scheduler::run(Cpu& c) {
+  pthread_setname_np(pthread_self(), ("lwpd-cpu" + std::to_string(c.index)).c_str());
+  if (c.host_cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(c.host_cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
+      k_.log(2, "vcpu" + std::to_string(c.index) + ": cannot pin to host CPU " +
+                    std::to_string(c.host_cpu) + ", running unpinned");
+      c.host_cpu = -1;
+    }
+  }
+  std::unique_lock lk(c.mu);
+  while (!c.stopping) {
+    if (c.cur == nullptr) {
+      Lwp* l = c.rq.pop();
+      if (l != nullptr) {
+        l->rq_cpu = -1;
+        c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+      } else {
+        lk.unlock();
+        l = steal(c);
+        lk.lock();
+        if (c.stopping) break;
+        if (l == nullptr) {
+          // Something may have been queued while we looked elsewhere.
+          if (c.rq.size() > 0) continue;
+          c.idle.store(true, std::memory_order_relaxed);
+          c.cv.wait(lk);
+          continue;
+        }
+        c.steals++;
+      }
+      // Claim it: from here until switch_out, `cur` is this LWP.
+      account(c, true);
+      c.idle.store(false, std::memory_order_relaxed);
+      c.cur = l;
+      c.cur_proc = l->proc->shared_from_this();
+      c.cur_prio = l->rq_prio;
+      c.cur_policy = l->rq_policy;
+      c.hint_prio.store(c.cur_prio, std::memory_order_relaxed);
+      c.need_resched = c.need_kick = false;
+      c.slice_end = steady_clock::now() + quantum_;
+      c.switches++;
+      lk.unlock();
+      lwp_dispatch(*l, c.index);
+      lk.lock();
+      if (c.cur == nullptr) account(c, false);
+      continue;
+    }
+    if (c.need_kick) {
+      c.need_kick = false;
+      auto p = c.cur_proc;
+      const lwpid_t lid = c.cur->lid;
+      lk.unlock();
+      lwp_kick_current(p, lid, c.index);
+      p.reset();
+      lk.lock();
+      continue;
+    }
+    const auto now = steady_clock::now();
+    if (now >= c.slice_end) {
+      // Time slice over: give way to anything of equal or higher priority
+      // (NB_SCHED_FIFO is never sliced).
+      if (c.cur_policy != NB_SCHED_FIFO && c.rq.max_prio() >= c.cur_prio && !c.need_resched) {
+        c.need_resched = true;
+        c.need_kick = true;
+        c.preemptions++;
+      }
+      c.slice_end = now + quantum_;
+      continue;
+    }
+    c.cv.wait_until(lk, c.slice_end);
+    if (c.cur == nullptr) account(c, false);
+  }
+}
+
+std::vector<CpuInfo> Scheduler::snapshot() const {
+  std::vector<CpuInfo> out;
+  for (auto& cp : cpus_) {
+    Cpu& c = *cp;
+    std::lock_guard g(c.mu);
+    CpuInfo i;
+    i.index = c.index;
+    i.host_cpu = c.host_cpu;
+    if (c.cur != nullptr) {
+      i.cur_pid = c.cur_proc ? c.cur_proc->pid : 0;
+      i.cur_lid = c.cur->lid;
+      i.cur_priority = c.cur_prio;
+    }
+    i.runq_len = c.rq.size();
+    i.switches = c.switches;
+    i.steals = c.steals;
+    i.preemptions = c.preemptions;
+    const uint64_t open = ns_between(c.since, steady_clock::now());
+    i.busy_ns = c.busy_ns + (c.acct_busy ? open : 0);
+    i.idle_ns = c.idle_ns + (c.acct_busy ? 0 : open);
+    out.push_back(i);
+  }
+  return out;
+}
+
+}  // namespace lwpd::emul

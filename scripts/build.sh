@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# build.sh [--sanitize thread|address] [--build-dir DIR] [-- EXTRA_CMAKE_ARGS...]
+#
+# Configures (CMake + Ninja, RelWithDebInfo with assertions on) and builds with -j2.
+# Default build directory: build/, or build-tsan/ / build-asan/ when sanitized.
+# Relative --build-dir paths are taken from the repository root.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+usage() { sed -n '2,6s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2; }
+
+sanitize=""
+build_dir=""
+extra=()
+while (($#)); do
+  case $1 in
+    --sanitize) [[ $# -ge 2 ]] || usage; sanitize=$2; shift 2 ;;
+    --sanitize=*) sanitize=${1#*=}; shift ;;
+    --build-dir) [[ $# -ge 2 ]] || usage; build_dir=$2; shift 2 ;;
+    --build-dir=*) build_dir=${1#*=}; shift ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) usage ;;
+    *) echo "build.sh: unknown argument '$1'" >&2; usage ;;
+  esac
+done
+
+case $sanitize in
+  "") default_dir=build ;;
+  thread) default_dir=build-tsan ;;
+  address) default_dir=build-asan ;;
+  *) echo "build.sh: --sanitize must be thread or address" >&2; exit 2 ;;
+esac
+build_dir=${build_dir:-$default_dir}
+[[ $build_dir == /* ]] || build_dir=$root/$build_dir
+
+# "-O2 -g" without -DNDEBUG: optimised, debuggable, assertions on.
+cmake -S "$root" -B "$build_dir" -G Ninja \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" \
+  -DLWPD_SANITIZE="$sanitize" \
+  "${extra[@]}"
+cmake --build "$build_dir" -j2
