@@ -283,10 +283,6 @@ void lwp_exit(Lwp& l) {
   l.in_kernel = false;
   proc_broadcast(p);
   p.port->lwp_exited(l.lid);
-  if (p.exiter != 0 && p.live_lwps() == 1) {
-    // exit(2) in progress: its caller is the only one left.
-    if (Lwp* e = p.find_lwp(p.exiter)) lwp_wake(*e, WakeReason::kBroadcast);
-  }
 }
 
 // Every other LWP exits at its next return to user; blocked syscalls are
@@ -505,10 +501,7 @@ void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) {
   auto it = p->lwps.find(lid);
   if (it == p->lwps.end()) return;
   Lwp& l = *it->second;
-  if (l.sleep.kind != SleepKind::kNone && l.sleep.seq == seq) {
-    l.sleep.deadline.reset();  // already fired: nothing to cancel
-    lwp_wake(l, WakeReason::kTimeout);
-  }
+  if (l.sleep.kind != SleepKind::kNone && l.sleep.seq == seq) lwp_wake(l, WakeReason::kTimeout);
 }
 
 // ---- kernel entry and return to user --------------------------------------------------
@@ -537,10 +530,6 @@ void lwp_userret(Lwp& l) {
   Proc& p = *l.proc;
   assert(l.stat == LwpStat::kOnProc && l.in_kernel);
   if ((l.flag & LW_WEXIT) || (p.sflag & PS_WEXIT)) {
-    if (p.exiter != 0 && p.exiter != l.lid && !(l.flag & LW_WEXIT)) {
-      // Created after exit(2) began but before LW_WEXIT could be inherited.
-      l.flag |= LW_WEXIT;
-    }
     lwp_exit(l);
     return;
   }

@@ -71,6 +71,7 @@ KResult<ProcRef> Kernel::proc_create(ProcSpec spec) {
   assert(spec.port != nullptr);
   pid_t pid = TRY(ids_->alloc_pid());
   auto p = std::make_shared<Proc>(*this, pid, std::move(spec));
+  Lwp* main = nullptr;
   {
     ProcLock g(*p);
     auto l = lwp_create(*p, nullptr, 0, 0, 0);
@@ -78,15 +79,16 @@ KResult<ProcRef> Kernel::proc_create(ProcSpec spec) {
       ids_->free_pid(pid);
       return l.error();
     }
-    assert(l.value()->lid == pid);
-    // Published before it can run: the vCPU that dispatches it may look the
-    // process up.
-    {
-      std::lock_guard t(table_mu_);
-      procs_.emplace(pid, p);
-    }
-    lwp_start(*l.value(), 0);
+    main = l.value();
+    assert(main->lid == pid);
   }
+  // Published while its only LWP is still an embryo, then started.
+  {
+    std::lock_guard t(table_mu_);
+    procs_.emplace(pid, p);
+  }
+  ProcLock g(*p);
+  lwp_start(*main, 0);
   return p;
 }
 
@@ -147,6 +149,24 @@ KResult<void> Kernel::proc_signal(const ProcRef& p, int signo) {
   SigInfo si{.signo = signo, .code = NB_SI_USER, .pid = 0, .uid = 0};
   proc_post_signal(*p, nullptr, si);
   return {};
+}
+
+void Kernel::proc_abandon(const ProcRef& p) {
+  ProcLock g(*p);
+  if (p->stat == ProcStat::kZomb) return;
+  proc_exit_begin(*p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
+  // Threads in user mode will never trap: take them into the kernel here so
+  // they exit at userret like everyone else.
+  std::vector<lwpid_t> running;
+  for (Lwp* l : p->order)
+    if (l->user_mode()) running.push_back(l->lid);
+  for (lwpid_t lid : running) {
+    if (Lwp* l = p->find_lwp(lid); l != nullptr && l->user_mode()) {
+      l->in_kernel = true;
+      l->ret = SysReturn{.kind = ReturnKind::kResume};
+      lwp_userret(*l);
+    }
+  }
 }
 
 void Kernel::proc_set_sigrestart(const ProcRef& p, SigSet mask) {

@@ -116,6 +116,10 @@ class Kernel {
   // NB_SIGKILL kills, NB_SIGSTOP stops, NB_SIGCONT continues, others are handed to an
   // LWP of the process. Errors: EINVAL (bad signal), ESRCH (exited).
   KResult<void> proc_signal(const ProcRef& p, int signo);
+  // The user side of the process is gone (its session broke): kill it as
+  // with SIGKILL, treating LWPs that were running user code as having
+  // entered the kernel, so everything the process held is freed.
+  void proc_abandon(const ProcRef& p);
   // Report which signals have SA_RESTART handlers in the process (bit sig-1).
   void proc_set_sigrestart(const ProcRef& p, netbsd::SigSet mask);
   // Forget an exited process and free its PID. Errors: EBUSY (still alive).

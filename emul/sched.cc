@@ -194,6 +194,10 @@ void Scheduler::wake_idle_for(CpuMask mask, int busy_cpu) {
   for (auto& c : cpus_) {
     if (c->index != busy_cpu && allows(mask, c->index) &&
         c->idle.load(std::memory_order_relaxed)) {
+      {
+        std::lock_guard g(c->mu);
+        c->poked = true;
+      }
       c->cv.notify_one();
       return;
     }
@@ -302,15 +306,17 @@ void Scheduler::run(Cpu& c) {
         l->rq_cpu = -1;
         c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
       } else {
+        // Advertise idleness before looking at other queues: an enqueuer that
+        // pushes after our scan sees the flag and pokes us (both sides order
+        // through the victim's lock), so no work waits a time slice for us.
+        c.idle.store(true, std::memory_order_relaxed);
+        c.poked = false;
         lk.unlock();
         l = steal(c);
         lk.lock();
         if (c.stopping) break;
         if (l == nullptr) {
-          // Something may have been queued while we looked elsewhere.
-          if (c.rq.size() > 0) continue;
-          c.idle.store(true, std::memory_order_relaxed);
-          c.cv.wait(lk);
+          if (c.rq.size() == 0 && !c.poked) c.cv.wait(lk);
           continue;
         }
         c.steals++;

@@ -64,6 +64,7 @@ class Cpu {
   bool need_kick = false;           // the worker must kick cur
   std::chrono::steady_clock::time_point slice_end{};
   bool stopping = false;
+  bool poked = false;               // an idle vCPU was asked to look for work
   uint64_t switches = 0, steals = 0, preemptions = 0;
   uint64_t busy_ns = 0, idle_ns = 0;
   bool acct_busy = false;                         // the period being accounted

@@ -20,6 +20,11 @@ using std::chrono::nanoseconds;
 // ---- exit(2) ---------------------------------------------------------------------
 Outcome sys_proc_exit(Lwp& l, const ProcExitArgs& a) {
   Proc& p = *l.proc;
+  if (p.sflag & PS_WEXIT) {
+    // Someone else is already taking the process down: just go.
+    lwp_exit(l);
+    return Outcome::gone();
+  }
   proc_exit_begin(p, ExitStatus{.code = a.status & 0xff}, &l);
   if (p.live_lwps() == 1) {
     lwp_exit(l);
@@ -354,6 +359,7 @@ Outcome sys_sched_getaffinity(Lwp& l, const SchedGetaffinityArgs& a) {
 }
 
 Outcome sys_sched_yield(Lwp& l, const SchedYieldArgs&) {
+  l.ret = SysReturn{};
   lwp_set_state(l, LwpStat::kRun);  // to the tail of its queue
   return Outcome::blocked();
 }
