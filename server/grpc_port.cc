@@ -1,0 +1,223 @@
+#include "server/grpc_port.h"
+
+#include "server/wire.h"
+
+namespace lwpd::server {
+
+namespace {
+constexpr int kSysLwpCreate = 309;
+}  // namespace
+
+// ---- the Session stream ----------------------------------------------------------------
+
+bool GrpcPort::attach_session(SessionStream* s, v1::SessionEvent attached) {
+  std::lock_guard g(mu_);
+  if (closed_ || orphaned_) return false;
+  session_ = s;
+  s->Send(std::move(attached));
+  for (auto& ev : early_events_) s->Send(std::move(ev));
+  early_events_.clear();
+  if (exited_) s->FinishAfterWrites(grpc::Status::OK);
+  return true;
+}
+
+void GrpcPort::detach_session(SessionStream* s) {
+  std::lock_guard g(mu_);
+  if (session_ == s) session_ = nullptr;
+  orphaned_ = true;
+  early_events_.clear();
+}
+
+void GrpcPort::orphan() {
+  std::lock_guard g(mu_);
+  orphaned_ = true;
+  early_events_.clear();
+}
+
+void GrpcPort::session_event_locked(v1::SessionEvent ev) {
+  if (session_ != nullptr) {
+    session_->Send(std::move(ev));
+  } else if (!orphaned_ && !closed_) {
+    early_events_.push_back(std::move(ev));
+  }
+}
+
+// ---- LWP transports ----------------------------------------------------------------------
+
+void GrpcPort::add_lwp(lwpid_t lid) {
+  std::lock_guard g(mu_);
+  if (!exited_) routes_.try_emplace(lid);
+}
+
+GrpcPort::Check GrpcPort::begin_entry(lwpid_t lid, ReturnTarget* t, int sysno) {
+  std::lock_guard g(mu_);
+  if (closed_ || exited_) return Check::kClosed;
+  auto it = routes_.find(lid);
+  if (it == routes_.end()) return Check::kNoSuchLwp;
+  Route& r = it->second;
+  if (!r.user || r.target != nullptr || !r.buffered.empty()) return Check::kBusy;
+  r.target = t;
+  r.user = false;
+  r.pending_sysno = sysno;
+  return Check::kOk;
+}
+
+bool GrpcPort::abort_entry(lwpid_t lid, ReturnTarget* t) {
+  std::lock_guard g(mu_);
+  auto it = routes_.find(lid);
+  if (it == routes_.end() || it->second.target != t) return false;
+  it->second.target = nullptr;
+  it->second.user = true;  // the kernel refused: nothing changed on its side
+  it->second.pending_sysno = 0;
+  return true;
+}
+
+GrpcPort::Check GrpcPort::start_wait(lwpid_t lid, ReturnTarget* t) {
+  std::lock_guard g(mu_);
+  if (closed_ || exited_) return Check::kClosed;
+  auto it = routes_.find(lid);
+  if (it == routes_.end()) return Check::kNoSuchLwp;
+  Route& r = it->second;
+  if (r.target != nullptr) return Check::kBusy;
+  if (!r.buffered.empty()) {
+    v1::SyscallReturn ret = std::move(r.buffered.front());
+    r.buffered.pop_front();
+    r.user = true;
+    t->Deliver(ret);
+    return Check::kDelivered;
+  }
+  if (r.user) return Check::kBusy;  // already running user code: nothing to wait for
+  r.target = t;
+  return Check::kOk;
+}
+
+bool GrpcPort::cancel_entry(lwpid_t lid, ReturnTarget* t) {
+  std::lock_guard g(mu_);
+  auto it = routes_.find(lid);
+  if (it == routes_.end() || it->second.target != t) return false;
+  // The LWP stays in the kernel; its return will be buffered.
+  it->second.target = nullptr;
+  return true;
+}
+
+GrpcPort::Check GrpcPort::open_channel(lwpid_t lid, ReturnTarget* ch) {
+  std::lock_guard g(mu_);
+  if (closed_ || exited_) return Check::kClosed;
+  auto it = routes_.find(lid);
+  if (it == routes_.end()) return Check::kNoSuchLwp;
+  Route& r = it->second;
+  if (r.channel != nullptr) return Check::kBusy;
+  r.channel = ch;
+  if (r.target == nullptr) {
+    while (!r.buffered.empty()) {
+      r.user = true;
+      ch->Deliver(r.buffered.front());
+      r.buffered.pop_front();
+    }
+  }
+  return Check::kOk;
+}
+
+void GrpcPort::close_channel(lwpid_t lid, ReturnTarget* ch) {
+  std::lock_guard g(mu_);
+  auto it = routes_.find(lid);
+  if (it == routes_.end()) return;
+  if (it->second.channel == ch) it->second.channel = nullptr;
+  if (it->second.target == ch) it->second.target = nullptr;  // its return gets buffered
+}
+
+void GrpcPort::shutdown(const grpc::Status& st) {
+  std::lock_guard g(mu_);
+  closed_ = true;
+  for (auto& [lid, r] : routes_) {
+    if (r.target != nullptr) r.target->Fail(st);
+    if (r.channel != nullptr && r.channel != r.target) r.channel->Fail(st);
+    r.target = r.channel = nullptr;
+  }
+  if (session_ != nullptr) session_->FinishNow(st);
+  early_events_.clear();
+}
+
+bool GrpcPort::exited() const {
+  std::lock_guard g(mu_);
+  return exited_;
+}
+
+// ---- emul::UserPort ------------------------------------------------------------------------
+
+void GrpcPort::deliver_locked(Route& r, v1::SyscallReturn ret) {
+  ReturnTarget* t = r.target != nullptr ? r.target : r.channel;
+  r.target = nullptr;
+  r.pending_sysno = 0;
+  if (t == nullptr) {
+    r.buffered.push_back(std::move(ret));
+    return;
+  }
+  r.user = true;
+  t->Deliver(ret);
+}
+
+void GrpcPort::lwp_return(lwpid_t lid, const emul::SysReturn& ret, uint64_t gen) {
+  std::lock_guard g(mu_);
+  Route& r = routes_[lid];
+  // The new LWP becomes nameable once its creator learns its LID (it may
+  // already have a route if it was dispatched before its creator returned).
+  if (r.pending_sysno == kSysLwpCreate && ret.kind == emul::ReturnKind::kSyscall &&
+      ret.error == netbsd::Errno::kOk) {
+    routes_.try_emplace(static_cast<lwpid_t>(ret.retval));
+  }
+  v1::SyscallReturn w;
+  return_to_wire(ret, gen, &w);
+  deliver_locked(routes_[lid], std::move(w));  // re-find: try_emplace may rehash
+}
+
+void GrpcPort::lwp_kick(lwpid_t lid, uint64_t gen) {
+  std::lock_guard g(mu_);
+  v1::SessionEvent ev;
+  ev.mutable_kick()->set_lid(lid);
+  ev.mutable_kick()->set_gen(gen);
+  session_event_locked(std::move(ev));
+}
+
+void GrpcPort::lwp_signal(lwpid_t lid, const emul::SigInfo& info) {
+  std::lock_guard g(mu_);
+  v1::SessionEvent ev;
+  ev.mutable_signal()->set_lid(lid);
+  siginfo_to_wire(info, ev.mutable_signal()->mutable_info());
+  session_event_locked(std::move(ev));
+}
+
+void GrpcPort::lwp_exited(lwpid_t lid) {
+  std::lock_guard g(mu_);
+  if (auto it = routes_.find(lid); it != routes_.end()) {
+    Route& r = it->second;
+    if (r.target != nullptr) r.target->Exited();
+    if (r.channel != nullptr && r.channel != r.target) r.channel->Exited();
+    routes_.erase(it);
+  }
+  v1::SessionEvent ev;
+  ev.mutable_lwp_exited()->set_lid(lid);
+  session_event_locked(std::move(ev));
+}
+
+void GrpcPort::proc_exited(const emul::ExitStatus& status) {
+  {
+    std::lock_guard g(mu_);
+    exited_ = true;
+    v1::ExitStatus st;
+    exit_status_to_wire(status, &st);
+    for (auto& [lid, r] : routes_) {
+      if (r.target != nullptr) r.target->ProcExited(st);
+      if (r.channel != nullptr && r.channel != r.target) r.channel->ProcExited(st);
+    }
+    routes_.clear();
+    v1::SessionEvent ev;
+    *ev.mutable_proc_exited() = st;
+    session_event_locked(std::move(ev));
+    if (session_ != nullptr) session_->FinishAfterWrites(grpc::Status::OK);
+  }
+  // Still under the process lock: the hook only schedules the release.
+  if (on_exit_) on_exit_();
+}
+
+}  // namespace lwpd::server

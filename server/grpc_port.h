@@ -1,0 +1,136 @@
+// GrpcPort: the emul::UserPort of one process served over gRPC.
+//
+// The kernel calls the UserPort methods with the process lock held, so they
+// only route and enqueue: they never block and never call into the Kernel.
+// Work that needs the kernel (releasing an exited process) is handed to the
+// `on_exit` hook, which defers it to another thread.
+//
+// Routing of returns. Each LWP has a Route:
+//   target   the transport that made the pending kernel entry and waits for
+//            its return: the LWP's channel or a unary Call/Trap/Start reactor;
+//   channel  the LWP's open LwpChannel, if any;
+//   buffered returns nobody was waiting for (RETURN_START of an LWP whose
+//            channel is not open yet, the result of a cancelled Call).
+// A return goes to `target`, else to `channel`, else into `buffered`; opening
+// a channel or calling Start hands the buffered return over. Kicks, signals,
+// LWP exits and the process exit travel on the Session stream.
+//
+// Routes exist for the LWPs the user side may name: the main LWP (added at
+// attach), LWPs returned by a successful _lwp_create, and any LWP the kernel
+// returns to; a route is dropped when its LWP exits. So an LID without a
+// route is not (or no longer) an LWP of this process: NOT_FOUND.
+//
+// Lifetime: transports register raw pointers here and unregister themselves
+// before they are destroyed (in OnDone at the latest); whoever removes a
+// unary target from its route under mu_ is the one that finishes it, so a
+// target is finished exactly once.
+//
+// Lock order: kernel Proc::mu -> GrpcPort::mu_ -> a stream's write lock.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+
+#include <grpcpp/grpcpp.h>
+
+#include "emul/user_port.h"
+#include "lwpd/v1/kernel.grpc.pb.h"
+#include "server/stream.h"
+
+namespace lwpd::server {
+
+namespace v1 = ::lwpd::v1;
+namespace emul = ::lwpd::emul;
+using netbsd::lwpid_t;
+
+// Something waiting for an LWP's return: a unary reactor or an LWP channel.
+// Every method is called with GrpcPort::mu_ held and must only enqueue or
+// finish.
+class ReturnTarget {
+ public:
+  virtual ~ReturnTarget() = default;
+  // The pending entry returns to user mode. A unary target finishes with it.
+  virtual void Deliver(const v1::SyscallReturn& r) = 0;
+  // The LWP is gone (its pending entry never returns). Ends the target.
+  virtual void Exited() = 0;
+  // The process is gone. Ends the target.
+  virtual void ProcExited(const v1::ExitStatus& st) = 0;
+  // The daemon is shutting down (or the route is torn down). Ends the target.
+  virtual void Fail(const grpc::Status& st) = 0;
+};
+
+using SessionStream = QueuedBidiReactor<v1::SessionRequest, v1::SessionEvent>;
+
+class GrpcPort : public emul::UserPort {
+ public:
+  enum class Check {
+    kOk,         // registered (or delivered at once, for kDelivered)
+    kDelivered,  // Start/Open: a buffered return was handed over immediately
+    kNoSuchLwp,  // no route: not an LWP of this process (NOT_FOUND)
+    kBusy,       // the LWP is not in a state for this (FAILED_PRECONDITION)
+    kClosed,     // the process exited or the daemon is shutting down
+  };
+
+  explicit GrpcPort(std::function<void()> on_exit) : on_exit_(std::move(on_exit)) {}
+
+  // ---- the Session stream ----
+  // Bind the session stream: `attached` is written first, then any event
+  // produced before the stream was bound. False if the port is closed.
+  bool attach_session(SessionStream* s, v1::SessionEvent attached);
+  void detach_session(SessionStream* s);
+  // The session stream is gone for good: drop events instead of queueing.
+  void orphan();
+
+  // ---- LWP transports ----
+  void add_lwp(lwpid_t lid);
+  // A transport enters the kernel for `lid` (syscall `sysno`, 0 for a trap)
+  // and waits for the return. kOk: call the Kernel next, and on refusal
+  // abort_entry().
+  Check begin_entry(lwpid_t lid, ReturnTarget* t, int sysno);
+  // The Kernel refused the entry: true if `t` was still registered (the
+  // caller then finishes it), false if something already ended it.
+  bool abort_entry(lwpid_t lid, ReturnTarget* t);
+  // Start: wait for the LWP's first return (or take a buffered one).
+  Check start_wait(lwpid_t lid, ReturnTarget* t);
+  // A unary target was cancelled: true if it was still registered.
+  bool cancel_entry(lwpid_t lid, ReturnTarget* t);
+  // Bind / unbind an LwpChannel.
+  Check open_channel(lwpid_t lid, ReturnTarget* ch);
+  void close_channel(lwpid_t lid, ReturnTarget* ch);
+
+  // End every transport with `st` and refuse new ones (daemon shutdown).
+  void shutdown(const grpc::Status& st);
+  bool exited() const;
+
+  // ---- emul::UserPort (called under the process lock) ----
+  void lwp_return(lwpid_t lid, const emul::SysReturn& ret, uint64_t gen) override;
+  void lwp_kick(lwpid_t lid, uint64_t gen) override;
+  void lwp_signal(lwpid_t lid, const emul::SigInfo& info) override;
+  void lwp_exited(lwpid_t lid) override;
+  void proc_exited(const emul::ExitStatus& status) override;
+
+ private:
+  struct Route {
+    ReturnTarget* target = nullptr;   // waits for the pending entry's return
+    ReturnTarget* channel = nullptr;  // the open LwpChannel
+    std::deque<v1::SyscallReturn> buffered;
+    bool user = false;     // a return was handed to the user side since the last entry
+    int pending_sysno = 0; // syscall of the pending entry (0: start or trap)
+  };
+  void session_event_locked(v1::SessionEvent ev);
+  void deliver_locked(Route& r, v1::SyscallReturn ret);
+
+  const std::function<void()> on_exit_;
+
+  mutable std::mutex mu_;
+  std::unordered_map<lwpid_t, Route> routes_;   // [mu_]
+  SessionStream* session_ = nullptr;            // [mu_]
+  std::deque<v1::SessionEvent> early_events_;   // [mu_] before the stream is bound
+  bool orphaned_ = false;                       // [mu_] the stream is gone
+  bool exited_ = false;                         // [mu_] proc_exited seen
+  bool closed_ = false;                         // [mu_] shutdown
+};
+
+}  // namespace lwpd::server

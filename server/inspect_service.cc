@@ -1,0 +1,71 @@
+// The Inspect service: read-only snapshots of the emulated kernel. Each call
+// takes the kernel's locks briefly (snapshot_*) and finishes at once.
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "server/services.h"
+#include "server/wire.h"
+
+namespace lwpd::server {
+
+int64_t self_rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  if (!(f >> size >> resident)) return -1;
+  return resident * static_cast<int64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+namespace {
+
+grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const grpc::Status& st) {
+  auto* r = ctx->DefaultReactor();
+  r->Finish(st);
+  return r;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* InspectService::ListProcs(grpc::CallbackServerContext* ctx,
+                                                    const v1::ListProcsRequest*,
+                                                    v1::ListProcsReply* resp) {
+  for (const auto& pi : d_.kernel.snapshot_procs()) proc_info_to_wire(pi, false, resp->add_procs());
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InspectService::ListLwps(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListLwpsRequest* req,
+                                                   v1::ListLwpsReply* resp) {
+  auto pi = d_.kernel.snapshot_proc(req->pid());
+  if (!pi) return done(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, "no such process"));
+  proc_info_to_wire(*pi, true, resp->mutable_proc());
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InspectService::ListCpus(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListCpusRequest*,
+                                                   v1::ListCpusReply* resp) {
+  for (const auto& ci : d_.kernel.snapshot_cpus()) cpu_info_to_wire(ci, resp->add_cpus());
+  return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx,
+                                                const v1::StatsRequest*, v1::StatsReply* resp) {
+  auto procs = d_.kernel.snapshot_procs();
+  int nlwps = 0;
+  for (const auto& pi : procs) nlwps += pi.nlwps;
+  resp->set_nprocs(static_cast<int32_t>(procs.size()));
+  resp->set_nlwps(nlwps);
+  resp->set_ncpus(d_.kernel.ncpus());
+  resp->set_uptime_ms(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                            d_.started)
+          .count()));
+  resp->set_syscalls(d_.entries.load(std::memory_order_relaxed));
+  resp->set_rss_bytes(self_rss_bytes());
+  resp->set_version(d_.version);
+  return done(ctx, grpc::Status::OK);
+}
+
+}  // namespace lwpd::server

@@ -1,0 +1,295 @@
+// lwpd: the daemon. Parses the flags, builds the emulated kernel and the gRPC
+// server (Kernel + Inspect services, grpc.health.v1, reflection), and shuts
+// down cleanly on SIGTERM/SIGINT.
+//
+// Shutdown sequence (run by main once the signal thread reports a signal):
+//   1. refuse new requests and report NOT_SERVING on health;
+//   2. end every session's transports with UNAVAILABLE (streams that would
+//      otherwise live as long as their process);
+//   3. Server::Shutdown with a deadline (then gRPC cancels what is left) —
+//      when it returns every reactor is done;
+//   4. drop the sessions, then the kernel (stops the vCPUs).
+
+// The project headers come first: <signal.h> defines a `sigmask` macro that
+// would break the generated LwpCreateArgs::sigmask() accessor.
+#include "emul/kernel.h"
+#include "server/services.h"
+#include "server/sessions.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace lwpd;
+
+constexpr const char* kVersion = "lwpd 0.1.0 (lwpd.v1)";
+constexpr auto kShutdownGrace = std::chrono::seconds(2);
+
+std::string default_socket_dir() {
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg != nullptr && *xdg == '/') return std::string(xdg) + "/lwpd";
+  return "/tmp/lwpd";
+}
+
+// The filesystem path of a unix: listen address, or nullopt for TCP.
+std::optional<std::string> unix_path(const std::string& addr) {
+  if (addr.rfind("unix://", 0) == 0) return addr.substr(7);
+  if (addr.rfind("unix:", 0) == 0) return addr.substr(5);
+  return std::nullopt;
+}
+
+std::string dir_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// mkdir -p with `mode` for the directories it creates.
+bool make_dirs(const std::string& dir, mode_t mode) {
+  if (dir.empty()) return false;
+  struct stat st{};
+  if (::stat(dir.c_str(), &st) == 0) return S_ISDIR(st.st_mode);
+  if (!make_dirs(dir_of(dir), mode) && dir_of(dir) != dir) return false;
+  if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) return false;
+  ::chmod(dir.c_str(), mode);  // not subject to the umask
+  return true;
+}
+
+// A socket file left by a daemon that died is removed; one that still
+// accepts connections belongs to a running daemon: refuse to start.
+bool clear_stale_socket(const std::string& path) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return true;
+  if (!S_ISSOCK(st.st_mode)) {
+    spdlog::error("{} exists and is not a socket", path);
+    return false;
+  }
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path) return false;
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool live = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  if (fd >= 0) ::close(fd);
+  if (live) {
+    spdlog::error("{}: another lwpd is listening there", path);
+    return false;
+  }
+  spdlog::info("removing stale socket {}", path);
+  ::unlink(path.c_str());
+  return true;
+}
+
+bool write_admin_token(const std::string& path) {
+  ::unlink(path.c_str());
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  std::string tok = server::random_token() + "\n";
+  bool ok = ::write(fd, tok.data(), tok.size()) == static_cast<ssize_t>(tok.size());
+  ::close(fd);
+  return ok;
+}
+
+void kernel_log(int level, const std::string& msg) {
+  switch (level) {
+    case 0: spdlog::debug("kernel: {}", msg); break;
+    case 1: spdlog::info("kernel: {}", msg); break;
+    case 2: spdlog::warn("kernel: {}", msg); break;
+    default: spdlog::error("kernel: {}", msg); break;
+  }
+}
+
+struct Options {
+  std::vector<std::string> listen;
+  std::string runtime_dir;
+  int cpus = 0;
+  int quantum_ms = 100;
+  std::string log_level = "info";
+  std::string admin_token_file;
+};
+
+// Signals are handled by a thread in sigwait(2), never in a handler: the
+// first SIGTERM/SIGINT starts the clean shutdown, a second one during it
+// exits at once. main() ends the thread by setting `stop` and signalling it.
+class SignalThread {
+ public:
+  explicit SignalThread(const sigset_t& set) : set_(set), t_([this] { run(); }) {}
+  ~SignalThread() {
+    stop_.store(true, std::memory_order_release);  // matched by the load in run()
+    pthread_kill(t_.native_handle(), SIGTERM);
+    t_.join();
+  }
+  std::future<int> first() { return first_.get_future(); }
+
+ private:
+  void run() {
+    bool seen = false;
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set_, &sig) != 0) continue;
+      if (stop_.load(std::memory_order_acquire)) return;
+      if (!seen) {
+        seen = true;
+        first_.set_value(sig);
+      } else {
+        spdlog::warn("second signal {} during shutdown: exiting now", sig);
+        std::_Exit(1);
+      }
+    }
+  }
+  sigset_t set_;
+  std::atomic<bool> stop_{false};
+  std::promise<int> first_;
+  std::thread t_;
+};
+
+int run(const Options& o) {
+  // Runtime directory: the lwpctl region files live there, world-readable so
+  // clients of any uid can map them.
+  std::string runtime_dir = o.runtime_dir;
+  if (runtime_dir.empty()) {
+    runtime_dir = default_socket_dir();
+    for (const auto& a : o.listen)
+      if (auto p = unix_path(a)) {
+        runtime_dir = dir_of(*p);
+        break;
+      }
+  }
+  if (!make_dirs(runtime_dir, 0755)) {
+    spdlog::error("cannot create runtime directory {}: {}", runtime_dir, std::strerror(errno));
+    return 1;
+  }
+  for (const auto& a : o.listen) {
+    if (auto p = unix_path(a)) {
+      if (p->empty() || (*p)[0] != '/') {
+        spdlog::error("--listen {}: unix socket paths must be absolute", a);
+        return 1;
+      }
+      if (!make_dirs(dir_of(*p), 0755) || !clear_stale_socket(*p)) return 1;
+    }
+  }
+  if (!o.admin_token_file.empty() && !write_admin_token(o.admin_token_file)) {
+    spdlog::error("cannot write admin token {}: {}", o.admin_token_file, std::strerror(errno));
+    return 1;
+  }
+
+  emul::KernelConfig kcfg;
+  kcfg.ncpus = o.cpus > 0 ? o.cpus : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  kcfg.quantum = std::chrono::milliseconds(o.quantum_ms);
+  kcfg.runtime_dir = runtime_dir;
+  kcfg.log = kernel_log;
+  emul::Kernel kernel(kcfg);
+  server::Sessions sessions(kernel);
+  server::Daemon d{.kernel = kernel, .sessions = sessions};
+  d.uid = ::geteuid();
+  d.runtime_dir = runtime_dir;
+  d.version = kVersion;
+  server::KernelService kernel_svc(d);
+  server::InspectService inspect_svc(d);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder b;
+  std::vector<int> ports(o.listen.size(), 0);
+  for (size_t i = 0; i < o.listen.size(); i++)
+    b.AddListeningPort(o.listen[i], grpc::InsecureServerCredentials(), &ports[i]);
+  b.RegisterService(&kernel_svc);
+  b.RegisterService(&inspect_svc);
+  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
+  if (server == nullptr) {
+    spdlog::error("cannot start the gRPC server (bad or busy --listen address?)");
+    return 1;
+  }
+  for (size_t i = 0; i < o.listen.size(); i++) {
+    if (ports[i] == 0) {
+      spdlog::error("cannot listen on {}", o.listen[i]);
+      server->Shutdown();
+      return 1;
+    }
+    spdlog::info("listening on {}", o.listen[i]);
+  }
+  spdlog::info("{}: {} vCPUs, quantum {} ms, runtime dir {}", kVersion, kernel.ncpus(),
+               o.quantum_ms, runtime_dir);
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  SignalThread sig(set);
+  int signo = sig.first().get();
+  spdlog::info("signal {}: shutting down", signo);
+
+  d.shutting_down.store(true, std::memory_order_relaxed);
+  if (auto* h = server->GetHealthCheckService()) h->SetServingStatus(false);
+  const grpc::Status bye(grpc::StatusCode::UNAVAILABLE, "lwpd is shutting down");
+  sessions.shutdown(bye);
+  server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+  server->Wait();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so every thread inherits the mask and only the
+  // signal thread sees these signals.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Options o;
+  CLI::App app{"lwpd: NetBSD LWP emulation daemon"};
+  app.add_option("--listen", o.listen,
+                 "address to serve on, repeatable: unix:///abs/path.sock or 127.0.0.1:PORT "
+                 "(default unix://$XDG_RUNTIME_DIR/lwpd/lwpd.sock, else /tmp/lwpd/lwpd.sock)");
+  app.add_option("--runtime-dir", o.runtime_dir,
+                 "directory for lwpctl region files (default: the directory of the first unix "
+                 "socket, else of the default socket)");
+  app.add_option("--cpus", o.cpus, "number of vCPUs (default: host CPUs)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--quantum-ms", o.quantum_ms, "time slice in milliseconds")
+      ->check(CLI::Range(1, 60000));
+  app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--admin-token-file", o.admin_token_file,
+                 "write a fresh admin token to this file (mode 0600)");
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_color_mt("lwpd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(o.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
+
+  if (o.listen.empty()) o.listen.push_back("unix://" + default_socket_dir() + "/lwpd.sock");
+  int rc = run(o);
+  spdlog::shutdown();
+  return rc;
+}

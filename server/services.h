@@ -1,0 +1,74 @@
+// The gRPC services of the daemon, on gRPC's callback API:
+//   Kernel   sessions (one per emulated process), LWP channels and the unary
+//            Start/Trap/Call entries; every RPC but Session needs the session
+//            token ("lwpd-token" metadata) and acts on its own process only.
+//   Inspect  read-only snapshots of the kernel; no token.
+// Rules (STYLE.md): a reaction never blocks and holds no lock across
+// reactions; every reactor finishes exactly once and cleans up in OnDone.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include "emul/kernel.h"
+#include "lwpd/v1/kernel.grpc.pb.h"
+#include "server/sessions.h"
+
+namespace lwpd::server {
+
+// What the services share. Outlives the gRPC server.
+struct Daemon {
+  emul::Kernel& kernel;
+  Sessions& sessions;
+  uint32_t uid = 0;               // credentials given to every emulated process
+  std::string runtime_dir;        // where lwpctl region files appear
+  std::string version;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::atomic<uint64_t> entries{0};         // kernel entries served (relaxed counter)
+  std::atomic<bool> shutting_down{false};   // new requests get UNAVAILABLE
+};
+
+class KernelService final : public v1::Kernel::CallbackService {
+ public:
+  explicit KernelService(Daemon& d) : d_(d) {}
+
+  grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionEvent>* Session(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<v1::LwpRequest, v1::LwpEvent>* LwpChannel(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* ctx, const v1::LwpRef* req,
+                                  v1::SyscallReturn* resp) override;
+  grpc::ServerUnaryReactor* Trap(grpc::CallbackServerContext* ctx, const v1::LwpRef* req,
+                                 v1::SyscallReturn* resp) override;
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* ctx, const v1::LwpCall* req,
+                                 v1::SyscallReturn* resp) override;
+
+ private:
+  Daemon& d_;
+};
+
+class InspectService final : public v1::Inspect::CallbackService {
+ public:
+  explicit InspectService(Daemon& d) : d_(d) {}
+
+  grpc::ServerUnaryReactor* ListProcs(grpc::CallbackServerContext* ctx,
+                                      const v1::ListProcsRequest* req,
+                                      v1::ListProcsReply* resp) override;
+  grpc::ServerUnaryReactor* ListLwps(grpc::CallbackServerContext* ctx,
+                                     const v1::ListLwpsRequest* req,
+                                     v1::ListLwpsReply* resp) override;
+  grpc::ServerUnaryReactor* ListCpus(grpc::CallbackServerContext* ctx,
+                                     const v1::ListCpusRequest* req,
+                                     v1::ListCpusReply* resp) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx, const v1::StatsRequest* req,
+                                  v1::StatsReply* resp) override;
+
+ private:
+  Daemon& d_;
+};
+
+// Resident set size of this process in bytes (from /proc/self/statm), -1 if unknown.
+int64_t self_rss_bytes();
+
+}  // namespace lwpd::server

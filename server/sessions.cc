@@ -1,0 +1,132 @@
+#include "server/sessions.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace lwpd::server {
+
+// ---- Janitor -----------------------------------------------------------------------
+
+Janitor::Janitor() : thread_([this] { run(); }) {}
+
+Janitor::~Janitor() { stop(); }
+
+void Janitor::post(std::function<void()> fn) {
+  std::lock_guard g(mu_);
+  if (stopping_) return;
+  q_.push_back(std::move(fn));
+  cv_.notify_one();
+}
+
+void Janitor::stop() {
+  {
+    std::lock_guard g(mu_);
+    stopping_ = true;
+    cv_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Janitor::run() {
+  std::unique_lock lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [&] { return stopping_ || !q_.empty(); });
+    if (q_.empty()) return;  // stopping, and everything queued is done
+    auto fn = std::move(q_.front());
+    q_.pop_front();
+    lk.unlock();
+    fn();
+    lk.lock();
+  }
+}
+
+// ---- tokens --------------------------------------------------------------------------
+
+std::string random_token() {
+  unsigned char b[16];
+  size_t got = 0;
+  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    while (got < sizeof b) {
+      ssize_t n = ::read(fd, b + got, sizeof b - got);
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  }
+  while (got < sizeof b) {  // no /dev/urandom (chroot): the same pool via getrandom(2)
+    ssize_t n = ::getrandom(b + got, sizeof b - got, 0);
+    if (n <= 0) throw std::runtime_error("no randomness for session tokens");
+    got += static_cast<size_t>(n);
+  }
+  char hex[33];
+  for (size_t i = 0; i < sizeof b; i++) std::snprintf(hex + 2 * i, 3, "%02x", b[i]);
+  return std::string(hex, 32);
+}
+
+// ---- Sessions ------------------------------------------------------------------------
+
+Sessions::Sessions(emul::Kernel& k) : k_(k) {}
+
+Sessions::~Sessions() { janitor_.stop(); }
+
+emul::KResult<std::shared_ptr<Session>> Sessions::create(const std::string& comm, uint32_t uid) {
+  auto s = std::make_shared<Session>();
+  s->token = random_token();
+  // The hook runs under the kernel's process lock: only schedule the reap.
+  s->port = std::make_shared<GrpcPort>(
+      [this, token = s->token] { janitor_.post([this, token] { reap(token); }); });
+  auto r = k_.proc_create(emul::ProcSpec{.uid = uid, .comm = comm, .port = s->port});
+  if (!r.ok()) return r.error();
+  s->proc = r.release();
+  s->pid = k_.proc_pid(s->proc);
+  s->port->add_lwp(s->pid);
+  std::lock_guard g(mu_);
+  by_token_.emplace(s->token, s);
+  return s;
+}
+
+std::shared_ptr<Session> Sessions::find(std::string_view token) const {
+  std::lock_guard g(mu_);
+  auto it = by_token_.find(std::string(token));
+  return it == by_token_.end() ? nullptr : it->second;
+}
+
+void Sessions::abandon(Session& s) {
+  if (s.abandoned.exchange(true)) return;
+  s.port->orphan();
+  k_.proc_abandon(s.proc);
+}
+
+void Sessions::reap(const std::string& token) {
+  std::shared_ptr<Session> s;
+  {
+    std::lock_guard g(mu_);
+    auto it = by_token_.find(token);
+    if (it == by_token_.end()) return;
+    s = std::move(it->second);
+    by_token_.erase(it);
+  }
+  (void)k_.proc_release(s->proc);
+}
+
+void Sessions::shutdown(const grpc::Status& st) {
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard g(mu_);
+    for (auto& [t, s] : by_token_) all.push_back(s);
+  }
+  for (auto& s : all) s->port->shutdown(st);
+  janitor_.stop();
+}
+
+size_t Sessions::size() const {
+  std::lock_guard g(mu_);
+  return by_token_.size();
+}
+
+}  // namespace lwpd::server

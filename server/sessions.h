@@ -1,0 +1,86 @@
+// The session table: one Session per emulated process, found by its random
+// 128-bit token (request metadata "lwpd-token"). The table owns the sessions;
+// reactors hold a shared_ptr to the session they serve so it outlives them.
+//
+// A session ends in one place, reap(): after the process exited (GrpcPort's
+// on_exit hook, run under the kernel's process lock, only schedules it), the
+// Janitor thread releases the PID in the kernel and drops the entry, which
+// frees the process, its port and its lwpctl region.
+//
+// Lock order: Sessions::mu_ is taken without any kernel or port lock held;
+// Janitor::mu_ is a leaf.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "emul/kernel.h"
+#include "server/grpc_port.h"
+
+namespace lwpd::server {
+
+// A worker thread for the few things that must not run where they are
+// decided: kernel calls requested from inside the kernel's port callbacks.
+class Janitor {
+ public:
+  Janitor();
+  ~Janitor();  // stops (see stop())
+  // Run `fn` on the janitor thread. Ignored after stop().
+  void post(std::function<void()> fn);
+  // Finish the queued work and join the thread.
+  void stop();
+
+ private:
+  void run();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;  // [mu_]
+  bool stopping_ = false;                // [mu_]
+  std::thread thread_;
+};
+
+struct Session {
+  std::string token;
+  netbsd::pid_t pid = 0;
+  emul::ProcRef proc;
+  std::shared_ptr<GrpcPort> port;
+  std::atomic<bool> abandoned{false};  // proc_abandon() done (once)
+};
+
+class Sessions {
+ public:
+  explicit Sessions(emul::Kernel& k);
+  ~Sessions();
+
+  // Create a process and its session. Errors: EAGAIN (no PID), ENOMEM.
+  emul::KResult<std::shared_ptr<Session>> create(const std::string& comm, uint32_t uid);
+  std::shared_ptr<Session> find(std::string_view token) const;
+  // The user side is gone: the process dies as if killed (once).
+  void abandon(Session& s);
+  // End every session's transports with `st` and stop the janitor; used at
+  // daemon shutdown before the gRPC server is shut down.
+  void shutdown(const grpc::Status& st);
+  size_t size() const;
+
+ private:
+  void reap(const std::string& token);
+
+  emul::Kernel& k_;
+  Janitor janitor_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Session>> by_token_;  // [mu_]
+};
+
+// 32 hex digits from /dev/urandom.
+std::string random_token();
+
+}  // namespace lwpd::server

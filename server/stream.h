@@ -1,0 +1,93 @@
+// A server bidi reactor with an outgoing queue: gRPC allows one write in
+// flight per stream, while events for a stream are produced by any thread
+// (vCPU workers via the UserPort, other reactors). Send() queues and starts a
+// write if none is in flight; OnWriteDone() starts the next. Finish happens
+// exactly once, and only when no write is in flight.
+//
+// Locking: wmu_ is a leaf; it is taken under GrpcPort::mu_ (port -> stream)
+// and never held while calling out of this class, except into gRPC's
+// non-blocking StartWrite/Finish (which never run a reaction inline).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <mutex>
+#include <optional>
+
+namespace lwpd::server {
+
+template <class Req, class Ev>
+class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev> {
+ public:
+  // Queue an event. False (and dropped) once the stream is finishing.
+  bool Send(Ev ev) {
+    std::lock_guard g(wmu_);
+    if (finish_) return false;
+    q_.push_back(std::move(ev));
+    if (!writing_) StartNextLocked();
+    return true;
+  }
+
+  // Finish with `st` after every queued event has been written.
+  void FinishAfterWrites(grpc::Status st) {
+    std::lock_guard g(wmu_);
+    if (finish_) return;
+    finish_ = std::move(st);
+    if (!writing_) FinishLocked();
+  }
+
+  // Finish with `st`, dropping queued events that are not yet being written.
+  void FinishNow(grpc::Status st) {
+    std::lock_guard g(wmu_);
+    if (finish_) return;
+    finish_ = std::move(st);
+    if (writing_) {
+      // Keep only the message gRPC is writing (its storage must stay valid).
+      q_.erase(q_.begin() + 1, q_.end());
+    } else {
+      q_.clear();
+      FinishLocked();
+    }
+  }
+
+  bool Finishing() {
+    std::lock_guard g(wmu_);
+    return finish_.has_value();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard g(wmu_);
+    writing_ = false;
+    q_.pop_front();
+    if (!ok) {
+      // The stream is broken: nothing more can be written.
+      q_.clear();
+      if (!finish_) finish_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream broken");
+    }
+    if (!q_.empty()) {
+      StartNextLocked();
+    } else if (finish_) {
+      FinishLocked();
+    }
+  }
+
+ private:
+  void StartNextLocked() {
+    writing_ = true;
+    this->StartWrite(&q_.front());
+  }
+  void FinishLocked() {
+    if (finished_) return;
+    finished_ = true;
+    this->Finish(*finish_);
+  }
+
+  std::mutex wmu_;
+  std::deque<Ev> q_;           // [wmu_] front is in flight while writing_
+  bool writing_ = false;       // [wmu_]
+  std::optional<grpc::Status> finish_;  // [wmu_] requested final status
+  bool finished_ = false;      // [wmu_] Finish() called
+};
+
+}  // namespace lwpd::server
