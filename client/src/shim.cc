@@ -1,0 +1,1165 @@
+// liblwpclient: NetBSD's _lwp_* calls on Linux, served by the lwpd daemon.
+//
+// ---------------------------------------------------------------------------
+// Threads of an attached process
+//
+//   LWP threads   one host thread per LWP. The first LWP is the thread that
+//                 called lwpd_attach(); the others are pthreads started by
+//                 _lwp_create(). Each owns one LwpChannel stream (its
+//                 syscalls: request -> return), used only by that thread.
+//   control       reads the process's Session stream: kicks, signals, LWP
+//                 exits and the process's exit.
+//   dispatcher    sends Trap RPCs (asynchronous unary, callback API) for LWPs
+//                 interrupted by a kick; the kick handler hands it the LWP
+//                 through a pipe (write(2) is async-signal-safe).
+//   Helper threads block every signal.
+//
+// An LWP thread is in one of three modes (Lwp::ustate, packed with the
+// user-run generation `gen` of the return that put it in user mode):
+//
+//   KERNEL   it has (or is about to have) a pending kernel entry; every signal
+//            is blocked, so no user handler runs and no kick is taken while
+//            the thread uses its stream.
+//   USER     it runs user code (the daemon has its LWP LSONPROC on a vCPU).
+//   TRAPPED  it was kicked in user mode and waits inside the kick handler for
+//            the Trap RPC to return (RETURN_RESUME), i.e. for a vCPU again.
+//
+//      KERNEL --return(gen)--> USER --syscall--> KERNEL
+//                               USER --kick(gen)--> TRAPPED --resume(gen')--> USER
+//
+// Kicks. The daemon's kick (Session) and the return it refers to (LwpChannel)
+// travel on different streams, so a kick may arrive first. The control thread
+// latches the highest kick gen per LWP (Lwp::kick_gen); an LWP thread that
+// gets a return with gen g publishes USER|g and then checks the latch: if it
+// is g it traps at once on its own channel. The control thread, after
+// latching, sends the kick signal if it sees USER|g. Both sides use seq_cst,
+// so at least one of them acts (both acting is harmless: the handler ignores
+// a kick whose gen is no longer current).
+//
+// The kick signal is SIGRTMIN+3 (kKickSignal), installed with SA_ONSTACK (a
+// per-thread alternate stack: LWP stacks may be small) and a mask that blocks
+// every signal. The handler is async-signal-safe: atomics, write(2) to the
+// dispatcher's pipe, futex wait until the Trap returns. NetBSD signal 36
+// (SIGRTMIN+3 there too) therefore cannot be delivered to an LWP: it is dropped.
+//
+// Created LWPs. _lwp_makecontext() is getcontext() + makecontext() onto the
+// caller's stack with a trampoline; start, arg and the private pointer travel
+// as 32-bit halves in the six argument registers, so _lwp_create() can read
+// pc (= start) and the TLS base back from any copy of the context. The new
+// pthread opens its channel, waits for RETURN_START and then swapcontext()s
+// onto a private copy of the user's context. Afterwards every call the LWP
+// makes is executed on the pthread's own stack ("home"): the user side stores
+// the request and swapcontext()s home; home talks to the daemon and swaps
+// back. That keeps gRPC off small user stacks, gives the KERNEL-mode signal
+// block for free (home's mask blocks everything) and lets _lwp_exit() leave
+// the user's stack before the daemon reports the LWP gone (libpthread may free
+// that stack as soon as lc_curcpu reads LWPCTL_CPU_EXITED). The first LWP has
+// no home: it calls on its own stack and blocks signals with pthread_sigmask.
+// When the start function returns, the trampoline calls _lwp_exit().
+// _lwp_setprivate()/_lwp_getprivate() keep the value in the daemon only; the
+// host's %fs is never touched (glibc owns it).
+//
+// Signals. LwpSignal events are delivered with tgkill() to the LWP's thread
+// (NetBSD -> host numbering). A thread in KERNEL or TRAPPED mode has them
+// blocked, so they stay pending until it returns to user mode, as in NetBSD
+// (delivery at the return to user). Signals for an LWP whose thread does not
+// exist yet are kept in Lwp::pend_sigs and raised by the thread itself. The
+// daemon learns which signals have SA_RESTART handlers (SessionRequest
+// .sigrestart) at attach and at every _lwp_create. ERRNO_ERESTART returns are
+// reissued transparently.
+//
+// Exits and failures.
+//   * proc_exited (Session or channel) -> _exit(status), or death by the
+//     host's version of the signal when the process was killed.
+//   * The last live LWP's _lwp_exit() is turned into the process's exit with
+//     status 0 by the daemon; the shim just follows proc_exited.
+//   * The session or a channel breaks without proc_exited (daemon gone):
+//     the emulated process no longer exists, so the host process kills itself
+//     with SIGKILL after a message on stderr (an LWP may not run without the
+//     kernel's consent, and returning EIO would let it).
+//   * Calls before lwpd_attach() or from a host thread that is not an LWP:
+//     -1/EPERM.
+//   * lwpd_detach(): ProcExit(0) on the caller's channel, then the session is
+//     cancelled and the helper threads joined; the process is a plain host
+//     process again (and may attach again).
+//
+// Locks: Process::mu (LWP table, orphan kicks/signals, live count) and
+// Process::sess_wmu (Session writes) are leaves. An LWP thread takes them only
+// in KERNEL mode, so a kick can never trap a thread that holds one of them.
+// ---------------------------------------------------------------------------
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "lwpd/lwp.h"
+#include "netbsd_map.h"
+// glibc's <signal.h> defines a BSD macro sigmask(sig) that breaks the generated
+// accessor LwpCreateArgs::sigmask(); the shim never uses the macro.
+#undef sigmask
+#include "lwpd/v1/kernel.grpc.pb.h"
+
+namespace lwpd::client {
+namespace {
+
+namespace pb = ::lwpd::v1;
+
+constexpr size_t kLwpctlSize = 65536;
+constexpr size_t kLwpThreadStack = 512 * 1024;
+constexpr int kNbNsig = 64;
+constexpr const char* kTokenKey = "lwpd-token";
+
+// ---- modes -----------------------------------------------------------------------------
+
+enum Mode : uint64_t { kKernel = 0, kUser = 1, kTrapped = 2 };
+constexpr uint64_t pack(uint64_t gen, Mode m) { return (gen << 2) | m; }
+constexpr Mode mode_of(uint64_t s) { return static_cast<Mode>(s & 3); }
+constexpr uint64_t gen_of(uint64_t s) { return s >> 2; }
+
+// Trap completion word (futex): waiting, resumed, or the LWP is gone.
+enum TrapState : uint32_t { kTrapWaiting = 0, kTrapResumed = 1, kTrapGone = 2 };
+
+void futex_wait(std::atomic<uint32_t>* w, uint32_t val) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr,
+          0);
+}
+void futex_wake(std::atomic<uint32_t>* w) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr,
+          nullptr, 0);
+}
+
+pid_t gettid_() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+int g_kick_signal = 0;  // SIGRTMIN+3, set once by the first lwpd_attach()
+
+// ---- one LWP ---------------------------------------------------------------------------
+
+struct Lwp {
+  lwpid_t lid = 0;
+  std::atomic<pid_t> tid{0};               // host thread id, 0 until the thread runs
+  std::atomic<uint64_t> ustate{pack(0, kKernel)};  // mode|gen, see the top comment
+  std::atomic<uint64_t> kick_gen{0};       // highest kick gen latched by control
+  std::atomic<uint64_t> pend_sigs{0};      // host signals (bit sig-1) awaiting a thread
+  std::atomic<uint32_t> trap_state{kTrapResumed};  // futex word, see TrapState
+  uint64_t trap_gen = 0;                   // written before trap_state = kTrapResumed
+
+  // Owned by the LWP's thread.
+  std::unique_ptr<grpc::ClientContext> ch_ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::LwpRequest, pb::LwpEvent>> ch;
+  void* altstack = nullptr;
+
+  // Created LWPs only: the pthread's own context and the user's.
+  bool has_home = false;
+  ucontext_t home{};
+  ucontext_t user{};
+  const pb::Syscall* req = nullptr;  // set by the user side before swapping home
+  bool exit_req = false;             // _lwp_exit() requested
+  pb::SyscallReturn resp;            // written by home before swapping back
+};
+
+// The LWP the calling thread is. Initial-exec TLS: read by the kick handler.
+__thread Lwp* t_self __attribute__((tls_model("initial-exec"))) = nullptr;
+
+// ---- the attached process --------------------------------------------------------------
+
+struct Process {
+  std::shared_ptr<grpc::Channel> chan;
+  std::unique_ptr<pb::Kernel::Stub> stub;
+  std::unique_ptr<pb::Inspect::Stub> inspect;
+  grpc::ClientContext sess_ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::SessionRequest, pb::SessionEvent>> sess;
+  std::string token;
+  pid_t pid = 0;
+  int ncpus = 0;
+  std::string lwpctl_path;
+  std::string endpoint;
+
+  std::mutex sess_wmu;       // Session writes
+  uint64_t sigrestart = ~uint64_t{0};  // last mask sent (sess_wmu)
+
+  std::mutex mu;             // leaf: the fields below
+  std::unordered_map<lwpid_t, std::shared_ptr<Lwp>> lwps;
+  std::unordered_map<lwpid_t, uint64_t> orphan_kicks;  // kicks for LWPs not yet known
+  std::unordered_map<lwpid_t, uint64_t> orphan_sigs;   // host signal bits, same
+  int nlive = 0;             // LWPs that have not called _lwp_exit
+
+  std::mutex ctl_mu;         // lwpctl mapping
+  std::atomic<char*> lwpctl_base{nullptr};
+
+  int pipe_r = -1, pipe_w = -1;  // kick handler -> dispatcher
+  std::thread control, dispatcher;
+  std::atomic<bool> detaching{false};
+};
+
+std::atomic<Process*> g_proc{nullptr};
+std::mutex g_attach_mu;  // serialises lwpd_attach / lwpd_detach
+
+Process* proc() { return g_proc.load(std::memory_order_acquire); }
+
+void add_token(grpc::ClientContext* ctx, const Process& p) { ctx->AddMetadata(kTokenKey, p.token); }
+
+// ---- dying -----------------------------------------------------------------------------
+
+[[noreturn]] void die_signaled(int host_sig) {
+  if (host_sig > 0 && host_sig != SIGKILL && host_sig != SIGSTOP) {
+    signal(host_sig, SIG_DFL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, host_sig);
+    pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+    kill(getpid(), host_sig);
+  }
+  if (host_sig == SIGKILL || host_sig <= 0) kill(getpid(), SIGKILL);
+  _exit(128 + host_sig);  // the signal's default action was not to terminate
+}
+
+// The emulated process is gone: end the host process the same way.
+[[noreturn]] void proc_exit_now(const pb::ExitStatus& st) {
+  if (!st.signaled()) _exit(st.code());
+  int h = host_signo(st.code());
+  die_signaled(h > 0 ? h : SIGKILL);
+}
+
+// The daemon is gone (or broke the protocol): the emulated process no longer
+// exists, and an LWP may not run user code without the kernel's consent.
+[[noreturn]] void die_lost(const char* what) {
+  Process* p = proc();
+  if (p != nullptr && p->detaching.load()) {
+    // lwpd_detach() tore the session down: this thread just ends.
+    for (;;) pause();
+  }
+  fprintf(stderr, "liblwpclient: %s; the emulated process is gone\n", what);
+  kill(getpid(), SIGKILL);
+  _exit(137);
+}
+
+// Never returns: the LWP is gone and the process is ending (control exits it).
+[[noreturn]] void park_forever() {
+  for (;;) pause();
+}
+
+// ---- the channel (owned by the LWP's thread) -------------------------------------------
+
+void channel_open(Process& p, Lwp& l) {
+  l.ch_ctx = std::make_unique<grpc::ClientContext>();
+  add_token(l.ch_ctx.get(), p);
+  l.ch = p.stub->LwpChannel(l.ch_ctx.get());
+  pb::LwpRequest rq;
+  rq.mutable_open()->set_lid(l.lid);
+  if (!l.ch->Write(rq)) die_lost("cannot open an LWP channel");
+}
+
+void channel_close(Lwp& l) {
+  if (!l.ch) return;
+  l.ch_ctx->TryCancel();
+  (void)l.ch->Finish();
+  l.ch.reset();
+  l.ch_ctx.reset();
+}
+
+// Read the next return on the LWP's channel. An LWP that is gone never returns.
+pb::SyscallReturn channel_read(Lwp& l) {
+  pb::LwpEvent ev;
+  if (!l.ch->Read(&ev)) die_lost("the LWP channel broke");
+  switch (ev.msg_case()) {
+    case pb::LwpEvent::kRet: return std::move(*ev.mutable_ret());
+    case pb::LwpEvent::kProcExited: proc_exit_now(ev.proc_exited());
+    case pb::LwpEvent::kExited: park_forever();
+    default: break;
+  }
+  die_lost("unexpected LWP channel event");
+}
+
+// A syscall on the channel, reissued while the kernel says ERESTART.
+pb::SyscallReturn channel_call(Lwp& l, const pb::Syscall& sc) {
+  pb::LwpRequest rq;
+  *rq.mutable_syscall() = sc;
+  for (;;) {
+    if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
+    pb::SyscallReturn r = channel_read(l);
+    if (r.kind() == pb::RETURN_SYSCALL && r.error() == pb::ERRNO_ERESTART) continue;
+    return r;
+  }
+}
+
+// Enter the kernel because of a kick latched for `gen`; returns the new gen.
+uint64_t channel_trap(Lwp& l, uint64_t gen) {
+  pb::LwpRequest rq;
+  rq.set_trap(gen);
+  if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
+  return channel_read(l).gen();
+}
+
+// _lwp_exit on the channel: waits until the daemon reports the LWP gone.
+void channel_exit(Lwp& l) {
+  pb::LwpRequest rq;
+  rq.mutable_syscall()->mutable_lwp_exit();
+  if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
+  pb::LwpEvent ev;
+  while (l.ch->Read(&ev)) {
+    if (ev.has_proc_exited()) proc_exit_now(ev.proc_exited());
+    if (ev.msg_case() == pb::LwpEvent::kExited) return;
+  }
+  die_lost("the LWP channel broke during _lwp_exit");
+}
+
+// The thread returns to user mode with `gen` (signals still blocked).
+void leave_kernel(Lwp& l, uint64_t gen) {
+  for (;;) {
+    l.ustate.store(pack(gen, kUser));  // seq_cst: pairs with control's kick_gen then ustate
+    if (l.kick_gen.load() != gen) return;
+    l.ustate.store(pack(gen, kKernel));
+    gen = channel_trap(l, gen);
+  }
+}
+
+// ---- the kick handler (async-signal-safe) ----------------------------------------------
+
+void kick_handler(int, siginfo_t*, void*) {
+  const int saved_errno = errno;
+  Lwp* l = t_self;
+  Process* p = proc();
+  while (l != nullptr && p != nullptr) {
+    uint64_t s = l->ustate.load();
+    if (mode_of(s) != kUser || l->kick_gen.load() != gen_of(s)) break;
+    if (!l->ustate.compare_exchange_strong(s, pack(gen_of(s), kTrapped))) break;
+    l->trap_state.store(kTrapWaiting);
+    Lwp* msg = l;
+    while (write(p->pipe_w, &msg, sizeof msg) < 0 && errno == EINTR) {
+    }
+    uint32_t v;
+    while ((v = l->trap_state.load(std::memory_order_acquire)) == kTrapWaiting)
+      futex_wait(&l->trap_state, kTrapWaiting);
+    if (v == kTrapGone) {
+      for (;;) futex_wait(&l->trap_state, kTrapGone);  // the process is ending
+    }
+    l->ustate.store(pack(l->trap_gen, kUser));  // and re-check the latch
+  }
+  errno = saved_errno;
+}
+
+// ---- helper threads --------------------------------------------------------------------
+
+struct TrapCall {
+  grpc::ClientContext ctx;
+  pb::LwpRef req;
+  pb::SyscallReturn resp;
+};
+
+void dispatcher_main(Process* p) {
+  for (;;) {
+    Lwp* l = nullptr;
+    ssize_t n = read(p->pipe_r, &l, sizeof l);
+    if (n == 0) return;
+    if (n != static_cast<ssize_t>(sizeof l)) {
+      if (n < 0 && errno == EINTR) continue;
+      return;
+    }
+    auto* t = new TrapCall;
+    add_token(&t->ctx, *p);
+    t->req.set_lid(l->lid);
+    p->stub->async()->Trap(&t->ctx, &t->req, &t->resp, [t, l, p](grpc::Status st) {
+      if (st.ok()) {
+        l->trap_gen = t->resp.gen();
+        l->trap_state.store(kTrapResumed, std::memory_order_release);
+      } else {
+        if (!p->detaching.load() && st.error_code() != grpc::StatusCode::ABORTED)
+          fprintf(stderr, "liblwpclient: Trap(%d) failed: %s\n", l->lid,
+                  st.error_message().c_str());
+        l->trap_state.store(kTrapGone, std::memory_order_release);
+      }
+      futex_wake(&l->trap_state);
+      delete t;
+    });
+  }
+}
+
+void deliver_pending(Lwp& l) {
+  pid_t tid = l.tid.load();
+  if (tid == 0) return;
+  uint64_t bits = l.pend_sigs.exchange(0);
+  for (int h = 1; bits != 0 && h <= 64; h++) {
+    if (bits & (uint64_t{1} << (h - 1))) {
+      bits &= ~(uint64_t{1} << (h - 1));
+      syscall(SYS_tgkill, getpid(), tid, h);
+    }
+  }
+}
+
+void on_kick(Process& p, const pb::Kick& k) {
+  std::shared_ptr<Lwp> l;
+  {
+    std::lock_guard g(p.mu);
+    auto it = p.lwps.find(k.lid());
+    if (it == p.lwps.end()) {
+      uint64_t& o = p.orphan_kicks[k.lid()];
+      o = std::max(o, k.gen());
+      return;
+    }
+    l = it->second;
+  }
+  uint64_t cur = l->kick_gen.load();
+  while (cur < k.gen() && !l->kick_gen.compare_exchange_weak(cur, k.gen())) {
+  }
+  uint64_t s = l->ustate.load();  // seq_cst: after the latch, see leave_kernel
+  pid_t tid = l->tid.load();
+  if (mode_of(s) == kUser && gen_of(s) == k.gen() && tid != 0)
+    syscall(SYS_tgkill, getpid(), tid, g_kick_signal);
+}
+
+void on_signal(Process& p, const pb::LwpSignal& s) {
+  int h = host_signo(s.info().signo());
+  if (h <= 0 || h > 64 || h == g_kick_signal) return;  // no host equivalent: dropped
+  const uint64_t bit = uint64_t{1} << (h - 1);
+  std::shared_ptr<Lwp> l;
+  {
+    std::lock_guard g(p.mu);
+    auto it = p.lwps.find(s.lid());
+    if (it == p.lwps.end()) {
+      p.orphan_sigs[s.lid()] |= bit;
+      return;
+    }
+    l = it->second;
+  }
+  l->pend_sigs.fetch_or(bit);
+  deliver_pending(*l);
+}
+
+void control_main(Process* p) {
+  pb::SessionEvent ev;
+  while (p->sess->Read(&ev)) {
+    switch (ev.msg_case()) {
+      case pb::SessionEvent::kKick: on_kick(*p, ev.kick()); break;
+      case pb::SessionEvent::kSignal: on_signal(*p, ev.signal()); break;
+      case pb::SessionEvent::kLwpExited: {
+        std::lock_guard g(p->mu);
+        p->orphan_kicks.erase(ev.lwp_exited().lid());
+        p->orphan_sigs.erase(ev.lwp_exited().lid());
+        break;
+      }
+      case pb::SessionEvent::kProcExited:
+        if (!p->detaching.load()) proc_exit_now(ev.proc_exited());
+        break;
+      default: break;
+    }
+  }
+  if (p->detaching.load()) return;
+  grpc::Status st = p->sess->Finish();
+  std::string what = "the session with lwpd ended (" + st.error_message() + ")";
+  die_lost(what.c_str());
+}
+
+// Starts a helper thread with every signal blocked.
+template <class F>
+std::thread start_blocked(F f) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  std::thread t(std::move(f));
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return t;
+}
+
+// ---- registration ----------------------------------------------------------------------
+
+void setup_altstack(Lwp& l) {
+  size_t sz = std::max<size_t>(65536, static_cast<size_t>(sysconf(_SC_SIGSTKSZ)));
+  l.altstack = malloc(sz);
+  if (l.altstack == nullptr) return;
+  stack_t ss{};
+  ss.ss_sp = l.altstack;
+  ss.ss_size = sz;
+  if (sigaltstack(&ss, nullptr) != 0) {
+    free(l.altstack);
+    l.altstack = nullptr;
+  }
+}
+
+void drop_altstack(Lwp& l) {
+  if (l.altstack == nullptr) return;
+  stack_t ss{};
+  ss.ss_flags = SS_DISABLE;
+  sigaltstack(&ss, nullptr);
+  free(l.altstack);
+  l.altstack = nullptr;
+}
+
+// Publish a new LWP record, taking kicks and signals that arrived before it.
+void lwp_register(Process& p, const std::shared_ptr<Lwp>& l) {
+  std::lock_guard g(p.mu);
+  if (auto it = p.orphan_kicks.find(l->lid); it != p.orphan_kicks.end()) {
+    l->kick_gen.store(it->second);
+    p.orphan_kicks.erase(it);
+  }
+  if (auto it = p.orphan_sigs.find(l->lid); it != p.orphan_sigs.end()) {
+    l->pend_sigs.fetch_or(it->second);
+    p.orphan_sigs.erase(it);
+  }
+  p.lwps[l->lid] = l;
+  p.nlive++;
+}
+
+void lwp_unregister(Process& p, lwpid_t lid) {
+  std::lock_guard g(p.mu);
+  p.lwps.erase(lid);
+}
+
+// Tell the daemon which signals have SA_RESTART handlers (if that changed).
+void send_sigrestart(Process& p) {
+  uint64_t mask = 0;
+  for (int h = 1; h < _NSIG; h++) {
+    struct sigaction sa;
+    if (h == g_kick_signal || sigaction(h, nullptr, &sa) != 0) continue;
+    bool handler = (sa.sa_flags & SA_SIGINFO) ? true
+                                               : (sa.sa_handler != SIG_DFL &&
+                                                  sa.sa_handler != SIG_IGN);
+    if (!handler || !(sa.sa_flags & SA_RESTART)) continue;
+    if (int nb = nb_signo(h)) mask |= uint64_t{1} << (nb - 1);
+  }
+  std::lock_guard g(p.sess_wmu);
+  if (mask == p.sigrestart) return;
+  p.sigrestart = mask;
+  pb::SessionRequest rq;
+  rq.set_sigrestart(mask);
+  p.sess->Write(rq);
+}
+
+// ---- the user side of a call -----------------------------------------------------------
+
+// Runs `sc` for the calling LWP and returns to user mode. See the top comment
+// for why created LWPs make their calls on their home stack.
+pb::SyscallReturn sys(Lwp& l, const pb::Syscall& sc) {
+  if (l.has_home) {
+    l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
+    l.req = &sc;
+    l.exit_req = false;
+    swapcontext(&l.user, &l.home);
+    return std::move(l.resp);
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
+  pb::SyscallReturn r = channel_call(l, sc);
+  leave_kernel(l, r.gen());
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return r;
+}
+
+int fail(int e) {
+  errno = e;
+  return -1;
+}
+
+// 0, or -1 with errno set to the host's value of the NetBSD error.
+int result(const pb::SyscallReturn& r) {
+  if (r.error() == pb::ERRNO_OK) return 0;
+  return fail(host_errno(r.error()));
+}
+
+// ---- created LWPs ----------------------------------------------------------------------
+
+// makecontext() passes ints: 64-bit values travel as two 32-bit halves.
+void lwp_trampoline(unsigned sh, unsigned sl, unsigned ah, unsigned al, unsigned, unsigned) {
+  auto start = reinterpret_cast<void (*)(void*)>((uint64_t{sh} << 32) | sl);
+  void* arg = reinterpret_cast<void*>((uint64_t{ah} << 32) | al);
+  start(arg);
+  _lwp_exit();
+}
+
+uint64_t join_halves(greg_t hi, greg_t lo) {
+  return (static_cast<uint64_t>(hi) << 32) | (static_cast<uint64_t>(lo) & 0xffffffffu);
+}
+
+bool made_by_us(const ucontext_t& uc) {
+  return uc.uc_mcontext.gregs[REG_RIP] == reinterpret_cast<greg_t>(&lwp_trampoline);
+}
+
+void* lwp_thread_main(void* argp) {
+  auto* argl = static_cast<std::shared_ptr<Lwp>*>(argp);
+  std::shared_ptr<Lwp> keep = std::move(*argl);
+  delete argl;
+  Lwp& l = *keep;
+  Process& p = *proc();
+  t_self = &l;
+  setup_altstack(l);
+  l.tid.store(gettid_());
+  deliver_pending(l);  // pend in the kernel: every signal is blocked until user mode
+
+  channel_open(p, l);
+  uint64_t gen = channel_read(l).gen();  // RETURN_START
+  l.has_home = true;
+  for (;;) {
+    leave_kernel(l, gen);
+    swapcontext(&l.home, &l.user);  // user code runs until its next call
+    l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
+    if (l.exit_req) break;
+    l.resp = channel_call(l, *l.req);
+    gen = l.resp.gen();
+  }
+  // Off the user's stack for good: now the daemon may report the LWP gone.
+  channel_exit(l);
+  channel_close(l);
+  drop_altstack(l);
+  t_self = nullptr;
+  lwp_unregister(p, l.lid);
+  return nullptr;
+}
+
+bool start_lwp_thread(const std::shared_ptr<Lwp>& l) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, kLwpThreadStack);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t th;
+  auto* arg = new std::shared_ptr<Lwp>(l);
+  int rc = pthread_create(&th, &attr, lwp_thread_main, arg);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) delete arg;
+  return rc == 0;
+}
+
+// A private copy of the user's context, ready for swapcontext().
+void copy_context(const ucontext_t& src, ucontext_t* dst) {
+  *dst = src;
+  if (src.uc_mcontext.fpregs != nullptr) dst->__fpregs_mem = *src.uc_mcontext.fpregs;
+  dst->uc_mcontext.fpregs = &dst->__fpregs_mem;
+  dst->uc_flags = 0;
+  dst->uc_link = nullptr;
+  sigdelset(&dst->uc_sigmask, g_kick_signal);
+}
+
+pb::Syscall create_call(const ucontext_t& uc, unsigned long flags, bool lid_fault) {
+  const greg_t* r = uc.uc_mcontext.gregs;
+  pb::Syscall sc;
+  auto* a = sc.mutable_lwp_create();
+  a->set_uc_flags(static_cast<uint32_t>(uc.uc_flags));
+  if (made_by_us(uc)) {
+    a->set_pc(join_halves(r[REG_RDI], r[REG_RSI]));
+    a->set_tls_base(join_halves(r[REG_R8], r[REG_R9]));
+    a->set_rflags(static_cast<uint64_t>(r[REG_EFL]));
+  } else {
+    // glibc's getcontext() does not save RFLAGS: send 0 (the kernel's default).
+    a->set_pc(static_cast<uint64_t>(r[REG_RIP]));
+  }
+  a->set_sigmask(nb_sigset(uc.uc_sigmask));
+  a->set_flags(flags);
+  a->set_lid_out_fault(lid_fault);
+  return sc;
+}
+
+// ---- lwpctl ----------------------------------------------------------------------------
+
+std::string lwpctl_path(Process& p) {
+  if (!p.lwpctl_path.empty()) return p.lwpctl_path;
+  // Older daemons: ask the inspection service, then try the runtime directory.
+  grpc::ClientContext ctx;
+  pb::ListLwpsRequest rq;
+  rq.set_pid(p.pid);
+  pb::ListLwpsReply rep;
+  if (p.inspect->ListLwps(&ctx, rq, &rep).ok() && !rep.proc().lwpctl_path().empty())
+    return rep.proc().lwpctl_path();
+  if (const char* d = getenv("LWPD_RUNTIME_DIR"))
+    return std::string(d) + "/lwpctl." + std::to_string(p.pid);
+  return "";
+}
+
+char* lwpctl_map(Process& p) {
+  if (char* b = p.lwpctl_base.load(std::memory_order_acquire)) return b;
+  std::lock_guard g(p.ctl_mu);
+  if (char* b = p.lwpctl_base.load()) return b;
+  std::string path = lwpctl_path(p);
+  int fd = path.empty() ? -1 : open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  void* m = mmap(nullptr, kLwpctlSize, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) return nullptr;
+  p.lwpctl_base.store(static_cast<char*>(m), std::memory_order_release);
+  return static_cast<char*>(m);
+}
+
+// ---- attach / detach -------------------------------------------------------------------
+
+std::string resolve_endpoint(const char* ep) {
+  std::string e = ep != nullptr ? ep : "";
+  if (e.empty()) {
+    if (const char* env = getenv("LWPD_ENDPOINT")) e = env;
+  }
+  if (e.empty()) {
+    const char* xdg = getenv("XDG_RUNTIME_DIR");
+    e = std::string(xdg != nullptr && *xdg ? xdg : "/tmp") + "/lwpd/lwpd.sock";
+  }
+  if (e[0] == '/') e = "unix:" + e;
+  return e;
+}
+
+std::string host_comm() {
+  char buf[64] = {0};
+  int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0 && buf[n - 1] == '\n') buf[n - 1] = 0;
+  }
+  return buf;
+}
+
+bool install_kick_handler() {
+  g_kick_signal = SIGRTMIN + 3;
+  struct sigaction sa{};
+  sa.sa_sigaction = kick_handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+  sigfillset(&sa.sa_mask);
+  return sigaction(g_kick_signal, &sa, nullptr) == 0;
+}
+
+// Session handshake: Attach -> Attached. Errors as lwpd_attach().
+int session_open(Process& p) {
+  p.sess = p.stub->Session(&p.sess_ctx);
+  pb::SessionRequest rq;
+  rq.mutable_attach()->set_comm(host_comm());
+  rq.mutable_attach()->set_host_pid(getpid());
+  pb::SessionEvent ev;
+  if (!p.sess->Write(rq) || !p.sess->Read(&ev)) {
+    grpc::Status st = p.sess->Finish();
+    return st.error_code() == grpc::StatusCode::UNAVAILABLE ? ECONNREFUSED : EPROTO;
+  }
+  if (!ev.has_attached()) {
+    p.sess_ctx.TryCancel();
+    (void)p.sess->Finish();
+    return EPROTO;
+  }
+  p.pid = ev.attached().pid();
+  p.token = ev.attached().token();
+  p.lwpctl_path = ev.attached().lwpctl_path();
+  p.ncpus = ev.attached().ncpus();
+  return 0;
+}
+
+void helpers_stop(Process& p) {
+  if (p.pipe_w >= 0) close(p.pipe_w);
+  p.pipe_w = -1;
+  if (p.dispatcher.joinable()) p.dispatcher.join();
+  if (p.control.joinable()) p.control.join();
+  if (p.pipe_r >= 0) close(p.pipe_r);
+  p.pipe_r = -1;
+}
+
+}  // namespace
+}  // namespace lwpd::client
+
+// =========================================================================================
+// Public API
+// =========================================================================================
+
+using namespace lwpd::client;
+namespace pb = ::lwpd::v1;
+
+extern "C" {
+
+int lwpd_attach(const char* endpoint) {
+  std::lock_guard g(g_attach_mu);
+  if (proc() != nullptr) return fail(EBUSY);
+  if (g_kick_signal == 0 && !install_kick_handler()) return fail(EINVAL);
+
+  auto* p = new Process;
+  p->endpoint = resolve_endpoint(endpoint);
+  p->chan = grpc::CreateChannel(p->endpoint, grpc::InsecureChannelCredentials());
+  p->stub = pb::Kernel::NewStub(p->chan);
+  p->inspect = pb::Inspect::NewStub(p->chan);
+  if (int e = session_open(*p)) {
+    delete p;
+    return fail(e);
+  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) die_lost("pipe2 failed");
+  p->pipe_r = fds[0];
+  p->pipe_w = fds[1];
+
+  auto main_lwp = std::make_shared<Lwp>();
+  main_lwp->lid = p->pid;
+  lwp_register(*p, main_lwp);
+  g_proc.store(p, std::memory_order_release);
+  p->control = start_blocked([p] { control_main(p); });
+  p->dispatcher = start_blocked([p] { dispatcher_main(p); });
+
+  // Become the first LWP: wait for its first dispatch with signals blocked.
+  Lwp& l = *main_lwp;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  setup_altstack(l);
+  l.tid.store(gettid_());
+  t_self = &l;
+  channel_open(*p, l);
+  uint64_t gen = channel_read(l).gen();  // RETURN_START
+  send_sigrestart(*p);
+  leave_kernel(l, gen);
+  sigdelset(&old, g_kick_signal);
+  deliver_pending(l);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return 0;
+}
+
+pid_t lwpd_getpid(void) {
+  Process* p = proc();
+  return p != nullptr ? p->pid : -1;
+}
+
+int lwpd_detach(void) {
+  std::lock_guard g(g_attach_mu);
+  Process* p = proc();
+  Lwp* l = t_self;
+  if (p == nullptr || l == nullptr) return fail(EPERM);
+  {
+    std::lock_guard pg(p->mu);
+    if (p->nlive != 1) return fail(EBUSY);
+  }
+  p->detaching.store(true);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  l->ustate.store(pack(0, kKernel));
+  if (l->ch) {
+    pb::LwpRequest rq;
+    rq.mutable_syscall()->mutable_proc_exit()->set_status(0);
+    pb::LwpEvent ev;
+    if (l->ch->Write(rq)) {
+      while (l->ch->Read(&ev) && ev.msg_case() == pb::LwpEvent::kRet) {
+      }
+    }
+  }
+  p->sess_ctx.TryCancel();
+  helpers_stop(*p);
+  (void)p->sess->Finish();
+  // The detaching thread may be a created LWP running on the user's stack: its
+  // channel and record stay (leaked) so that its home context remains valid.
+  if (!l->has_home) {
+    channel_close(*l);
+    drop_altstack(*l);
+  }
+  t_self = nullptr;
+  g_proc.store(nullptr, std::memory_order_release);
+  {
+    std::lock_guard pg(p->mu);
+    p->lwps.clear();
+  }
+  if (char* b = p->lwpctl_base.load()) munmap(b, kLwpctlSize);
+  delete p;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return 0;
+}
+
+void _lwp_makecontext(ucontext_t* uc, void (*start)(void*), void* arg, void* priv, char* stack,
+                      size_t stack_size) {
+  getcontext(uc);
+  uc->uc_stack.ss_sp = stack;
+  uc->uc_stack.ss_size = stack_size;
+  uc->uc_stack.ss_flags = 0;
+  uc->uc_link = nullptr;
+  auto hi = [](const void* v) { return static_cast<unsigned>(reinterpret_cast<uint64_t>(v) >> 32); };
+  auto lo = [](const void* v) { return static_cast<unsigned>(reinterpret_cast<uint64_t>(v)); };
+  const void* s = reinterpret_cast<const void*>(start);
+  makecontext(uc, reinterpret_cast<void (*)()>(&lwp_trampoline), 6, hi(s), lo(s), hi(arg),
+              lo(arg), hi(priv), lo(priv));
+  uc->uc_mcontext.gregs[REG_EFL] = 0x202;  // IF | the must-be-one bit; getcontext leaves it unset
+  uc->uc_flags = _UC_CPU | _UC_SIGMASK | _UC_STACK | _UC_TLSBASE;
+}
+
+int _lwp_create(const ucontext_t* uc, unsigned long flags, lwpid_t* new_lwp) {
+  Process* p = proc();
+  Lwp* self = t_self;
+  if (p == nullptr || self == nullptr) return fail(EPERM);
+  if (uc == nullptr) return fail(EFAULT);
+  auto nl = std::make_shared<Lwp>();
+  copy_context(*uc, &nl->user);
+  send_sigrestart(*p);
+  pb::SyscallReturn r = sys(*self, create_call(*uc, flags, new_lwp == nullptr));
+  if (r.error() != pb::ERRNO_OK) return result(r);
+  nl->lid = static_cast<lwpid_t>(r.retval());
+  lwp_register(*p, nl);
+  if (!start_lwp_thread(nl)) die_lost("pthread_create failed for a new LWP");
+  *new_lwp = nl->lid;
+  return 0;
+}
+
+void _lwp_exit(void) {
+  Process* p = proc();
+  Lwp* l = t_self;
+  if (p == nullptr || l == nullptr) {
+    // Not an LWP (e.g. the process detached under a created LWP): just end.
+    pthread_exit(nullptr);
+  }
+  {
+    std::lock_guard g(p->mu);
+    p->nlive--;
+  }
+  if (l->has_home) {
+    l->ustate.store(pack(gen_of(l->ustate.load()), kKernel));
+    l->exit_req = true;
+    swapcontext(&l->user, &l->home);  // never comes back
+    abort();
+  }
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  l->ustate.store(pack(gen_of(l->ustate.load()), kKernel));
+  channel_exit(*l);
+  channel_close(*l);
+  drop_altstack(*l);
+  t_self = nullptr;
+  lwp_unregister(*p, l->lid);
+  pthread_exit(nullptr);
+}
+
+lwpid_t _lwp_self(void) {
+  Lwp* l = t_self;
+  return l != nullptr ? l->lid : -1;
+}
+
+// Shorthand for the wrappers below: the calling LWP or -1/EPERM.
+#define LWPD_SELF_OR_FAIL(l)                 \
+  Lwp* l = t_self;                           \
+  if (proc() == nullptr || l == nullptr) return fail(EPERM)
+
+int _lwp_wait(lwpid_t wait_for, lwpid_t* departed) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  sc.mutable_lwp_wait()->set_wait_for(wait_for);
+  pb::SyscallReturn r = sys(*l, sc);
+  if (r.error() == pb::ERRNO_OK && departed != nullptr) *departed = static_cast<lwpid_t>(r.retval());
+  return result(r);
+}
+
+int _lwp_suspend(lwpid_t target) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  sc.mutable_lwp_suspend()->set_target(target);
+  return result(sys(*l, sc));
+}
+
+int _lwp_continue(lwpid_t target) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  sc.mutable_lwp_continue()->set_target(target);
+  return result(sys(*l, sc));
+}
+
+int _lwp_wakeup(lwpid_t target) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  sc.mutable_lwp_wakeup()->set_target(target);
+  return result(sys(*l, sc));
+}
+
+int _lwp_detach(lwpid_t target) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  sc.mutable_lwp_detach()->set_target(target);
+  return result(sys(*l, sc));
+}
+
+int _lwp_kill(lwpid_t target, int signo) {
+  LWPD_SELF_OR_FAIL(l);
+  int nb = 0;
+  if (signo < 0 || signo >= _NSIG) {
+    nb = kNbNsig;  // out of range there too: EINVAL from the kernel
+  } else if (signo != 0 && (nb = nb_signo(signo)) == 0) {
+    return fail(EINVAL);  // no NetBSD equivalent (SIGSTKFLT)
+  }
+  pb::Syscall sc;
+  sc.mutable_lwp_kill()->set_target(target);
+  sc.mutable_lwp_kill()->set_signo(nb);
+  return result(sys(*l, sc));
+}
+
+void* _lwp_getprivate(void) {
+  Lwp* l = t_self;
+  if (proc() == nullptr || l == nullptr) return nullptr;
+  pb::Syscall sc;
+  sc.mutable_lwp_getprivate();
+  return reinterpret_cast<void*>(sys(*l, sc).retval());
+}
+
+void _lwp_setprivate(void* ptr) {
+  Lwp* l = t_self;
+  if (proc() == nullptr || l == nullptr) return;
+  pb::Syscall sc;
+  sc.mutable_lwp_setprivate()->set_ptr(reinterpret_cast<uint64_t>(ptr));
+  (void)sys(*l, sc);
+}
+
+int _lwp_ctl(int features, struct lwpctl** address) {
+  LWPD_SELF_OR_FAIL(l);
+  Process& p = *proc();
+  pb::Syscall sc;
+  sc.mutable_lwp_ctl()->set_features(features);
+  pb::SyscallReturn r = sys(*l, sc);
+  if (r.error() != pb::ERRNO_OK) return result(r);
+  if (address == nullptr) return fail(EFAULT);
+  char* base = lwpctl_map(p);
+  if (base == nullptr) return fail(ENOMEM);
+  size_t off = static_cast<size_t>(r.lwpctl_slot()) * sizeof(struct lwpctl);
+  if (r.lwpctl_slot() < 0 || off >= kLwpctlSize) return fail(ENOMEM);
+  *address = reinterpret_cast<struct lwpctl*>(base + off);
+  return 0;
+}
+
+int _lwp_park(clockid_t clock_id, int flags, struct timespec* ts, lwpid_t unpark,
+              const void* hint, const void* unparkhint) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  auto* a = sc.mutable_lwp_park();
+  a->set_clock_id(nb_clock(clock_id));
+  a->set_flags(flags);
+  if (ts != nullptr) {
+    a->mutable_ts()->set_sec(ts->tv_sec);
+    a->mutable_ts()->set_nsec(ts->tv_nsec);
+  }
+  a->set_unpark(unpark);
+  a->set_hint(reinterpret_cast<uint64_t>(hint));
+  a->set_unparkhint(reinterpret_cast<uint64_t>(unparkhint));
+  pb::SyscallReturn r = sys(*l, sc);
+  if (ts != nullptr && r.has_ts() && !(flags & TIMER_ABSTIME)) {
+    ts->tv_sec = static_cast<time_t>(r.ts().sec());
+    ts->tv_nsec = static_cast<long>(r.ts().nsec());
+  }
+  return result(r);
+}
+
+int _lwp_unpark(lwpid_t target, const void* hint) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  sc.mutable_lwp_unpark()->set_target(target);
+  sc.mutable_lwp_unpark()->set_hint(reinterpret_cast<uint64_t>(hint));
+  return result(sys(*l, sc));
+}
+
+ssize_t _lwp_unpark_all(const lwpid_t* targets, size_t ntargets, const void* hint) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  auto* a = sc.mutable_lwp_unpark_all();
+  a->set_targets_null(targets == nullptr);
+  a->set_ntargets(ntargets);
+  a->set_hint(reinterpret_cast<uint64_t>(hint));
+  if (targets != nullptr && ntargets <= 1024) {
+    for (size_t i = 0; i < ntargets; i++) a->add_targets(targets[i]);
+  }
+  pb::SyscallReturn r = sys(*l, sc);
+  if (r.error() != pb::ERRNO_OK) return result(r);
+  return static_cast<ssize_t>(r.retval());
+}
+
+int _lwp_setname(lwpid_t target, const char* name) {
+  LWPD_SELF_OR_FAIL(l);
+  if (name == nullptr) return fail(EFAULT);
+  pb::Syscall sc;
+  sc.mutable_lwp_setname()->set_target(target);
+  sc.mutable_lwp_setname()->set_name(std::string(name, strnlen(name, 64)));
+  return result(sys(*l, sc));
+}
+
+int _lwp_getname(lwpid_t target, char* name, size_t len) {
+  LWPD_SELF_OR_FAIL(l);
+  if (name == nullptr && len > 0) return fail(EFAULT);
+  pb::Syscall sc;
+  sc.mutable_lwp_getname()->set_target(target);
+  sc.mutable_lwp_getname()->set_len(len);
+  pb::SyscallReturn r = sys(*l, sc);
+  const std::string& n = r.name();
+  if (r.error() == pb::ERRNO_OK) {
+    if (n.size() + 1 > len) return fail(ENAMETOOLONG);  // cannot happen: the kernel checked
+    memcpy(name, n.data(), n.size());
+    name[n.size()] = '\0';
+  } else if (r.error() == pb::ERRNO_ENAMETOOLONG && len > 0) {
+    memcpy(name, n.data(), std::min(n.size(), len));
+  }
+  return result(r);
+}
+
+int _sched_setparam(pid_t pid, lwpid_t lid, int policy, const struct sched_param* params) {
+  LWPD_SELF_OR_FAIL(l);
+  if (params == nullptr) return fail(EFAULT);
+  pb::Syscall sc;
+  auto* a = sc.mutable_sched_setparam();
+  a->set_pid(pid);
+  a->set_lid(lid);
+  a->set_policy(policy);  // SCHED_OTHER/FIFO/RR and -1 share NetBSD's numbers
+  a->set_priority(params->sched_priority);
+  return result(sys(*l, sc));
+}
+
+int _sched_getparam(pid_t pid, lwpid_t lid, int* policy, struct sched_param* params) {
+  LWPD_SELF_OR_FAIL(l);
+  if (params == nullptr) return fail(EFAULT);
+  pb::Syscall sc;
+  sc.mutable_sched_getparam()->set_pid(pid);
+  sc.mutable_sched_getparam()->set_lid(lid);
+  pb::SyscallReturn r = sys(*l, sc);
+  if (r.error() != pb::ERRNO_OK) return result(r);
+  if (policy != nullptr) *policy = r.policy();
+  memset(params, 0, sizeof *params);
+  params->sched_priority = r.priority();
+  return 0;
+}
+
+int _sched_setaffinity(pid_t pid, lwpid_t lid, size_t size, const cpu_set_t* set) {
+  LWPD_SELF_OR_FAIL(l);
+  if (set == nullptr) return fail(EFAULT);
+  uint64_t mask = 0;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(set);
+  for (size_t i = 0; i < size; i++) {
+    if (bytes[i] == 0) continue;
+    if (i >= 8) return fail(EINVAL);  // the emulation has at most 64 vCPUs
+    mask |= uint64_t{bytes[i]} << (8 * i);
+  }
+  pb::Syscall sc;
+  auto* a = sc.mutable_sched_setaffinity();
+  a->set_pid(pid);
+  a->set_lid(lid);
+  a->set_mask(mask);
+  return result(sys(*l, sc));
+}
+
+int _sched_getaffinity(pid_t pid, lwpid_t lid, size_t size, cpu_set_t* set) {
+  LWPD_SELF_OR_FAIL(l);
+  if (set == nullptr) return fail(EFAULT);
+  pb::Syscall sc;
+  sc.mutable_sched_getaffinity()->set_pid(pid);
+  sc.mutable_sched_getaffinity()->set_lid(lid);
+  pb::SyscallReturn r = sys(*l, sc);
+  if (r.error() != pb::ERRNO_OK) return result(r);
+  auto* bytes = reinterpret_cast<unsigned char*>(set);
+  memset(bytes, 0, size);
+  for (size_t i = 0; i < size && i < 8; i++) bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
+  return 0;
+}
+
+int lwpd_yield(void) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  sc.mutable_sched_yield();
+  return result(sys(*l, sc));
+}
+
+}  // extern "C"
