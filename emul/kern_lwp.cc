@@ -305,11 +305,11 @@ void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) {
         if (o->sleep.interruptible) lwp_wake(*o, WakeReason::kExit);
         break;
       case LwpStat::kStop:
-        if (o->sleep.kind != SleepKind::kNone) {
-          lwp_end_sleep(*o, SysReturn::err(Errno::kEINTR));
-        } else {
-          lwp_set_state(*o, LwpStat::kRun);
-        }
+        // Only interruptible sleepers stop, so the wakeup ends the sleep
+        // (leaving it LSSTOP); then it runs to its exit.
+        lwp_wake(*o, WakeReason::kExit);
+        assert(o->sleep.kind == SleepKind::kNone);
+        lwp_set_state(*o, LwpStat::kRun);
         break;
       case LwpStat::kSuspended: lwp_set_state(*o, LwpStat::kRun); break;
       case LwpStat::kOnProc: lwp_kick(*o); break;

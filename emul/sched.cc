@@ -175,6 +175,7 @@ void Scheduler::enqueue(Lwp& l, bool head) {
     std::lock_guard g(c.mu);
     l.rq_cpu = ci;
     l.rq_affinity = l.affinity;
+    l.rq_policy = l.policy;
     c.rq.push(&l, l.eff_prio(), head);
     c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
     c.idle.store(false, std::memory_order_relaxed);

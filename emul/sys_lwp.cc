@@ -94,11 +94,11 @@ Outcome sys_lwp_suspend(Lwp& l, const LwpSuspendArgs& a) {
       if (t->sleep.interruptible && t != &l) lwp_wake(*t, WakeReason::kSpurious);
       break;
     case LwpStat::kStop:
-      // It runs briefly in the kernel to suspend itself.
-      if (t->sleep.kind != SleepKind::kNone) {
-        lwp_end_sleep(*t, SysReturn{});
-      }
-      lwp_set_state(*t, LwpStat::kRun);
+      // It runs briefly in the kernel to suspend itself. A stopped sleeper is
+      // woken first; one whose sleep goes on (an _lwp_wait with nothing to
+      // collect) stays stopped and suspends after it returns.
+      if (t->sleep.kind != SleepKind::kNone) lwp_wake(*t, WakeReason::kSpurious);
+      if (t->sleep.kind == SleepKind::kNone) lwp_set_state(*t, LwpStat::kRun);
       break;
     default: break;
   }

@@ -163,9 +163,18 @@ void TestProc::spawn(lwpid_t lid, std::function<void(U&)> fn) {
 }
 
 std::optional<ExitStatus> TestProc::wait_exit(std::chrono::milliseconds limit) {
-  std::unique_lock lk(mu_);
-  cv_.wait_for(lk, limit, [&] { return exit_.has_value(); });
-  return exit_;
+  std::vector<std::thread> done;
+  std::optional<ExitStatus> st;
+  {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, limit, [&] { return exit_.has_value(); });
+    st = exit_;
+    // Once the process has exited every LWP has been told it is gone, and no
+    // thread can spawn another: join them so thread counts are final.
+    if (st) done.swap(threads_);
+  }
+  for (auto& t : done) t.join();
+  return st;
 }
 
 bool TestProc::exited() const {
