@@ -32,8 +32,10 @@ KernelConfig test_config(int ncpus) {
 
 // ---- U ------------------------------------------------------------------------------
 
+U::U(TestProc& tp, lwpid_t lid) : tp_(tp), lid_(lid), box_(tp.box(lid)) {}
+
 SysReturn U::await_return() {
-  auto b = tp_.box(lid_);
+  TestProc::Mailbox* b = &tp_.mbox(*this);
   std::unique_lock lk(b->mu);
   b->cv.wait(lk, [&] { return !b->q.empty() || b->shutdown; });
   if (b->q.empty()) throw LwpGone{};
@@ -60,7 +62,7 @@ SysReturn U::sys(const SysArgs& a) {
 }
 
 void U::poll() {
-  auto b = tp_.box(lid_);
+  TestProc::Mailbox* b = &tp_.mbox(*this);
   if (b->kick_gen.load(std::memory_order_acquire) != gen_) return;
   user_counter().leave_user();
   EntryStatus st = tp_.k_.trap(tp_.ref_, lid_);
@@ -143,9 +145,13 @@ std::shared_ptr<TestProc::Mailbox> TestProc::box(lwpid_t lid) {
 }
 
 void TestProc::spawn(lwpid_t lid, std::function<void(U&)> fn) {
+  // The mailbox is claimed here, on the spawning thread, before anything can
+  // reuse the LID.
+  auto u = std::make_shared<U>(*this, lid);
   std::lock_guard g(mu_);
-  threads_.emplace_back([this, lid, fn = std::move(fn)] {
-    U u(*this, lid);
+  if (mbox(*u).tombstone) boxes_.erase(lid);
+  threads_.emplace_back([this, up = std::move(u), fn = std::move(fn)] {
+    U& u = *up;
     try {
       // Like a new host thread of the shim: wait for the first dispatch.
       u.await_return();
@@ -183,9 +189,9 @@ bool TestProc::exited() const {
 }
 
 std::vector<SigInfo> TestProc::signals(lwpid_t lid) {
-  auto b = box(lid);
-  std::lock_guard g(b->mu);
-  return b->sigs;
+  std::lock_guard g(mu_);
+  auto it = sigs_.find(lid);
+  return it == sigs_.end() ? std::vector<SigInfo>{} : it->second;
 }
 
 bool TestProc::await(const std::function<bool(const ProcInfo&)>& pred,
@@ -233,13 +239,28 @@ void TestProc::lwp_kick(lwpid_t lid, uint64_t gen) {
 }
 
 void TestProc::lwp_signal(lwpid_t lid, const SigInfo& info) {
-  auto b = box(lid);
-  std::lock_guard g(b->mu);
-  b->sigs.push_back(info);
+  std::lock_guard g(mu_);
+  sigs_[lid].push_back(info);
 }
 
 void TestProc::lwp_exited(lwpid_t lid) {
-  auto b = box(lid);
+  std::shared_ptr<Mailbox> b;
+  {
+    std::lock_guard g(mu_);
+    auto it = boxes_.find(lid);
+    if (it == boxes_.end()) {
+      // Killed before its thread was spawned (only when the whole process is
+      // going, so the LID cannot be reused first): leave a tombstone that the
+      // spawned thread will find.
+      b = std::make_shared<Mailbox>();
+      b->q.push_back(Msg{Msg::kExited, {}, 0});
+      b->tombstone = true;
+      boxes_[lid] = b;
+      return;
+    }
+    b = std::move(it->second);
+    boxes_.erase(it);  // the LID may now be reused by a new LWP
+  }
   std::lock_guard g(b->mu);
   b->q.push_back(Msg{Msg::kExited, {}, 0});
   b->cv.notify_all();

@@ -46,7 +46,7 @@ struct LwpGone {};
 // The user-side context of one LWP: its "system call" interface.
 class U {
  public:
-  U(TestProc& tp, lwpid_t lid) : tp_(tp), lid_(lid) {}
+  U(TestProc& tp, lwpid_t lid);
   lwpid_t lid() const { return lid_; }
   TestProc& proc() { return tp_; }
 
@@ -71,9 +71,13 @@ class U {
 
  private:
   friend class TestProc;
+  struct Box;
   SysReturn await_return();
   TestProc& tp_;
   const lwpid_t lid_;
+  // This LWP's mailbox, held for the thread's life: once the LWP has exited
+  // its LID may be reused, and the new LWP gets a mailbox of its own.
+  std::shared_ptr<void> box_;
   uint64_t gen_ = 0;
 };
 
@@ -123,12 +127,13 @@ class TestProc : public UserPort {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<Msg> q;
-    std::vector<SigInfo> sigs;
     std::atomic<uint64_t> kick_gen{0};
     bool shutdown = false;
+    bool tombstone = false;  // created by lwp_exited before its thread existed
   };
   explicit TestProc(Kernel& k) : k_(k) {}
   std::shared_ptr<Mailbox> box(lwpid_t lid);
+  Mailbox& mbox(U& u) { return *static_cast<Mailbox*>(u.box_.get()); }
 
   Kernel& k_;
   ProcRef ref_;
@@ -137,7 +142,8 @@ class TestProc : public UserPort {
 
   mutable std::mutex mu_;  // leaf
   std::condition_variable cv_;
-  std::map<lwpid_t, std::shared_ptr<Mailbox>> boxes_;
+  std::map<lwpid_t, std::shared_ptr<Mailbox>> boxes_;  // live LWPs only
+  std::map<lwpid_t, std::vector<SigInfo>> sigs_;       // by LID, kept after exit
   std::optional<ExitStatus> exit_;
   std::vector<std::thread> threads_;
   std::vector<std::string> failures_;
