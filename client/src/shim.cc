@@ -54,8 +54,10 @@
 // block for free (home's mask blocks everything) and lets _lwp_exit() leave
 // the user's stack before the daemon reports the LWP gone (libpthread may free
 // that stack as soon as lc_curcpu reads LWPCTL_CPU_EXITED). The first LWP has
-// no home: it calls on its own stack and blocks signals with pthread_sigmask.
-// When the start function returns, the trampoline calls _lwp_exit().
+// no home: it calls on its own stack and blocks signals with pthread_sigmask;
+// when it _lwp_exit()s, its host thread parks for good (pthread_exit() would
+// unwind the caller's C++ frames). When a start function returns, the
+// trampoline calls _lwp_exit().
 // _lwp_setprivate()/_lwp_getprivate() keep the value in the daemon only; the
 // host's %fs is never touched (glibc owns it).
 //
@@ -65,8 +67,13 @@
 // (delivery at the return to user). Signals for an LWP whose thread does not
 // exist yet are kept in Lwp::pend_sigs and raised by the thread itself. The
 // daemon learns which signals have SA_RESTART handlers (SessionRequest
-// .sigrestart) at attach and at every _lwp_create. ERRNO_ERESTART returns are
-// reissued transparently.
+// .sigrestart) at attach and at every _lwp_create. Because a signal that cuts
+// a sleep short reaches the shim on the Session stream while the EINTR or
+// ERESTART return comes on the channel, such a return waits (bounded: 1 s for
+// ERESTART, 20 ms for EINTR, which _lwp_wakeup also produces) until the
+// control thread has handed the signal over, so the handler runs before the
+// caller sees EINTR. ERRNO_ERESTART is then reissued transparently, after the
+// handler ran in user mode.
 //
 // Exits and failures.
 //   * proc_exited (Session or channel) -> _exit(status), or death by the
@@ -139,6 +146,13 @@ void futex_wait(std::atomic<uint32_t>* w, uint32_t val) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr,
           0);
 }
+// Returns false on timeout.
+bool futex_wait_ms(std::atomic<uint32_t>* w, uint32_t val, long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts,
+                   nullptr, 0);
+  return !(r == -1 && errno == ETIMEDOUT);
+}
 void futex_wake(std::atomic<uint32_t>* w) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr,
           nullptr, 0);
@@ -156,6 +170,7 @@ struct Lwp {
   std::atomic<uint64_t> ustate{pack(0, kKernel)};  // mode|gen, see the top comment
   std::atomic<uint64_t> kick_gen{0};       // highest kick gen latched by control
   std::atomic<uint64_t> pend_sigs{0};      // host signals (bit sig-1) awaiting a thread
+  std::atomic<uint32_t> sig_seq{0};        // futex word: signals handed to the thread
   std::atomic<uint32_t> trap_state{kTrapResumed};  // futex word, see TrapState
   uint64_t trap_gen = 0;                   // written before trap_state = kTrapResumed
 
@@ -286,16 +301,34 @@ pb::SyscallReturn channel_read(Lwp& l) {
   die_lost("unexpected LWP channel event");
 }
 
-// A syscall on the channel, reissued while the kernel says ERESTART.
+// How long a return that a signal interrupted waits for that signal to come
+// in on the Session stream (see channel_call).
+constexpr long kRestartSignalWaitMs = 1000;  // ERESTART: a signal is certain
+constexpr long kEintrSignalWaitMs = 20;      // EINTR: or _lwp_wakeup, without one
+
+// One syscall on the channel. A call cut short by a signal (EINTR, ERESTART)
+// returns only once the control thread has handed that signal to this thread
+// (bounded wait): the two streams are not ordered, and NetBSD runs the handler
+// on the way back to user mode, before the caller sees EINTR or the restart.
 pb::SyscallReturn channel_call(Lwp& l, const pb::Syscall& sc) {
   pb::LwpRequest rq;
   *rq.mutable_syscall() = sc;
-  for (;;) {
-    if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
-    pb::SyscallReturn r = channel_read(l);
-    if (r.kind() == pb::RETURN_SYSCALL && r.error() == pb::ERRNO_ERESTART) continue;
-    return r;
+  const uint32_t seq0 = l.sig_seq.load();
+  if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
+  pb::SyscallReturn r = channel_read(l);
+  long wait_ms = r.error() == pb::ERRNO_ERESTART ? kRestartSignalWaitMs
+               : r.error() == pb::ERRNO_EINTR    ? kEintrSignalWaitMs
+                                                 : 0;
+  if (wait_ms > 0) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long left = wait_ms; l.sig_seq.load() == seq0 && left > 0;) {
+      futex_wait_ms(&l.sig_seq, seq0, left);
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      left = wait_ms - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    }
   }
+  return r;
 }
 
 // Enter the kernel because of a kick latched for `gen`; returns the new gen.
@@ -439,6 +472,8 @@ void on_signal(Process& p, const pb::LwpSignal& s) {
   }
   l->pend_sigs.fetch_or(bit);
   deliver_pending(*l);
+  l->sig_seq.fetch_add(1);  // after the tgkill: the signal is pending on the thread
+  futex_wake(&l->sig_seq);
 }
 
 void control_main(Process* p) {
@@ -542,9 +577,10 @@ void send_sigrestart(Process& p) {
 
 // ---- the user side of a call -----------------------------------------------------------
 
-// Runs `sc` for the calling LWP and returns to user mode. See the top comment
-// for why created LWPs make their calls on their home stack.
-pb::SyscallReturn sys(Lwp& l, const pb::Syscall& sc) {
+// One kernel entry for the calling LWP, back in user mode (pending signals
+// delivered) when it returns. See the top comment for why created LWPs make
+// their calls on their home stack.
+pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
   if (l.has_home) {
     l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
     l.req = &sc;
@@ -560,6 +596,15 @@ pb::SyscallReturn sys(Lwp& l, const pb::Syscall& sc) {
   leave_kernel(l, r.gen());
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return r;
+}
+
+// A syscall; ERESTART is reissued after the signal's handler ran in user mode.
+pb::SyscallReturn sys(Lwp& l, const pb::Syscall& sc) {
+  for (;;) {
+    pb::SyscallReturn r = sys_once(l, sc);
+    if (r.kind() == pb::RETURN_SYSCALL && r.error() == pb::ERRNO_ERESTART) continue;
+    return r;
+  }
 }
 
 int fail(int e) {
@@ -926,10 +971,12 @@ void _lwp_exit(void) {
   l->ustate.store(pack(gen_of(l->ustate.load()), kKernel));
   channel_exit(*l);
   channel_close(*l);
-  drop_altstack(*l);
   t_self = nullptr;
   lwp_unregister(*p, l->lid);
-  pthread_exit(nullptr);
+  // The first LWP is the host's main thread (or whichever thread attached): it
+  // stays parked, signals blocked. pthread_exit() would unwind the caller's C++
+  // frames, and a catch (...) on the way (gtest, any framework) aborts on that.
+  park_forever();
 }
 
 lwpid_t _lwp_self(void) {
