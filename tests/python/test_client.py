@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""End-to-end test of lwpd from a second language: Python stubs generated from
+proto/lwpd/v1/kernel.proto (protoc --python_out --grpc_python_out with
+grpc_python_plugin), Debian's python3-grpcio and python3-protobuf.
+
+    test_client.py --lwpd build/server/lwpd [--stubs DIR]
+
+Starts its own lwpd (socket and runtime dir in a temporary directory, --cpus 2)
+and plays one emulated process through the documented protocol:
+
+  * Session: Attach -> Attached{pid, token}; the stream is the process's lifeline
+    and carries its events (kicks, lwp_exited, proc_exited) to a reader thread.
+  * main LWP (LID == pid): Start, then Calls with metadata "lwpd-token".
+  * _lwp_create a second LWP and drive it on a second Python thread (Start,
+    _lwp_self, _lwp_exit -> ABORTED); the main LWP _lwp_wait()s for it.
+  * Inspect: ListLwps (the process and both LWPs' states) and ListProcs.
+  * _lwp_ctl: map the lwpctl file named by the reply and read the LWP's slot.
+  * the main LWP's _lwp_exit ends the process: the Session gets proc_exited.
+  * the daemon is still healthy (grpc.health.v1) and stops cleanly on SIGTERM.
+
+Without --stubs the stubs are generated into a temporary directory first.
+"""
+
+import argparse
+import mmap
+import os
+import queue
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+ARGS = None       # parsed command line
+pb = None         # lwpd.v1 messages (kernel_pb2)
+pb_grpc = None    # lwpd.v1 services (kernel_pb2_grpc)
+
+UC_CPU = 0x4
+TIMEOUT = 20  # seconds for any single RPC or event
+
+
+def generate_stubs(out_dir):
+    """protoc + grpc_python_plugin -> out_dir/lwpd/v1/kernel_pb2{,_grpc}.py"""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    plugin = shutil.which("grpc_python_plugin")
+    if plugin is None:
+        raise RuntimeError("grpc_python_plugin not found (Debian: protobuf-compiler-grpc)")
+    subprocess.run(
+        ["protoc", "--proto_path=" + os.path.join(root, "proto"),
+         "--python_out=" + out_dir, "--grpc_python_out=" + out_dir,
+         "--plugin=protoc-gen-grpc_python=" + plugin,
+         os.path.join(root, "proto", "lwpd", "v1", "kernel.proto")],
+        check=True)
+
+
+def load_stubs(stubs_dir):
+    global pb, pb_grpc
+    sys.path.insert(0, stubs_dir)
+    from lwpd.v1 import kernel_pb2, kernel_pb2_grpc  # generated
+    pb, pb_grpc = kernel_pb2, kernel_pb2_grpc
+
+
+# grpc.health.v1 without its generated stubs (Debian's python3-grpcio has none):
+# HealthCheckRequest{service=""} is empty; HealthCheckResponse{status=SERVING}
+# is field 1, varint 1.
+def health_status(channel, timeout=2.0):
+    check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                request_serializer=lambda b: b,
+                                response_deserializer=lambda b: b)
+    reply = check(b"", timeout=timeout, wait_for_ready=True)
+    status = 0
+    i = 0
+    while i < len(reply):
+        key = reply[i]
+        i += 1
+        if key != 0x08:
+            raise AssertionError("unexpected HealthCheckResponse bytes %r" % reply)
+        status = reply[i]
+        i += 1
+    return {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING"}.get(status, str(status))
+
+
+class Session:
+    """The Session stream: requests from a queue, events to a queue (reader thread)."""
+
+    def __init__(self, stub, comm):
+        self._requests = queue.Queue()
+        self.events = queue.Queue()
+        self.kicks = []
+        self._requests.put(pb.SessionRequest(
+            attach=pb.Attach(comm=comm, host_pid=os.getpid())))
+        self._call = stub.Session(iter(self._requests.get, None))
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        try:
+            for ev in self._call:
+                if ev.WhichOneof("msg") == "kick":
+                    self.kicks.append((ev.kick.lid, ev.kick.gen))
+                self.events.put(ev)
+            self.events.put(("end", grpc.StatusCode.OK))
+        except grpc.RpcError as e:
+            self.events.put(("end", e.code()))
+
+    def next_event(self, kinds):
+        """The next event whose oneof is one of `kinds` (kicks etc. are skipped)."""
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            ev = self.events.get(timeout=max(0.1, deadline - time.monotonic()))
+            if isinstance(ev, tuple):
+                return ev
+            if ev.WhichOneof("msg") in kinds:
+                return ev
+
+    def close(self):
+        self._requests.put(None)  # half-close: ends the request iterator
+
+
+class LwpdDaemon:
+    def __init__(self, binary, cpus=2):
+        self.dir = tempfile.mkdtemp(prefix="lwpd-py-")
+        self.endpoint = "unix://" + os.path.join(self.dir, "lwpd.sock")
+        self.log = open(os.path.join(self.dir, "lwpd.log"), "w+")
+        self.proc = subprocess.Popen(
+            [binary, "--listen", self.endpoint, "--runtime-dir", self.dir,
+             "--cpus", str(cpus), "--log-level", "info"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        # Connect once the socket exists: a channel that failed to connect backs off (1 s+).
+        sock = os.path.join(self.dir, "lwpd.sock")
+        deadline = time.monotonic() + TIMEOUT
+        while not os.path.exists(sock):
+            if self.proc.poll() is not None:
+                raise RuntimeError("lwpd exited early: " + self.log_text())
+            if time.monotonic() > deadline:
+                raise RuntimeError("lwpd did not create its socket: " + self.log_text())
+            time.sleep(0.01)
+        self.channel = grpc.insecure_channel(self.endpoint)
+        while True:
+            try:
+                if health_status(self.channel, timeout=1.0) == "SERVING":
+                    break
+            except grpc.RpcError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("lwpd did not become healthy: " + self.log_text())
+            time.sleep(0.05)
+
+    def log_text(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        """SIGTERM; returns the exit status."""
+        self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def syscall(**kw):
+    return pb.Syscall(**kw)
+
+
+class PythonClientTest(unittest.TestCase):
+    def setUp(self):
+        self.daemon = LwpdDaemon(ARGS.lwpd, cpus=2)
+        self.kernel = pb_grpc.KernelStub(self.daemon.channel)
+        self.inspect = pb_grpc.InspectStub(self.daemon.channel)
+
+    def tearDown(self):
+        rc = self.daemon.stop()
+        if rc != 0 or self._outcome_failed():
+            sys.stderr.write("---- lwpd log ----\n" + self.daemon.log_text())
+        self.daemon.cleanup()
+        self.assertEqual(rc, 0, "lwpd did not exit cleanly after SIGTERM")
+
+    def _outcome_failed(self):
+        result = getattr(self._outcome, "result", None)
+        return bool(result and (result.failures or result.errors))
+
+    def call(self, md, lid, **sc):
+        return self.kernel.Call(pb.LwpCall(lid=lid, syscall=syscall(**sc)),
+                                metadata=md, timeout=TIMEOUT)
+
+    def test_process_lifecycle(self):
+        # ---- Session: Attach -> Attached ----
+        session = Session(self.kernel, "pyclient")
+        ev = session.next_event({"attached"})
+        self.assertNotIsInstance(ev, tuple, "session ended before Attached: %s" % (ev,))
+        att = ev.attached
+        pid, token = att.pid, att.token
+        self.assertGreater(pid, 0)
+        self.assertTrue(token)
+        self.assertEqual(att.ncpus, 2)
+        md = (("lwpd-token", token),)
+
+        # Without the token the kernel refuses.
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.kernel.Call(pb.LwpCall(lid=pid, syscall=syscall(lwp_self=pb.LwpSelfArgs())),
+                             timeout=TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+
+        # ---- main LWP: Start, then syscalls ----
+        r = self.kernel.Start(pb.LwpRef(lid=pid), metadata=md, timeout=TIMEOUT)
+        self.assertEqual(r.kind, pb.RETURN_START)
+        r = self.call(md, pid, lwp_self=pb.LwpSelfArgs())
+        self.assertEqual((r.kind, r.error, r.retval), (pb.RETURN_SYSCALL, pb.ERRNO_OK, pid))
+        r = self.call(md, pid, lwp_setname=pb.LwpSetnameArgs(target=0, name=b"py-main"))
+        self.assertEqual(r.error, pb.ERRNO_OK)
+
+        # ---- _lwp_create; the new LWP runs on a second Python thread ----
+        r = self.call(md, pid, lwp_create=pb.LwpCreateArgs(uc_flags=UC_CPU, pc=0x400000))
+        self.assertEqual(r.error, pb.ERRNO_OK)
+        new_lid = int(r.retval)
+        self.assertNotEqual(new_lid, pid)
+
+        started = threading.Event()
+        may_exit = threading.Event()
+        child = {}
+
+        def run_child():
+            try:
+                r = self.kernel.Start(pb.LwpRef(lid=new_lid), metadata=md, timeout=TIMEOUT)
+                child["start_kind"] = r.kind
+                r = self.call(md, new_lid, lwp_self=pb.LwpSelfArgs())
+                child["self"] = r.retval
+                started.set()
+                may_exit.wait(TIMEOUT)
+                try:
+                    self.call(md, new_lid, lwp_exit=pb.LwpExitArgs())
+                    child["exit"] = "returned"
+                except grpc.RpcError as e:
+                    child["exit"] = e.code()
+            except Exception as e:  # reported by the main thread
+                child["error"] = repr(e)
+                started.set()
+
+        t = threading.Thread(target=run_child, name="lwp-%d" % new_lid)
+        t.start()
+        self.assertTrue(started.wait(TIMEOUT), "the new LWP never started")
+        self.assertNotIn("error", child)
+        self.assertEqual(child["start_kind"], pb.RETURN_START)
+        self.assertEqual(child["self"], new_lid)
+
+        # ---- Inspect while both LWPs run user code (2 LWPs, 2 vCPUs) ----
+        info = self.inspect.ListLwps(pb.ListLwpsRequest(pid=pid), timeout=TIMEOUT).proc
+        self.assertEqual(info.pid, pid)
+        self.assertEqual(info.comm, "pyclient")
+        self.assertEqual(info.state, pb.SACTIVE)
+        self.assertEqual(info.nlwps, 2)
+        states = {l.lid: l for l in info.lwps}
+        self.assertEqual(sorted(states), sorted([pid, new_lid]))
+        for lid in (pid, new_lid):
+            self.assertIn(states[lid].state, (pb.LSONPROC, pb.LSRUN),
+                          "LWP %d: %s" % (lid, pb.LwpState.Name(states[lid].state)))
+            self.assertFalse(states[lid].in_kernel)
+        self.assertEqual(states[pid].name, "py-main")
+        procs = self.inspect.ListProcs(pb.ListProcsRequest(), timeout=TIMEOUT).procs
+        self.assertIn(pid, [p.pid for p in procs])
+
+        # ---- lwpctl: the region file lives in the runtime dir; map it by path ----
+        r = self.call(md, pid, lwp_ctl=pb.LwpCtlArgs(features=1))
+        self.assertEqual(r.error, pb.ERRNO_OK)
+        slot = r.lwpctl_slot
+        info = self.inspect.ListLwps(pb.ListLwpsRequest(pid=pid), timeout=TIMEOUT).proc
+        path = info.lwpctl_path
+        self.assertTrue(path.startswith(self.daemon.dir), path)
+        with open(path, "rb") as f:
+            m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            curcpu, pctr = struct.unpack_from("<ii", m, slot * 8)
+            m.close()
+        self.assertIn(curcpu, (0, 1), "main LWP runs user code, so lc_curcpu is its vCPU")
+
+        # ---- the child exits (ABORTED), the main LWP reaps it ----
+        may_exit.set()
+        r = self.call(md, pid, lwp_wait=pb.LwpWaitArgs(wait_for=new_lid))
+        self.assertEqual((r.error, r.retval), (pb.ERRNO_OK, new_lid))
+        t.join(TIMEOUT)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(child.get("exit"), grpc.StatusCode.ABORTED)
+        ev = session.next_event({"lwp_exited"})
+        self.assertNotIsInstance(ev, tuple)
+        self.assertEqual(ev.lwp_exited.lid, new_lid)
+        info = self.inspect.ListLwps(pb.ListLwpsRequest(pid=pid), timeout=TIMEOUT).proc
+        self.assertEqual(info.nlwps, 1)
+        self.assertEqual([l.lid for l in info.lwps], [pid])
+
+        # ---- the last LWP exits: the process ends ----
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(md, pid, lwp_exit=pb.LwpExitArgs())
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.ABORTED)
+        ev = session.next_event({"proc_exited"})
+        self.assertNotIsInstance(ev, tuple, "session ended without proc_exited: %s" % (ev,))
+        self.assertFalse(ev.proc_exited.signaled)
+        self.assertEqual(ev.proc_exited.code, 0)
+        self.assertEqual(session.next_event(set()), ("end", grpc.StatusCode.OK))
+        session.close()
+
+        procs = self.inspect.ListProcs(pb.ListProcsRequest(), timeout=TIMEOUT).procs
+        self.assertNotIn(pid, [p.pid for p in procs])
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.inspect.ListLwps(pb.ListLwpsRequest(pid=pid), timeout=TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(health_status(self.daemon.channel), "SERVING")
+        stats = self.inspect.Stats(pb.StatsRequest(), timeout=TIMEOUT)
+        self.assertEqual((stats.nprocs, stats.ncpus), (0, 2))
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lwpd", required=True, help="path of the lwpd binary")
+    ap.add_argument("--stubs", help="directory holding lwpd/v1/kernel_pb2*.py "
+                    "(default: generate them into a temporary directory)")
+    ARGS, rest = ap.parse_known_args()
+    tmp = None
+    stubs = ARGS.stubs
+    if stubs is None:
+        tmp = tempfile.mkdtemp(prefix="lwpd-py-stubs-")
+        generate_stubs(tmp)
+        stubs = tmp
+    try:
+        load_stubs(stubs)
+        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+        return 0 if prog.result.wasSuccessful() else 1
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
