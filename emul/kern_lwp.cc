@@ -131,6 +131,9 @@ void lwp_set_state(Lwp& l, LwpStat to, bool run_at_head) {
   assert(p.nrlwps >= 0 && p.nrlwps <= p.nlwps);
   l.stat = to;
 
+  p.kernel().emit(KEvent{.kind = KEvent::Kind::kState, .pid = p.pid, .lid = l.lid,
+                         .from = from, .to = to, .cpu = l.cpu});
+
   if (to == LwpStat::kOnProc) {
     assert(l.cpu >= 0);
     l.switches++;
@@ -185,6 +188,8 @@ KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, SigSet sigmask,
   l->order_it = p.order.begin();
   p.nlwps++;
   p.nrlwps++;  // an embryo is pre-counted as running
+  k.emit(KEvent{.kind = KEvent::Kind::kCreate, .pid = p.pid, .lid = l->lid,
+                .to = LwpStat::kIdl, .cpu = l->cpu});
   return l;
 }
 
@@ -220,6 +225,8 @@ void lwp_free(Lwp& l) {
   if (p.nlwps > 0) k.uid_nthr_sub(p.uid);
   if (l.lwpctl_slot >= 0) p.lwpctl->free_slot(l.lwpctl_slot);
   k.ids().free_lid(p.pid, l.lid);
+  k.emit(KEvent{.kind = KEvent::Kind::kFree, .pid = p.pid, .lid = l.lid, .from = l.stat,
+                .cpu = l.cpu});
   p.order.erase(l.order_it);
   proc_broadcast(p);
   p.lwps.erase(l.lid);  // destroys l
@@ -255,6 +262,7 @@ void proc_finish_exit(Proc& p, Lwp& last) {
   p.stat = ProcStat::kZomb;
   p.sflag &= ~PS_STOPPING;
   p.lwpctl.reset();
+  p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcExit, .pid = p.pid, .lid = lid});
   p.port->lwp_exited(lid);
   p.port->proc_exited(p.xstat);
 }

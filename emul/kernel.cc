@@ -192,6 +192,15 @@ ProcRef Kernel::proc_lookup(pid_t pid) const {
 
 pid_t Kernel::proc_pid(const ProcRef& p) const { return p->pid; }
 
+void Kernel::emit(KEvent e) const {
+  if (cfg_.observer == nullptr) return;
+  e.seq = event_seq_.fetch_add(1, std::memory_order_relaxed) + 1;
+  e.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::steady_clock::now().time_since_epoch())
+                  .count();
+  cfg_.observer->on_event(e);
+}
+
 bool Kernel::uid_nthr_add(uint32_t uid, int limit) {
   std::lock_guard g(uid_mu_);
   int& n = uid_nthr_[uid];

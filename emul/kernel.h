@@ -3,6 +3,7 @@
 // design comment (states, transitions, locks).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -24,6 +25,32 @@ class Callout;
 class IdAllocator;
 using ProcRef = std::shared_ptr<Proc>;
 
+// One kernel event, for watchers (inspection's watch stream, tracing tools).
+struct KEvent {
+  enum class Kind : uint8_t {
+    kCreate,     // an LWP was created (LSIDL)
+    kState,      // an LWP changed state (from -> to); switches are ONPROC edges
+    kFree,       // an LWP was freed (reaped); its LID may be reused
+    kProcExit,   // a process exited
+  };
+  Kind kind = Kind::kState;
+  uint64_t seq = 0;          // kernel-wide, strictly increasing per process
+  int64_t time_ns = 0;       // steady clock
+  pid_t pid = 0;
+  lwpid_t lid = 0;
+  netbsd::LwpStat from{}, to{};
+  int cpu = -1;              // vCPU involved (switch in/out), else last vCPU
+};
+
+// Receives every KEvent. Called with the process lock held, in the order the
+// kernel decided things: it must not block, must not call into the Kernel,
+// and should be cheap (copy into a buffer and return).
+class KernelObserver {
+ public:
+  virtual ~KernelObserver() = default;
+  virtual void on_event(const KEvent& e) = 0;
+};
+
 struct KernelConfig {
   int ncpus = 2;                              // vCPU worker threads
   std::chrono::milliseconds quantum{100};     // time slice (NB_SCHED_OTHER, NB_SCHED_RR)
@@ -32,6 +59,8 @@ struct KernelConfig {
   std::string runtime_dir;                    // lwpctl region files; empty = memfd
   int maxlwp = netbsd::MAXLWP;                // kern.maxlwp (RLIMIT_NTHR hard limit)
   bool user_set_cpu_affinity = false;         // security.models.extensions.*
+  // Optional event observer (see KernelObserver); must outlive the Kernel.
+  KernelObserver* observer = nullptr;
   // Log sink (level: 0 debug, 1 info, 2 warn, 3 error); may be empty.
   std::function<void(int level, const std::string& msg)> log;
 };
@@ -146,6 +175,7 @@ class Kernel {
   void log(int level, const std::string& msg) const {
     if (cfg_.log) cfg_.log(level, msg);
   }
+  void emit(KEvent e) const;
   // Per-uid count of non-first LWPs (RLIMIT_NTHR accounting).
   bool uid_nthr_add(uint32_t uid, int limit);  // false: over the limit
   void uid_nthr_sub(uint32_t uid);
@@ -158,6 +188,8 @@ class Kernel {
 
   mutable std::mutex table_mu_;  // lock order: first
   std::unordered_map<pid_t, ProcRef> procs_;  // table_mu_
+
+  mutable std::atomic<uint64_t> event_seq_{0};
 
   std::mutex uid_mu_;  // leaf
   std::unordered_map<uint32_t, int> uid_nthr_;  // uid_mu_
