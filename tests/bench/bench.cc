@@ -1,0 +1,835 @@
+// lwpd_bench: lwpd's performance figures, each beside a baseline measured in the same run.
+//
+//   M1  null syscall through the shim (_lwp_getprivate: answered by the kernel at once,
+//       on the calling reactor thread)             vs  B0 bare gRPC stream round trip
+//   M2  LWP hand-off: _lwp_park(unpark=peer) ping-pong between two LWPs, per hand-off
+//       (one request on the parking LWP's stream, one return on the woken LWP's stream)
+//                                                  vs  B0
+//   M3  _lwp_create + _lwp_wait of an LWP whose start function returns at once
+//                                                  vs  B3 pthread_create+join  +  B0
+//   M4  time for _lwp_suspend to return on an LWP spinning in user code
+//                                                  vs  B4 signal stop round trip  +  B0
+//   M5  10,000 parked LWPs across 100 processes: daemon RSS per LWP, daemon CPU while idle.
+//
+// Baselines: B0 is a trivial bidi-streaming echo (tests/bench/bench_echo.proto) served by a
+// separate process on a unix socket with gRPC's callback API, exchanging the very messages an
+// LWP channel carries (LwpRequest{getprivate} -> LwpEvent{ret}); the client is a synchronous
+// ClientReaderWriter, as in the shim. B4 stops a spinning pthread with pthread_kill and waits
+// (futex) until its handler acknowledges; the handler then waits for a release, like a
+// suspended LWP waits in the shim's kick handler. Why B0 + B4 for M4: the suspend has to cross
+// gRPC (request and return) and has to interrupt a thread that runs user code with a signal;
+// those two are the floor for any design with this transport, the rest is lwpd's own.
+// B3 + B0 for M3: a new LWP is a new host thread plus at least one exchange with the daemon.
+//
+// Process layout. The program (no gRPC in it until M5's inspection) starts a private lwpd
+// (--cpus 2, own runtime dir) and the echo server (this binary, --echo-server=ADDR), then forks
+// a child that lwpd_attach()es and runs M1-M4 and the baselines with Google Benchmark (random
+// interleaving of repetitions, so lwpd and baseline runs see the same noise); the child sends
+// median timings and counters back over a pipe and detaches. M5 forks 100 attached children.
+//
+// Every lwpd micro-benchmark also records, per operation: kernel entries served (Inspect
+// Stats.syscalls), the server's CPU time and context switches (all its threads, from
+// /proc/<pid>/task/*), and the client process's context switches — the breakdown used in
+// docs/PERFORMANCE.md.
+
+// Generated headers before <signal.h> users (sigmask macro vs LwpCreateArgs::sigmask()).
+#include "bench_echo.grpc.pb.h"
+#include "lwpd/v1/kernel.grpc.pb.h"
+#undef sigmask
+
+#include "bench_util.h"
+
+#include <benchmark/benchmark.h>
+#include <grpcpp/grpcpp.h>
+#include <linux/futex.h>
+#include <lwpd/lwp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#undef sigmask
+
+namespace {
+
+using namespace lwpd::bench;
+namespace pb = ::lwpd::v1;
+
+// ---- configuration (set in main before any fork) -----------------------------------------
+
+struct Config {
+  bool quick = false;
+  int reps = 5;
+  double min_time = 0.5;
+  int m5_procs = 100;
+  int m5_lwps = 100;  // per process, the main LWP included
+  int idle_ms = 2000;
+  bool m5 = true;
+  int cpus = 2;
+  std::string lwpd = LWPD_BINARY;
+  std::vector<std::string> bench_args;  // passed to Google Benchmark
+};
+Config g_cfg;
+
+pid_t g_daemon_pid = -1;
+pid_t g_echo_pid = -1;
+std::string g_lwpd_ep;  // unix:///.../lwpd.sock
+std::string g_echo_ep;
+
+[[noreturn]] void die(const char* what) {
+  fprintf(stderr, "lwpd_bench[%d]: %s failed: %s\n", getpid(), what, strerror(errno));
+  fflush(stderr);
+  _exit(1);
+}
+
+void futex_wait(std::atomic<uint32_t>* w, uint32_t val) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr, 0);
+}
+void futex_wake(std::atomic<uint32_t>* w) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr,
+          nullptr, 0);
+}
+
+// ---- per-benchmark breakdown counters ----------------------------------------------------
+
+std::unique_ptr<pb::Inspect::Stub> g_inspect;  // to our lwpd (in the measuring child)
+
+uint64_t kernel_entries() {
+  if (!g_inspect) return 0;
+  grpc::ClientContext ctx;
+  pb::StatsRequest rq;
+  pb::StatsReply rep;
+  if (!g_inspect->Stats(&ctx, rq, &rep).ok()) return 0;
+  return rep.syscalls();
+}
+
+// Brackets the timed loop of a benchmark: server = lwpd or the echo server.
+class Breakdown {
+ public:
+  Breakdown(pid_t server, bool lwpd) : server_(server), lwpd_(lwpd) {
+    e0_ = lwpd_ ? kernel_entries() : 0;
+    s0_ = snap_proc(server_);
+    c0_ = snap_proc(getpid());
+  }
+  // `ops`: operations per benchmark iteration.
+  void finish(benchmark::State& st, double ops) {
+    ProcSnap s1 = snap_proc(server_), c1 = snap_proc(getpid());
+    uint64_t e1 = lwpd_ ? kernel_entries() : 0;
+    const double n = static_cast<double>(st.iterations()) * ops;
+    if (n <= 0) return;
+    st.counters["srv_cpu_us"] = (s1.cpu_ns - s0_.cpu_ns) / 1e3 / n;
+    st.counters["srv_csw"] = ((s1.vcsw + s1.ivcsw) - (s0_.vcsw + s0_.ivcsw)) / n;
+    st.counters["cli_cpu_us"] = (c1.cpu_ns - c0_.cpu_ns) / 1e3 / n;
+    st.counters["cli_csw"] = ((c1.vcsw + c1.ivcsw) - (c0_.vcsw + c0_.ivcsw)) / n;
+    // The two Stats calls themselves are not kernel entries.
+    if (lwpd_) st.counters["entries"] = (e1 - e0_) / n;
+  }
+
+ private:
+  pid_t server_;
+  bool lwpd_;
+  uint64_t e0_ = 0;
+  ProcSnap s0_, c0_;
+};
+
+// ---- LWP helpers (measuring child) -------------------------------------------------------
+
+constexpr size_t kLwpStack = 64 * 1024;
+
+lwpid_t spawn_lwp(void (*fn)(void*), void* arg, char* stack, size_t size) {
+  ucontext_t uc;
+  _lwp_makecontext(&uc, fn, arg, nullptr, stack, size);
+  lwpid_t lid = 0;
+  if (_lwp_create(&uc, 0, &lid) != 0) die("_lwp_create");
+  return lid;
+}
+
+void reap(lwpid_t lid) {
+  lwpid_t dep = 0;
+  while (_lwp_wait(lid, &dep) != 0) {
+    if (errno != EINTR) die("_lwp_wait");
+  }
+}
+
+// ---- B0: bare gRPC stream ping-pong ------------------------------------------------------
+
+std::shared_ptr<grpc::Channel> g_echo_chan;
+
+void BM_B0_bare_stream_rtt(benchmark::State& st) {
+  auto stub = ::lwpd::bench::v1::Echo::NewStub(g_echo_chan);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("lwpd-token", std::string(32, 'x'));  // the shim sends its token too
+  auto s = stub->PingPong(&ctx);
+  pb::LwpRequest rq;
+  rq.mutable_syscall()->mutable_lwp_getprivate();
+  pb::LwpEvent ev;
+  for (int i = 0; i < 10; i++) {  // open the stream, warm up
+    if (!s->Write(rq) || !s->Read(&ev)) die("echo stream");
+  }
+  Breakdown bd(g_echo_pid, false);
+  for (auto _ : st) {
+    // What the shim does per syscall: copy the request in, write, read the return.
+    pb::LwpRequest req;
+    *req.mutable_syscall() = rq.syscall();
+    if (!s->Write(req) || !s->Read(&ev)) die("echo stream");
+    benchmark::DoNotOptimize(ev.ret().retval());
+  }
+  bd.finish(st, 1);
+  s->WritesDone();
+  (void)s->Finish();
+}
+
+// The same exchange as a unary call (informational: the shim's Trap is one per kick).
+void BM_B0u_bare_unary(benchmark::State& st) {
+  auto stub = ::lwpd::bench::v1::Echo::NewStub(g_echo_chan);
+  pb::LwpRequest rq;
+  rq.mutable_syscall()->mutable_lwp_getprivate();
+  Breakdown bd(g_echo_pid, false);
+  for (auto _ : st) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("lwpd-token", std::string(32, 'x'));
+    pb::LwpEvent ev;
+    if (!stub->Once(&ctx, rq, &ev).ok()) die("echo unary");
+  }
+  bd.finish(st, 1);
+}
+
+// ---- B1: futex ping-pong between two host threads (informational) ------------------------
+
+void BM_B1_futex_rtt(benchmark::State& st) {
+  std::atomic<uint32_t> turn{0};  // even: main's turn to send, odd: the peer's
+  std::atomic<bool> stop{false};
+  std::thread peer([&] {
+    for (uint32_t want = 1;; want += 2) {
+      uint32_t v;
+      while ((v = turn.load()) < want) {
+        if (stop.load()) return;
+        futex_wait(&turn, v);
+      }
+      if (stop.load()) return;
+      turn.store(want + 1);
+      futex_wake(&turn);
+    }
+  });
+  uint32_t t = 0;
+  for (auto _ : st) {
+    turn.store(t + 1);
+    futex_wake(&turn);
+    uint32_t v;
+    while ((v = turn.load()) < t + 2) futex_wait(&turn, v);
+    t += 2;
+  }
+  stop.store(true);
+  turn.fetch_add(1);
+  futex_wake(&turn);
+  peer.join();
+}
+
+// ---- M1: null syscall --------------------------------------------------------------------
+
+void BM_M1_lwpd_getprivate(benchmark::State& st) {
+  _lwp_setprivate(reinterpret_cast<void*>(0x1234));
+  Breakdown bd(g_daemon_pid, true);
+  for (auto _ : st) benchmark::DoNotOptimize(_lwp_getprivate());
+  bd.finish(st, 1);
+}
+
+// ---- M2: park/unpark hand-off ------------------------------------------------------------
+
+struct Handoff {
+  lwpid_t main = 0;
+  std::atomic<bool> stop{false};
+};
+
+void handoff_peer(void* arg) {
+  auto* h = static_cast<Handoff*>(arg);
+  _lwp_park(CLOCK_MONOTONIC, 0, nullptr, 0, nullptr, nullptr);
+  while (!h->stop.load()) _lwp_park(CLOCK_MONOTONIC, 0, nullptr, h->main, nullptr, nullptr);
+}
+
+// One iteration = two hand-offs: main parks unparking the peer, the peer parks unparking main.
+void BM_M2_lwpd_park_handoff(benchmark::State& st) {
+  Handoff h;
+  h.main = _lwp_self();
+  std::vector<char> stack(kLwpStack);
+  lwpid_t peer = spawn_lwp(handoff_peer, &h, stack.data(), stack.size());
+  for (int i = 0; i < 5; i++) _lwp_park(CLOCK_MONOTONIC, 0, nullptr, peer, nullptr, nullptr);
+  Breakdown bd(g_daemon_pid, true);
+  for (auto _ : st) _lwp_park(CLOCK_MONOTONIC, 0, nullptr, peer, nullptr, nullptr);
+  bd.finish(st, 2);
+  h.stop.store(true);
+  _lwp_unpark(peer, nullptr);
+  reap(peer);
+  // A stray unpark of main (if one of its parks returned early) would cut the next
+  // benchmark's first park short; consume it with a zero timeout.
+  struct timespec zero = {0, 0};
+  _lwp_park(CLOCK_MONOTONIC, 0, &zero, 0, nullptr, nullptr);
+}
+
+// ---- M3: create + wait -------------------------------------------------------------------
+
+void lwp_noop(void*) {}
+
+void BM_M3_lwpd_create_wait(benchmark::State& st) {
+  std::vector<char> stack(kLwpStack);
+  ucontext_t uc;
+  _lwp_makecontext(&uc, lwp_noop, nullptr, nullptr, stack.data(), stack.size());
+  Breakdown bd(g_daemon_pid, true);
+  for (auto _ : st) {
+    lwpid_t lid = 0;
+    if (_lwp_create(&uc, 0, &lid) != 0) die("_lwp_create");
+    reap(lid);
+  }
+  bd.finish(st, 1);
+}
+
+void* thread_noop(void*) { return nullptr; }
+
+void BM_B3_pthread_create_join(benchmark::State& st) {
+  for (auto _ : st) {
+    pthread_t t;
+    if (pthread_create(&t, nullptr, thread_noop, nullptr) != 0) die("pthread_create");
+    pthread_join(t, nullptr);
+  }
+}
+
+// ---- M4: suspend a spinning LWP ----------------------------------------------------------
+
+struct Spin {
+  std::atomic<uint64_t> n{0};
+  std::atomic<bool> stop{false};
+};
+
+void lwp_spinner(void* arg) {
+  auto* s = static_cast<Spin*>(arg);
+  while (!s->stop.load(std::memory_order_relaxed)) s->n.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Until the spinner has made progress again (it runs user code).
+void wait_spinning(const Spin& s) {
+  const uint64_t n0 = s.n.load();
+  for (int i = 0; s.n.load() == n0; i++) {
+    if (i > 64) sched_yield();  // let the daemon and the shim's helpers have the host CPU
+  }
+}
+
+void BM_M4_lwpd_suspend_spinning(benchmark::State& st) {
+  Spin s;
+  std::vector<char> stack(kLwpStack);
+  lwpid_t lid = spawn_lwp(lwp_spinner, &s, stack.data(), stack.size());
+  wait_spinning(s);
+  Breakdown bd(g_daemon_pid, true);
+  for (auto _ : st) {
+    wait_spinning(s);
+    const uint64_t t0 = now_ns();
+    if (_lwp_suspend(lid) != 0) die("_lwp_suspend");
+    const uint64_t t1 = now_ns();
+    st.SetIterationTime((t1 - t0) / 1e9);
+    if (_lwp_continue(lid) != 0) die("_lwp_continue");
+  }
+  bd.finish(st, 1);  // suspend + continue + the trap: the counters cover the whole cycle
+  s.stop.store(true);
+  reap(lid);
+}
+
+// B4: stop a spinning pthread with a signal and wait for the acknowledgement.
+struct SigStop {
+  std::atomic<uint32_t> ack{0};
+  std::atomic<uint32_t> release{0};
+};
+SigStop g_sigstop;
+
+void sigstop_handler(int) {
+  const int e = errno;
+  const uint32_t i = g_sigstop.ack.load() + 1;
+  g_sigstop.ack.store(i);
+  futex_wake(&g_sigstop.ack);
+  uint32_t v;
+  while ((v = g_sigstop.release.load()) < i) futex_wait(&g_sigstop.release, v);
+  errno = e;
+}
+
+void BM_B4_signal_stop_rtt(benchmark::State& st) {
+  static const int kSig = SIGRTMIN + 5;
+  struct sigaction sa{};
+  sa.sa_handler = sigstop_handler;
+  sigfillset(&sa.sa_mask);
+  sigaction(kSig, &sa, nullptr);
+  Spin s;
+  pthread_t th;
+  pthread_create(&th, nullptr, [](void* a) -> void* {
+    lwp_spinner(a);
+    return nullptr;
+  }, &s);
+  wait_spinning(s);
+  for (auto _ : st) {
+    wait_spinning(s);
+    const uint32_t i = g_sigstop.ack.load() + 1;
+    const uint64_t t0 = now_ns();
+    pthread_kill(th, kSig);
+    uint32_t v;
+    while ((v = g_sigstop.ack.load()) < i) futex_wait(&g_sigstop.ack, v);
+    const uint64_t t1 = now_ns();
+    st.SetIterationTime((t1 - t0) / 1e9);
+    g_sigstop.release.store(i);
+    futex_wake(&g_sigstop.release);
+  }
+  s.stop.store(true);
+  pthread_join(th, nullptr);
+}
+
+// ---- the measuring child -----------------------------------------------------------------
+
+// Console output of Google Benchmark, plus the samples behind our own medians.
+class Collector : public benchmark::ConsoleReporter {
+ public:
+  std::map<std::string, std::vector<double>> ns;  // per-iteration real (or manual) time
+  std::map<std::string, std::map<std::string, std::vector<double>>> counters;
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    std::vector<Run> shown;
+    for (const Run& r : runs) {
+      if (r.run_type == Run::RT_Iteration && !r.error_occurred) {
+        const std::string& name = r.run_name.function_name;
+        ns[name].push_back(r.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(r.time_unit) *
+                           1e9);
+        for (const auto& [k, c] : r.counters) counters[name][k].push_back(c.value);
+      }
+      if (g_cfg.reps <= 1 || r.run_type == Run::RT_Aggregate) shown.push_back(r);
+    }
+    if (!shown.empty()) ConsoleReporter::ReportRuns(shown);
+  }
+};
+
+void register_benchmarks() {
+  using benchmark::RegisterBenchmark;
+  auto us = [](benchmark::internal::Benchmark* b) {
+    b->Unit(benchmark::kMicrosecond);
+    if (g_cfg.min_time > 0) b->MinTime(g_cfg.min_time);
+    return b;
+  };
+  us(RegisterBenchmark("B0_bare_stream_rtt", BM_B0_bare_stream_rtt))->UseRealTime();
+  us(RegisterBenchmark("M1_lwpd_getprivate", BM_M1_lwpd_getprivate))->UseRealTime();
+  us(RegisterBenchmark("M2_lwpd_park_handoff_x2", BM_M2_lwpd_park_handoff))->UseRealTime();
+  us(RegisterBenchmark("M3_lwpd_create_wait", BM_M3_lwpd_create_wait))->UseRealTime();
+  us(RegisterBenchmark("B3_pthread_create_join", BM_B3_pthread_create_join))->UseRealTime();
+  us(RegisterBenchmark("M4_lwpd_suspend_spinning", BM_M4_lwpd_suspend_spinning))->UseManualTime();
+  us(RegisterBenchmark("B4_signal_stop_rtt", BM_B4_signal_stop_rtt))->UseManualTime();
+  us(RegisterBenchmark("B0u_bare_unary_rtt", BM_B0u_bare_unary))->UseRealTime();
+  us(RegisterBenchmark("B1_futex_rtt", BM_B1_futex_rtt))->UseRealTime();
+}
+
+[[noreturn]] void micro_child(int out_fd) {
+  if (lwpd_attach(g_lwpd_ep.c_str()) != 0) die("lwpd_attach");
+  g_echo_chan = grpc::CreateChannel(g_echo_ep, grpc::InsecureChannelCredentials());
+  g_inspect = pb::Inspect::NewStub(grpc::CreateChannel(g_lwpd_ep, grpc::InsecureChannelCredentials()));
+
+  std::vector<std::string> args = {"lwpd_bench"};
+  if (g_cfg.reps > 1) {
+    args.push_back("--benchmark_repetitions=" + std::to_string(g_cfg.reps));
+    args.push_back("--benchmark_enable_random_interleaving=true");
+  }
+  for (const auto& a : g_cfg.bench_args) args.push_back(a);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  int argc = static_cast<int>(argv.size());
+  argv.push_back(nullptr);
+  benchmark::Initialize(&argc, argv.data());
+  register_benchmarks();
+  Collector rep;
+  benchmark::RunSpecifiedBenchmarks(&rep);
+
+  for (const auto& [name, v] : rep.ns) put_result(out_fd, name, median(v));
+  for (const auto& [name, cs] : rep.counters)
+    for (const auto& [k, v] : cs) put_result(out_fd, name + ":" + k, median(v));
+  close(out_fd);
+  fflush(stdout);
+  g_inspect.reset();
+  g_echo_chan.reset();
+  if (lwpd_detach() != 0) die("lwpd_detach");
+  _exit(0);
+}
+
+// ---- M5: many parked LWPs ----------------------------------------------------------------
+
+void lwp_parker(void*) {
+  for (;;) _lwp_park(CLOCK_MONOTONIC, 0, nullptr, 0, nullptr, nullptr);
+}
+
+[[noreturn]] void m5_child(int ready_fd, int nlwps) {
+  if (lwpd_attach(g_lwpd_ep.c_str()) != 0) die("lwpd_attach");
+  constexpr size_t kStack = 16 * 1024;
+  for (int i = 1; i < nlwps; i++) {
+    char* stack = static_cast<char*>(malloc(kStack));
+    if (stack == nullptr) die("malloc");
+    spawn_lwp(lwp_parker, nullptr, stack, kStack);
+  }
+  (void)!write(ready_fd, "r", 1);
+  close(ready_fd);
+  lwp_parker(nullptr);
+  _exit(0);
+}
+
+struct M5Result {
+  bool ok = false;
+  int procs = 0, lwps = 0, parked = 0;
+  int64_t rss_before = 0, rss_after = 0, stats_rss = 0;
+  int threads_before = 0, threads_after = 0;
+  double setup_s = 0, idle_cpu_pct = 0, idle_cpu_pct_ticks = 0, idle_s = 0;
+  double idle_csw_per_s = 0, teardown_s = 0;
+};
+
+// Parked LWPs of the daemon's processes, per Inspect (state LSSLEEP, wchan "parked").
+int count_parked(pb::Inspect::Stub& insp, int* nprocs) {
+  grpc::ClientContext c1;
+  pb::ListProcsReply procs;
+  if (!insp.ListProcs(&c1, pb::ListProcsRequest(), &procs).ok()) return -1;
+  *nprocs = procs.procs_size();
+  int parked = 0;
+  for (const auto& p : procs.procs()) {
+    grpc::ClientContext c2;
+    pb::ListLwpsRequest rq;
+    rq.set_pid(p.pid());
+    pb::ListLwpsReply rep;
+    if (!insp.ListLwps(&c2, rq, &rep).ok()) continue;
+    for (const auto& l : rep.proc().lwps())
+      if (l.state() == pb::LSSLEEP && l.wchan() == "parked") parked++;
+  }
+  return parked;
+}
+
+M5Result run_m5() {
+  M5Result r;
+  r.procs = g_cfg.m5_procs;
+  r.lwps = g_cfg.m5_procs * g_cfg.m5_lwps;
+  r.rss_before = rss_bytes(g_daemon_pid);
+  r.threads_before = snap_proc(g_daemon_pid).threads;
+  printf("\nM5: %d processes x %d LWPs, parked (daemon RSS before: %.1f MiB, %d threads)\n",
+         r.procs, g_cfg.m5_lwps, r.rss_before / 1048576.0, r.threads_before);
+  fflush(stdout);
+
+  int pfd[2];
+  if (pipe(pfd) != 0) die("pipe");
+  const uint64_t t0 = now_ns();
+  std::vector<pid_t> kids;
+  for (int i = 0; i < r.procs; i++) {
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+      close(pfd[0]);
+      m5_child(pfd[1], g_cfg.m5_lwps);
+    }
+    kids.push_back(pid);
+  }
+  close(pfd[1]);
+  int ready = 0;
+  const uint64_t deadline = now_ns() + 240ull * 1000000000ull;
+  while (ready < r.procs && now_ns() < deadline) {
+    struct pollfd p = {pfd[0], POLLIN, 0};
+    if (poll(&p, 1, 1000) <= 0) continue;
+    char buf[256];
+    ssize_t n = read(pfd[0], buf, sizeof buf);
+    if (n <= 0) break;  // every child is gone
+    ready += static_cast<int>(n);
+  }
+  close(pfd[0]);
+
+  // From here on this process uses gRPC; it forks no more.
+  auto insp = pb::Inspect::NewStub(grpc::CreateChannel(g_lwpd_ep, grpc::InsecureChannelCredentials()));
+  int nprocs = 0;
+  while (ready == r.procs && now_ns() < deadline) {
+    r.parked = count_parked(*insp, &nprocs);
+    if (r.parked >= r.lwps) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  r.setup_s = (now_ns() - t0) / 1e9;
+  if (ready != r.procs || r.parked < r.lwps) {
+    fprintf(stderr, "M5: only %d/%d processes ready, %d/%d LWPs parked\n", ready, r.procs,
+            r.parked, r.lwps);
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(g_cfg.quick ? 100 : 500));
+    const ProcSnap s0 = snap_proc(g_daemon_pid);
+    const uint64_t w0 = now_ns();
+    std::this_thread::sleep_for(std::chrono::milliseconds(g_cfg.idle_ms));
+    const ProcSnap s1 = snap_proc(g_daemon_pid);
+    const uint64_t w1 = now_ns();
+    r.idle_s = (w1 - w0) / 1e9;
+    r.idle_cpu_pct = 100.0 * (s1.cpu_ns - s0.cpu_ns) / (w1 - w0);
+    r.idle_cpu_pct_ticks = 100.0 * (s1.ticks - s0.ticks) / clock_ticks_per_s() / r.idle_s;
+    r.idle_csw_per_s = ((s1.vcsw + s1.ivcsw) - (s0.vcsw + s0.ivcsw)) / r.idle_s;
+    r.rss_after = rss_bytes(g_daemon_pid);
+    r.threads_after = s1.threads;
+    grpc::ClientContext c;
+    pb::StatsReply st;
+    if (insp->Stats(&c, pb::StatsRequest(), &st).ok()) r.stats_rss = st.rss_bytes();
+    r.ok = true;
+  }
+  // Tear down: the sessions break, the daemon kills the processes.
+  const uint64_t k0 = now_ns();
+  for (pid_t k : kids) kill(k, SIGKILL);
+  for (pid_t k : kids) waitpid(k, nullptr, 0);
+  for (int i = 0; i < 600; i++) {
+    grpc::ClientContext c;
+    pb::StatsReply st;
+    if (insp->Stats(&c, pb::StatsRequest(), &st).ok() && st.nprocs() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  r.teardown_s = (now_ns() - k0) / 1e9;
+  printf("M5: setup %.1f s, %d LWPs parked in %d processes; idle window %.2f s; teardown %.1f s\n",
+         r.setup_s, r.parked, nprocs, r.idle_s, r.teardown_s);
+  return r;
+}
+
+// ---- the report --------------------------------------------------------------------------
+
+struct Row {
+  std::string figure, lwpd, baseline, ratio, target, met;
+};
+
+std::string fmt(const char* f, double v) {
+  char b[64];
+  snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+void print_table(const std::vector<Row>& rows) {
+  const char* hdr[] = {"figure", "lwpd", "baseline", "ratio", "target", "met?"};
+  size_t w[6];
+  for (int i = 0; i < 6; i++) w[i] = strlen(hdr[i]);
+  for (const auto& r : rows) {
+    const std::string* c[] = {&r.figure, &r.lwpd, &r.baseline, &r.ratio, &r.target, &r.met};
+    for (int i = 0; i < 6; i++) w[i] = std::max(w[i], c[i]->size());
+  }
+  auto line = [&](const std::string* c[]) {
+    printf("|");
+    for (int i = 0; i < 6; i++) printf(" %-*s |", static_cast<int>(w[i]), c[i]->c_str());
+    printf("\n");
+  };
+  std::string h[6];
+  for (int i = 0; i < 6; i++) h[i] = hdr[i];
+  const std::string* hc[] = {&h[0], &h[1], &h[2], &h[3], &h[4], &h[5]};
+  line(hc);
+  printf("|");
+  for (int i = 0; i < 6; i++) printf("%s|", std::string(w[i] + 2, '-').c_str());
+  printf("\n");
+  for (const auto& r : rows) {
+    const std::string* c[] = {&r.figure, &r.lwpd, &r.baseline, &r.ratio, &r.target, &r.met};
+    line(c);
+  }
+}
+
+bool report(const std::map<std::string, double>& res, const M5Result& m5) {
+  auto get = [&](const std::string& k) {
+    auto it = res.find(k);
+    return it == res.end() ? NAN : it->second;
+  };
+  auto us = [](double ns) { return std::isnan(ns) ? std::string("n/a") : fmt("%.1f us", ns / 1e3); };
+  auto ratio_row = [&](const std::string& fig, double l, double b, const std::string& bname,
+                       double target) {
+    Row r{fig, us(l), us(b) + " (" + bname + ")", "n/a", "none", "-"};
+    if (!std::isnan(l) && !std::isnan(b) && b > 0) r.ratio = fmt("%.2f", l / b);
+    if (target > 0) {
+      r.target = fmt("<= %.2f", target);
+      r.met = r.ratio == "n/a" ? "n/a" : (l / b <= target ? "yes" : "NO");
+    }
+    return r;
+  };
+  const double b0 = get("B0_bare_stream_rtt");
+  std::vector<Row> rows;
+  rows.push_back(ratio_row("M1 null syscall (_lwp_getprivate)", get("M1_lwpd_getprivate"), b0,
+                           "bare stream RTT", 1.25));
+  rows.push_back(ratio_row("M2 park/unpark hand-off (per hand-off)",
+                           get("M2_lwpd_park_handoff_x2") / 2, b0, "bare stream RTT", 1.5));
+  rows.push_back(ratio_row("M3 _lwp_create + _lwp_wait", get("M3_lwpd_create_wait"),
+                           get("B3_pthread_create_join") + b0, "pthread create+join + RTT", 0));
+  rows.push_back(ratio_row("M4 _lwp_suspend of a spinning LWP", get("M4_lwpd_suspend_spinning"),
+                           get("B4_signal_stop_rtt") + b0, "signal stop RTT + RTT", 0));
+  if (g_cfg.m5) {
+    Row rss{"M5 daemon RSS per parked LWP", "n/a", "-", "-", "none", "-"};
+    Row cpu{"M5 daemon CPU, all parked, idle", "n/a", "-", "-", "~0% (< 1%)", "n/a"};
+    if (m5.ok) {
+      const double per = double(m5.rss_after - m5.rss_before) / m5.lwps;
+      rss.lwpd = fmt("%.1f KiB", per / 1024);
+      rss.baseline = fmt("%.1f MiB before", m5.rss_before / 1048576.0) +
+                     fmt(", %.1f MiB after", m5.rss_after / 1048576.0);
+      cpu.lwpd = fmt("%.3f%% of a CPU", m5.idle_cpu_pct);
+      cpu.baseline = fmt("%.0f ctx switches/s", m5.idle_csw_per_s);
+      cpu.met = m5.idle_cpu_pct < 1.0 ? "yes" : "NO";
+    }
+    rows.push_back(rss);
+    rows.push_back(cpu);
+  }
+  printf("\nResults (medians of %d repetition%s; 1 us = 1000 ns)\n\n", g_cfg.reps,
+         g_cfg.reps == 1 ? "" : "s");
+  print_table(rows);
+
+  printf("\nBaselines and references measured in the same run\n");
+  const char* refs[][2] = {{"B0_bare_stream_rtt", "bare gRPC stream round trip (echo server)"},
+                           {"B0u_bare_unary_rtt", "bare gRPC unary call (echo server)"},
+                           {"B1_futex_rtt", "futex ping-pong round trip, two threads"},
+                           {"B3_pthread_create_join", "pthread_create + pthread_join"},
+                           {"B4_signal_stop_rtt", "pthread_kill stop of a spinning thread, acked"}};
+  for (auto& ref : refs) printf("  %-24s %10s  %s\n", ref[0], us(get(ref[0])).c_str(), ref[1]);
+
+  printf("\nWhere the time goes (medians, per operation; M2 per hand-off, M4 per"
+         " suspend+continue cycle)\n");
+  printf("  %-26s %9s %9s %12s %9s %12s\n", "benchmark", "entries", "srv_csw", "srv_cpu_us",
+         "cli_csw", "cli_cpu_us");
+  for (const char* b : {"B0_bare_stream_rtt", "B0u_bare_unary_rtt", "M1_lwpd_getprivate",
+                        "M2_lwpd_park_handoff_x2", "M3_lwpd_create_wait",
+                        "M4_lwpd_suspend_spinning"}) {
+    std::string n = b;
+    auto c = [&](const char* k) {
+      double v = get(n + ":" + k);
+      return std::isnan(v) ? std::string("-") : fmt("%.2f", v);
+    };
+    printf("  %-26s %9s %9s %12s %9s %12s\n", b, c("entries").c_str(), c("srv_csw").c_str(),
+           c("srv_cpu_us").c_str(), c("cli_csw").c_str(), c("cli_cpu_us").c_str());
+  }
+  if (g_cfg.m5 && m5.ok) {
+    printf("\nM5 details: %d LWPs parked in %d processes; daemon threads %d -> %d; RSS %.1f ->"
+           " %.1f MiB (Inspect.Stats rss_bytes %.1f MiB); idle CPU %.3f%% (schedstat) /"
+           " %.2f%% (utime+stime, %ld Hz ticks) over %.2f s; setup %.1f s, teardown %.1f s\n",
+           m5.parked, m5.procs, m5.threads_before, m5.threads_after, m5.rss_before / 1048576.0,
+           m5.rss_after / 1048576.0, m5.stats_rss / 1048576.0, m5.idle_cpu_pct,
+           m5.idle_cpu_pct_ticks, clock_ticks_per_s(), m5.idle_s, m5.setup_s, m5.teardown_s);
+  }
+  // The smoke test wants every figure produced.
+  bool complete = true;
+  for (const char* k : {"B0_bare_stream_rtt", "M1_lwpd_getprivate", "M2_lwpd_park_handoff_x2",
+                        "M3_lwpd_create_wait", "B3_pthread_create_join",
+                        "M4_lwpd_suspend_spinning", "B4_signal_stop_rtt"})
+    if (std::isnan(get(k)) && g_cfg.bench_args.empty()) complete = false;
+  if (g_cfg.m5 && !m5.ok) complete = false;
+  return complete;
+}
+
+void usage() {
+  printf(
+      "usage: lwpd_bench [--quick] [--reps=N] [--min-time=S] [--m5-procs=N] [--m5-lwps=N]\n"
+      "                  [--idle-ms=N] [--no-m5] [--cpus=N] [--lwpd=PATH] [--benchmark_*...]\n"
+      "  --quick       smoke run: 1 repetition, tiny iteration counts, M5 with 4 x 10 LWPs\n"
+      "  --reps=N      repetitions per benchmark (default 5); figures are medians\n"
+      "  --min-time=S  minimum time per repetition (default 0.5 s)\n"
+      "  --m5-procs/--m5-lwps  M5 size (default 100 processes x 100 LWPs)\n"
+      "  --idle-ms=N   M5 idle CPU window (default 2000)\n"
+      "  --benchmark_* passed to Google Benchmark (e.g. --benchmark_filter=M1)\n");
+}
+
+bool parse_args(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto val = [&](const char* key) -> const char* {
+      size_t n = strlen(key);
+      return a.compare(0, n, key) == 0 ? a.c_str() + n : nullptr;
+    };
+    if (a == "--quick") {
+      g_cfg.quick = true;
+      g_cfg.reps = 1;
+      g_cfg.min_time = 0.02;
+      g_cfg.m5_procs = 4;
+      g_cfg.m5_lwps = 10;
+      g_cfg.idle_ms = 300;
+    } else if (const char* v = val("--reps=")) {
+      g_cfg.reps = std::max(1, atoi(v));
+    } else if (const char* v = val("--min-time=")) {
+      g_cfg.min_time = atof(v);
+    } else if (const char* v = val("--m5-procs=")) {
+      g_cfg.m5_procs = std::max(1, atoi(v));
+    } else if (const char* v = val("--m5-lwps=")) {
+      g_cfg.m5_lwps = std::max(1, atoi(v));
+    } else if (const char* v = val("--idle-ms=")) {
+      g_cfg.idle_ms = std::max(100, atoi(v));
+    } else if (a == "--no-m5") {
+      g_cfg.m5 = false;
+    } else if (const char* v = val("--cpus=")) {
+      g_cfg.cpus = std::max(1, atoi(v));
+    } else if (const char* v = val("--lwpd=")) {
+      g_cfg.lwpd = v;
+    } else if (a.rfind("--benchmark_", 0) == 0) {
+      g_cfg.bench_args.push_back(a);
+    } else {
+      usage();
+      return a == "--help" || a == "-h" ? (exit(0), false) : false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 2 && strncmp(argv[1], "--echo-server=", 14) == 0)
+    return run_echo_server(argv[1] + 14);
+  if (!parse_args(argc, argv)) return 2;
+  signal(SIGPIPE, SIG_IGN);
+
+  char tmpl[] = "/tmp/lwpd-bench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) die("mkdtemp");
+  const std::string dir = tmpl;
+  g_lwpd_ep = "unix://" + dir + "/lwpd.sock";
+  g_echo_ep = "unix://" + dir + "/echo.sock";
+
+  printf("lwpd_bench: %s\n", machine_summary().c_str());
+  printf("lwpd: %s --cpus %d (runtime dir %s)\n", g_cfg.lwpd.c_str(), g_cfg.cpus, dir.c_str());
+  g_daemon_pid = spawn_exec({g_cfg.lwpd, "--listen", g_lwpd_ep, "--runtime-dir", dir, "--cpus",
+                             std::to_string(g_cfg.cpus), "--log-level", "warn"});
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) die("readlink /proc/self/exe");
+  self[n] = 0;
+  g_echo_pid = spawn_exec({self, "--echo-server=" + g_echo_ep});
+  bool up = wait_socket(dir + "/lwpd.sock", g_daemon_pid, 15000) &&
+            wait_socket(dir + "/echo.sock", g_echo_pid, 15000);
+  int rc = 1;
+  std::map<std::string, double> res;
+  M5Result m5;
+  if (!up) {
+    fprintf(stderr, "lwpd_bench: lwpd or the echo server did not start\n");
+  } else {
+    // M1-M4 and the baselines, in one attached child.
+    int pfd[2];
+    if (pipe(pfd) != 0) die("pipe");
+    fflush(stdout);
+    pid_t kid = fork();
+    if (kid < 0) die("fork");
+    if (kid == 0) {
+      close(pfd[0]);
+      micro_child(pfd[1]);
+    }
+    close(pfd[1]);
+    res = read_results(pfd[0]);
+    close(pfd[0]);
+    int st = 0;
+    if (!wait_pid(kid, 60000, &st)) {
+      kill(kid, SIGKILL);
+      waitpid(kid, &st, 0);
+    }
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+      fprintf(stderr, "lwpd_bench: the measuring child %s\n", describe_status(st).c_str());
+    if (g_cfg.m5) m5 = run_m5();
+    rc = report(res, m5) ? 0 : 1;
+  }
+  fflush(stdout);
+  stop_process(g_echo_pid, 3000);
+  stop_process(g_daemon_pid, 10000);
+  std::string cmd = "rm -rf '" + dir + "'";
+  (void)!system(cmd.c_str());
+  return rc;
+}
