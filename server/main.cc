@@ -47,7 +47,11 @@ namespace {
 using namespace lwpd;
 
 constexpr const char* kVersion = "lwpd 0.1.0 (lwpd.v1)";
-constexpr auto kShutdownGrace = std::chrono::seconds(2);
+// How long Server::Shutdown lets calls finish before cancelling them. Our
+// long-lived calls are already ended by then (step 2 below), so this only
+// lets their final statuses reach the clients; gRPC also waits this long for
+// idle client connections, so it bounds the shutdown time.
+constexpr auto kShutdownGrace = std::chrono::milliseconds(500);
 
 std::string default_socket_dir() {
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");

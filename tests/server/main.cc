@@ -1,0 +1,52 @@
+// Test main. `server_tests --child-client ADDRESS N` is the victim of the
+// killed-client test: it attaches, parks its main LWP and N more, prints its
+// pid and waits to be killed (a separate exec'd process, so gRPC state is not
+// shared across fork).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "daemon.h"
+
+namespace {
+
+using namespace lwpd::test;
+namespace nb = ::lwpd::netbsd;
+
+int child_client(const char* address, int n) {
+  auto ch = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  static Proc p(ch, "victim");  // never destroyed: the process is killed
+  if (!p.ok()) return 1;
+  v1::SyscallReturn r;
+  if (!p.start(p.pid(), &r).ok()) return 2;
+  std::vector<int32_t> lids;
+  for (int i = 0; i < n; i++) {
+    lwpd::emul::LwpCreateArgs a;
+    a.uc_flags = nb::UC_CPU;
+    if (!p.call(p.pid(), a, &r).ok() || r.error() != v1::ERRNO_OK) return 3;
+    lids.push_back(static_cast<int32_t>(r.retval()));
+  }
+  auto park = [](int32_t lid, bool start) {
+    v1::SyscallReturn rr;
+    if (start && !p.start(lid, &rr).ok()) return;
+    for (;;) p.call(lid, lwpd::emul::LwpParkArgs{}, &rr, std::chrono::hours(1));
+  };
+  for (int32_t lid : lids) std::thread(park, lid, true).detach();
+  std::thread(park, p.pid(), false).detach();
+  std::printf("%d\n", p.pid());
+  std::fflush(stdout);
+  for (;;) ::pause();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 4 && std::strcmp(argv[1], "--child-client") == 0)
+    return child_client(argv[2], std::atoi(argv[3]));
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,99 @@
+// The wire mapping is driven by LWPD_SYSCALLS: every table entry must name a
+// Syscall oneof member of the same message type, and every argument struct
+// must survive emul -> wire -> emul.
+#include <gtest/gtest.h>
+
+#include "server/wire.h"
+
+namespace lwpd::server {
+namespace {
+
+namespace nb = ::lwpd::netbsd;
+
+TEST(Wire, EverySyscallHasItsOneofMember) {
+  int n = 0;
+#define CHECK_ONE(name, num, str, fn)                                                   \
+  {                                                                                      \
+    const auto* f = v1::Syscall::descriptor()->FindFieldByNumber(v1::Syscall::k##name); \
+    ASSERT_NE(f, nullptr) << #name;                                                      \
+    ASSERT_NE(f->message_type(), nullptr) << #name;                                      \
+    EXPECT_EQ(f->message_type()->full_name(), "lwpd.v1." #name "Args");                  \
+    EXPECT_EQ(emul::syscall_number(emul::SysArgs{emul::name##Args{}}), num);             \
+    n++;                                                                                 \
+  }
+  LWPD_SYSCALLS(CHECK_ONE)
+#undef CHECK_ONE
+  // And no oneof member the table lacks.
+  EXPECT_EQ(v1::Syscall::descriptor()->oneof_decl(0)->field_count(), n);
+}
+
+TEST(Wire, RoundTrip) {
+  emul::LwpCreateArgs c;
+  c.uc_flags = nb::UC_CPU | nb::UC_TLSBASE;
+  c.pc = 0x401000;
+  c.rflags = 0x246;
+  c.sigmask = 0x5;
+  c.tls_base = 0x7000;
+  c.flags = nb::LWP_DETACHED;
+  c.lid_out_ok = false;
+  auto back = syscall_from_wire(syscall_to_wire(c));
+  ASSERT_TRUE(back.has_value());
+  auto& c2 = std::get<emul::LwpCreateArgs>(*back);
+  EXPECT_EQ(c2.uc_flags, c.uc_flags);
+  EXPECT_EQ(c2.pc, c.pc);
+  EXPECT_EQ(c2.rflags, c.rflags);
+  EXPECT_EQ(c2.sigmask, c.sigmask);
+  EXPECT_EQ(c2.tls_base, c.tls_base);
+  EXPECT_EQ(c2.flags, c.flags);
+  EXPECT_FALSE(c2.lid_out_ok);
+
+  emul::LwpParkArgs p;
+  p.clock_id = nb::NB_CLOCK_REALTIME;
+  p.flags = nb::NB_TIMER_ABSTIME;
+  p.ts = emul::Timespec{.tv_sec = 3, .tv_nsec = 4};
+  p.unpark = 9;
+  auto pb = syscall_from_wire(syscall_to_wire(p));
+  ASSERT_TRUE(pb.has_value());
+  auto& p2 = std::get<emul::LwpParkArgs>(*pb);
+  EXPECT_EQ(p2.clock_id, p.clock_id);
+  EXPECT_EQ(p2.flags, p.flags);
+  ASSERT_TRUE(p2.ts.has_value());
+  EXPECT_EQ(*p2.ts, *p.ts);
+  EXPECT_EQ(p2.unpark, 9);
+  // Absent ts is "NULL": no timeout.
+  p.ts.reset();
+  EXPECT_FALSE(std::get<emul::LwpParkArgs>(*syscall_from_wire(syscall_to_wire(p))).ts);
+
+  emul::LwpUnparkAllArgs u;
+  u.ntargets = 3;
+  u.targets = {4, 5, 6};
+  auto ub = std::get<emul::LwpUnparkAllArgs>(*syscall_from_wire(syscall_to_wire(u)));
+  EXPECT_EQ(ub.ntargets, 3u);
+  EXPECT_EQ(ub.targets, u.targets);
+
+  EXPECT_FALSE(syscall_from_wire(v1::Syscall{}).has_value());
+}
+
+TEST(Wire, ZeroRflagsMeansTheDefault) {
+  v1::Syscall s;
+  s.mutable_lwp_create()->set_uc_flags(nb::UC_CPU);
+  auto a = std::get<emul::LwpCreateArgs>(*syscall_from_wire(s));
+  EXPECT_EQ(a.rflags, 0x202u);
+}
+
+TEST(Wire, ReturnAndErrno) {
+  emul::SysReturn r = emul::SysReturn::err(nb::Errno::kEAGAIN);
+  r.name = "abc";
+  r.ts = emul::Timespec{1, 2};
+  v1::SyscallReturn w;
+  return_to_wire(r, 42, &w);
+  EXPECT_EQ(w.error(), v1::ERRNO_EAGAIN);
+  EXPECT_EQ(w.gen(), 42u);
+  EXPECT_EQ(w.name(), "abc");
+  EXPECT_EQ(w.ts().sec(), 1);
+  EXPECT_EQ(errno_to_wire(nb::Errno::kERESTART), v1::ERRNO_ERESTART);
+  EXPECT_EQ(errno_to_wire(nb::Errno::kENAMETOOLONG), v1::ERRNO_ENAMETOOLONG);
+}
+
+}  // namespace
+}  // namespace lwpd::server
