@@ -50,10 +50,11 @@
 // onto a private copy of the user's context. Afterwards every call the LWP
 // makes is executed on the pthread's own stack ("home"): the user side stores
 // the request and swapcontext()s home; home talks to the daemon and swaps
-// back. That keeps gRPC off small user stacks, gives the KERNEL-mode signal
-// block for free (home's mask blocks everything) and lets _lwp_exit() leave
-// the user's stack before the daemon reports the LWP gone (libpthread may free
-// that stack as soon as lc_curcpu reads LWPCTL_CPU_EXITED). The first LWP has
+// back. Both switches happen with every signal blocked (the user side blocks
+// before and restores its mask after; glibc's swapcontext is not atomic). That
+// keeps gRPC off small user stacks and lets _lwp_exit() leave the user's
+// stack before the daemon reports the LWP gone (libpthread may free that
+// stack as soon as lc_curcpu reads LWPCTL_CPU_EXITED). The first LWP has
 // no home: it calls on its own stack and blocks signals with pthread_sigmask;
 // when it _lwp_exit()s, its host thread parks for good (pthread_exit() would
 // unwind the caller's C++ frames). When a start function returns, the
@@ -179,10 +180,16 @@ struct Lwp {
   std::unique_ptr<grpc::ClientReaderWriter<pb::LwpRequest, pb::LwpEvent>> ch;
   void* altstack = nullptr;
 
-  // Created LWPs only: the pthread's own context and the user's.
+  // Created LWPs only: the pthread's own context and the user's. Switches in
+  // both directions happen with every signal blocked (glibc's swapcontext sets
+  // the mask before it loads the registers: a handler in between would run on
+  // the wrong stack); the user side restores its own mask afterwards.
   bool has_home = false;
   ucontext_t home{};
-  ucontext_t user{};
+  ucontext_t user{};                 // the initial context, from _lwp_create
+  ucontext_t* user_ptr = &user;      // where home swaps back to
+  sigset_t start_mask{};             // the initial context's mask (trampoline sets it)
+  bool start_mask_pending = false;
   const pb::Syscall* req = nullptr;  // set by the user side before swapping home
   bool exit_req = false;             // _lwp_exit() requested
   pb::SyscallReturn resp;            // written by home before swapping back
@@ -581,17 +588,20 @@ void send_sigrestart(Process& p) {
 // delivered) when it returns. See the top comment for why created LWPs make
 // their calls on their home stack.
 pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
-  if (l.has_home) {
-    l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
-    l.req = &sc;
-    l.exit_req = false;
-    swapcontext(&l.user, &l.home);
-    return std::move(l.resp);
-  }
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
+  if (l.has_home) {
+    ucontext_t me;  // per call: a nested call from a signal handler has its own
+    l.req = &sc;
+    l.exit_req = false;
+    l.user_ptr = &me;
+    swapcontext(&me, &l.home);
+    pb::SyscallReturn r = std::move(l.resp);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);  // pending signals are delivered here
+    return r;
+  }
   pb::SyscallReturn r = channel_call(l, sc);
   leave_kernel(l, r.gen());
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -624,6 +634,10 @@ int result(const pb::SyscallReturn& r) {
 void lwp_trampoline(unsigned sh, unsigned sl, unsigned ah, unsigned al, unsigned, unsigned) {
   auto start = reinterpret_cast<void (*)(void*)>((uint64_t{sh} << 32) | sl);
   void* arg = reinterpret_cast<void*>((uint64_t{ah} << 32) | al);
+  if (Lwp* l = t_self; l != nullptr && l->start_mask_pending) {
+    l->start_mask_pending = false;
+    pthread_sigmask(SIG_SETMASK, &l->start_mask, nullptr);
+  }
   start(arg);
   _lwp_exit();
 }
@@ -652,7 +666,7 @@ void* lwp_thread_main(void* argp) {
   l.has_home = true;
   for (;;) {
     leave_kernel(l, gen);
-    swapcontext(&l.home, &l.user);  // user code runs until its next call
+    swapcontext(&l.home, l.user_ptr);  // user code runs until its next call
     l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
     if (l.exit_req) break;
     l.resp = channel_call(l, *l.req);
@@ -684,14 +698,21 @@ bool start_lwp_thread(const std::shared_ptr<Lwp>& l) {
   return rc == 0;
 }
 
-// A private copy of the user's context, ready for swapcontext().
-void copy_context(const ucontext_t& src, ucontext_t* dst) {
+// A private copy of the user's context, ready for swapcontext(). For our own
+// contexts the mask is applied by the trampoline, once on the user's stack.
+void copy_context(const ucontext_t& src, Lwp* l) {
+  ucontext_t* dst = &l->user;
   *dst = src;
   if (src.uc_mcontext.fpregs != nullptr) dst->__fpregs_mem = *src.uc_mcontext.fpregs;
   dst->uc_mcontext.fpregs = &dst->__fpregs_mem;
   dst->uc_flags = 0;
   dst->uc_link = nullptr;
   sigdelset(&dst->uc_sigmask, g_kick_signal);
+  if (made_by_us(src)) {
+    l->start_mask = dst->uc_sigmask;
+    l->start_mask_pending = true;
+    sigfillset(&dst->uc_sigmask);
+  }
 }
 
 pb::Syscall create_call(const ucontext_t& uc, unsigned long flags, bool lid_fault) {
@@ -937,7 +958,7 @@ int _lwp_create(const ucontext_t* uc, unsigned long flags, lwpid_t* new_lwp) {
   if (p == nullptr || self == nullptr) return fail(EPERM);
   if (uc == nullptr) return fail(EFAULT);
   auto nl = std::make_shared<Lwp>();
-  copy_context(*uc, &nl->user);
+  copy_context(*uc, nl.get());
   send_sigrestart(*p);
   pb::SyscallReturn r = sys(*self, create_call(*uc, flags, new_lwp == nullptr));
   if (r.error() != pb::ERRNO_OK) return result(r);
@@ -959,16 +980,15 @@ void _lwp_exit(void) {
     std::lock_guard g(p->mu);
     p->nlive--;
   }
-  if (l->has_home) {
-    l->ustate.store(pack(gen_of(l->ustate.load()), kKernel));
-    l->exit_req = true;
-    swapcontext(&l->user, &l->home);  // never comes back
-    abort();
-  }
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
   l->ustate.store(pack(gen_of(l->ustate.load()), kKernel));
+  if (l->has_home) {
+    l->exit_req = true;
+    setcontext(&l->home);  // never comes back
+    abort();
+  }
   channel_exit(*l);
   channel_close(*l);
   t_self = nullptr;

@@ -13,6 +13,7 @@ std::atomic<int> g_flag{0};
 std::atomic<int> g_result{0};
 std::atomic<int> g_errno{0};
 std::atomic<lwpid_t> g_seen{0};
+std::atomic<int> g_stop{0};
 
 int park_timeout_ms(int ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -107,8 +108,6 @@ TEST(ClientPark, UnparkAll) {
     C_ERR(park_timeout_ms(50), EALREADY);  // the good target was still unparked
   });
 }
-
-std::atomic<int> g_stop{0};
 
 void spin_then_park(void*) {
   g_flag = 1;
@@ -253,6 +252,48 @@ TEST(ClientSignal, SignalInterruptsPark) {
     C_EQ(g_result.load(), -1);
     C_EQ(g_errno.load(), EINTR);
     C_EQ(g_seen.load(), lid);
+  });
+}
+
+// A handler that itself makes calls, interrupting an LWP that is busy making calls: the
+// nested calls must not disturb the interrupted one (each has its own context).
+std::atomic<int> g_handled{0};
+
+void on_usr2(int) {
+  int saved = errno;
+  char name[16];
+  if (_lwp_getname(0, name, sizeof name) == 0 && lwpd_yield() == 0) g_handled.fetch_add(1);
+  errno = saved;
+}
+
+void yield_until_stop(void*) {
+  C_OK(_lwp_setname(0, "busy"));
+  g_flag = 1;
+  while (g_stop.load() == 0) {
+    C_OK(lwpd_yield());
+    char name[16];
+    C_OK(_lwp_getname(0, name, sizeof name));
+    C_CHECK(strcmp(name, "busy") == 0);
+  }
+}
+
+TEST(ClientSignal, HandlerMakingCallsInterruptsCalls) {
+  EXPECT_CHILD_OK([] {
+    struct sigaction sa = {};
+    sa.sa_handler = on_usr2;
+    sigemptyset(&sa.sa_mask);
+    C_OK(sigaction(SIGUSR2, &sa, nullptr));
+    lwpid_t lid = spawn(yield_until_stop, nullptr);
+    while (g_flag.load() == 0) park_timeout_ms(1);
+    for (int i = 0; i < 20; i++) {
+      C_OK(_lwp_kill(lid, SIGUSR2));
+      park_timeout_ms(3);
+    }
+    long end = now_ms() + 10000;
+    while (g_handled.load() == 0 && now_ms() < end) park_timeout_ms(2);
+    g_stop = 1;
+    C_OK(_lwp_wait(lid, nullptr));
+    C_CHECK(g_handled.load() >= 1);
   });
 }
 

@@ -82,6 +82,38 @@ TEST(ClientSched, FourSpinnersOnTwoVcpus) {
   }, 60);
 }
 
+// Many LWPs at once, each mixing calls with user-mode spinning (so kicks, preemption and
+// returns interleave), started suspended and released together.
+std::atomic<int> g_done{0};
+
+void mixed_worker(void* arg) {
+  long spins = 2000 + 100 * reinterpret_cast<intptr_t>(arg);
+  for (int round = 0; round < 10; round++) {
+    for (long i = 0; i < spins; i++) asm volatile("" ::: "memory");
+    C_OK(lwpd_yield());
+    C_EQ(_lwp_unpark(_lwp_self(), nullptr), 0);
+    C_ERR(_lwp_park(CLOCK_MONOTONIC, 0, nullptr, 0, nullptr, nullptr), EALREADY);
+  }
+  g_done.fetch_add(1);
+}
+
+TEST(ClientSched, SixtyFourLwps) {
+  EXPECT_CHILD_OK([] {
+    constexpr int kN = 64;
+    lwpid_t lids[kN];
+    for (int i = 0; i < kN; i++)
+      lids[i] = spawn(mixed_worker, reinterpret_cast<void*>(intptr_t(i)), LWP_SUSPENDED);
+    for (int i = 0; i < kN; i++) C_OK(_lwp_continue(lids[i]));
+    for (int i = 0; i < kN; i++) {
+      lwpid_t d = 0;
+      C_OK(_lwp_wait(0, &d));
+      C_CHECK(d != 0);
+    }
+    C_EQ(g_done.load(), kN);
+    C_ERR(_lwp_wait(0, nullptr), ESRCH);
+  }, 120);
+}
+
 TEST(ClientExample, ProducerConsumer) {
   int st = run_program({LWP_PRODCONS_BINARY, "2000"});
   EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_status(st);
