@@ -244,5 +244,21 @@ TEST(ClientLwpExit, LastLwpExitEndsProcessWithZero) {
   EXPECT_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_status(st);
 }
 
+void spin_forever(void*) {
+  g_flag = 1;
+  for (;;) asm volatile("" ::: "memory");
+}
+
+TEST(ClientLwpExit, SigkillEndsProcessWithSpinningLwp) {
+  int st = run_child([] {
+    spawn(spin_forever, nullptr);
+    while (g_flag.load() == 0) ksleep_ms(1);
+    _lwp_kill(_lwp_self(), SIGKILL);
+    ksleep_ms(10000);
+    _exit(3);  // not reached: the process was killed
+  });
+  EXPECT_TRUE(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << describe_status(st);
+}
+
 }  // namespace
 }  // namespace lwpd::clienttest
