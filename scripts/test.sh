@@ -4,6 +4,8 @@
 #   1. install missing Debian packages          (scripts/install-deps.sh)
 #   2. build build/ and run every test           (ctest)
 #   3. build build-tsan/ (ThreadSanitizer) and run the tests labelled "tsan" (ctest -L tsan)
+#   4. build build-asan/ (AddressSanitizer + LeakSanitizer) and run every test but the
+#      benchmark smoke run (ctest -LE bench)
 #
 # Exits non-zero if any step fails; a failed build skips only its own ctest step.
 # Knobs: CTEST_PARALLEL_LEVEL (ctest's own, default serial), LWPD_TEST_TIMEOUT (seconds per
@@ -49,13 +51,24 @@ else
 fi
 
 # halt_on_error: a report fails the test instead of scrolling by.
-export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
 if step "build (build-tsan/)" bash scripts/build.sh --sanitize thread; then
   # --no-tests=error: a TSan stage that ran nothing must not look green.
   step "ctest -L tsan (build-tsan/)" ctest --test-dir build-tsan -L tsan --no-tests=error \
     --output-on-failure --timeout "$timeout"
 else
   skip "ctest -L tsan (build-tsan/)" "build failed"
+fi
+
+# detect_leaks: every process that exits normally (the daemon on SIGTERM, test programs) must
+# leave nothing behind; suppressions (tests/lsan.supp) only for uninstrumented Debian libraries.
+export ASAN_OPTIONS="detect_leaks=1 abort_on_error=0${ASAN_OPTIONS:+ $ASAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp print_suppressions=0${LSAN_OPTIONS:+ $LSAN_OPTIONS}"
+if step "build (build-asan/)" bash scripts/build.sh --sanitize address; then
+  step "ctest -LE bench (build-asan/)" ctest --test-dir build-asan -LE bench --no-tests=error \
+    --output-on-failure --timeout "$timeout"
+else
+  skip "ctest -LE bench (build-asan/)" "build failed"
 fi
 
 print_summary
