@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# install-deps.sh -- install the Debian 12 packages lwpd needs to build, test and run.
+# install-deps.sh [--no-dev-tools] -- install the Debian 12 packages lwpd needs to build, test
+# and run. --no-dev-tools leaves out the developer tools (the Dockerfile's build stage uses it).
 #
 # Only missing packages are installed; `apt-get update` runs only when something is missing,
 # so a second run on a ready machine is a few dpkg-query calls. Uses sudo only when not root.
@@ -17,9 +18,14 @@ PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   # second-language client (Python stubs are generated with protoc + grpc_python_plugin)
   python3 python3-grpcio python3-protobuf
-  # developer tools
-  tmux clang-format
 )
+DEV_TOOLS=(tmux clang-format)
+
+case ${1:-} in
+  "") PACKAGES+=("${DEV_TOOLS[@]}") ;;
+  --no-dev-tools) ;;
+  *) echo "usage: install-deps.sh [--no-dev-tools]" >&2; exit 2 ;;
+esac
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
