@@ -122,10 +122,19 @@ ProcSnap snap_proc(pid_t pid) {
     if (e->d_name[0] == '.') continue;
     const std::string t = base + "/task/" + e->d_name;
     s.threads++;
-    s.cpu_ns += strtoull(slurp(t + "/schedstat").c_str(), nullptr, 10);
+    const uint64_t cpu = strtoull(slurp(t + "/schedstat").c_str(), nullptr, 10);
     std::string status = slurp(t + "/status");
-    s.vcsw += field_after(status, "\nvoluntary_ctxt_switches:");
-    s.ivcsw += field_after(status, "\nnonvoluntary_ctxt_switches:");
+    const uint64_t v = field_after(status, "\nvoluntary_ctxt_switches:");
+    const uint64_t iv = field_after(status, "\nnonvoluntary_ctxt_switches:");
+    s.cpu_ns += cpu;
+    s.vcsw += v;
+    s.ivcsw += iv;
+    std::string comm = slurp(t + "/comm");
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    ProcSnap::Part& p = s.by_comm[comm];
+    p.cpu_ns += cpu;
+    p.csw += v + iv;
+    p.threads++;
   }
   closedir(d);
   return s;

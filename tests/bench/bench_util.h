@@ -31,6 +31,13 @@ struct ProcSnap {
   uint64_t vcsw = 0;       // voluntary context switches, all threads
   uint64_t ivcsw = 0;      // involuntary context switches, all threads
   int threads = 0;
+  // The same per thread name (comm): e.g. lwpd-cpu0, nexting_thread (gRPC's callback
+  // threads, where reactions run), default-executo.
+  struct Part {
+    uint64_t cpu_ns = 0, csw = 0;
+    int threads = 0;
+  };
+  std::map<std::string, Part> by_comm;
 };
 ProcSnap snap_proc(pid_t pid);
 // Resident set size in bytes (/proc/<pid>/statm).
