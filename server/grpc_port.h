@@ -61,7 +61,7 @@ class ReturnTarget {
   virtual void Fail(const grpc::Status& st) = 0;
 };
 
-using SessionStream = QueuedBidiReactor<v1::SessionRequest, v1::SessionEvent>;
+using SessionStream = EventSink<v1::SessionEvent>;
 
 class GrpcPort : public emul::UserPort {
  public:

@@ -74,7 +74,7 @@ grpc::ServerUnaryReactor* finish_now(grpc::CallbackServerContext* ctx, const Sta
 
 // ---- Session ------------------------------------------------------------------------------
 
-class SessionReactor final : public SessionStream {
+class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::SessionEvent> {
  public:
   SessionReactor(Daemon& d, grpc::CallbackServerContext* ctx) : d_(d), ctx_(ctx) {
     StartRead(&req_);

@@ -17,11 +17,25 @@
 
 namespace lwpd::server {
 
-template <class Req, class Ev>
-class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev> {
+// The outgoing side of an event stream as the rest of the daemon sees it (a
+// seam: GrpcPort is tested with fake sinks, and a second transport can
+// implement it without gRPC).
+template <class Ev>
+class EventSink {
  public:
+  virtual ~EventSink() = default;
   // Queue an event. False (and dropped) once the stream is finishing.
-  bool Send(Ev ev) {
+  virtual bool Send(Ev ev) = 0;
+  // Finish with `st` after every queued event has been written.
+  virtual void FinishAfterWrites(grpc::Status st) = 0;
+  // Finish with `st`, dropping queued events that are not yet being written.
+  virtual void FinishNow(grpc::Status st) = 0;
+};
+
+template <class Req, class Ev>
+class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventSink<Ev> {
+ public:
+  bool Send(Ev ev) override {
     std::lock_guard g(wmu_);
     if (finish_) return false;
     q_.push_back(std::move(ev));
@@ -29,16 +43,14 @@ class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev> {
     return true;
   }
 
-  // Finish with `st` after every queued event has been written.
-  void FinishAfterWrites(grpc::Status st) {
+  void FinishAfterWrites(grpc::Status st) override {
     std::lock_guard g(wmu_);
     if (finish_) return;
     finish_ = std::move(st);
     if (!writing_) FinishLocked();
   }
 
-  // Finish with `st`, dropping queued events that are not yet being written.
-  void FinishNow(grpc::Status st) {
+  void FinishNow(grpc::Status st) override {
     std::lock_guard g(wmu_);
     if (finish_) return;
     finish_ = std::move(st);
