@@ -1,0 +1,114 @@
+// lwpstat: the inspector CLI. Shared declarations of its parts:
+//
+//   main.cc       the command line (CLI11): global options, subcommands, dispatch
+//   inspector.cc  Inspector: one channel to lwpd, the Inspect and Health RPCs, and
+//                 the mapping of gRPC failures to the one line lwpstat prints
+//   commands.cc   ps, lwps, cpus, show, stats, health: one snapshot, a table or JSON
+//   top.cc        top: a refreshing view of the vCPUs and the busiest LWPs
+//   table.cc      aligned text tables and the value formatting they share
+//
+// Exit status: 0 success; 1 the daemon answered but the request failed (no such
+// process or LWP, health not SERVING); 2 the daemon could not be reached;
+// CLI11's own codes (>= 100) for command-line errors.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <google/protobuf/message.h>
+
+#include "health.pb.h"  // grpc.health.v1, generated from health.proto here
+#include "lwpd/v1/kernel.grpc.pb.h"
+#include "lwpd/v1/kernel.pb.h"
+
+namespace grpc {
+class Channel;
+class Status;
+}  // namespace grpc
+
+namespace lwpd::lwpstat {
+
+namespace v1 = ::lwpd::v1;
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;       // the daemon said no
+inline constexpr int kExitUnreachable = 2;  // no daemon to ask
+
+// A failed step: the exit status and the line to print after "lwpstat: ".
+// Empty (code 0) means success. Functions return it instead of throwing.
+struct [[nodiscard]] Error {
+  int code = kExitOk;
+  std::string message;
+
+  explicit operator bool() const { return code != kExitOk; }
+  static Error none() { return {}; }
+};
+
+// Prints "lwpstat: <message>" on stderr; returns err.code.
+int report(const Error& err);
+
+// The endpoint lwpstat talks to when --endpoint is not given: $LWPD_ENDPOINT, else
+// the socket scripts/run.sh starts lwpd on (unix://$XDG_RUNTIME_DIR/lwpd/lwpd.sock if
+// XDG_RUNTIME_DIR is set, else unix:///tmp/lwpd/lwpd.sock).
+std::string default_endpoint();
+
+// One gRPC channel to lwpd. Every call is unary, has the same deadline and fails
+// fast (no wait-for-ready): a daemon that is down is reported at once.
+class Inspector {
+ public:
+  Inspector(std::string endpoint, std::chrono::milliseconds timeout);
+  ~Inspector();
+
+  const std::string& endpoint() const { return endpoint_; }
+
+  // Errors: kExitUnreachable (daemon down, deadline), kExitFailed (any other
+  // failure status); list_lwps: kExitFailed "no process PID" for NOT_FOUND.
+  Error list_procs(v1::ListProcsReply* out);
+  Error list_lwps(int32_t pid, v1::ListLwpsReply* out);
+  Error list_cpus(v1::ListCpusReply* out);
+  Error stats(v1::StatsReply* out);
+  // grpc.health.v1.Health/Check of the whole server (service ""). Errors as
+  // above; an answer other than SERVING is not an error here.
+  Error health(grpc::health::v1::HealthCheckResponse* out);
+
+ private:
+  Error rpc_error(const grpc::Status& st) const;
+
+  std::string endpoint_;
+  std::chrono::milliseconds timeout_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Inspect::Stub> inspect_;
+};
+
+// ---- output ---------------------------------------------------------------------
+
+// `msg` as one JSON document (proto3 JSON mapping with the .proto field names,
+// every field present, enums by name, 64-bit integers as strings), newline-terminated.
+std::string to_json(const google::protobuf::Message& msg);
+
+// ---- subcommands (commands.cc, top.cc); each returns the exit status ------------
+
+struct GlobalOptions {
+  std::string endpoint;
+  int timeout_ms = 5000;
+  bool json = false;
+};
+
+struct TopOptions {
+  int iterations = 0;      // frames to draw; 0 = until `q` or a signal
+  int interval_ms = 1000;  // between frames
+  int lwp_rows = 0;        // LWP rows to show; 0 = what fits the terminal
+  bool batch = false;      // plain frames one after another, no escapes, no keys
+};
+
+int cmd_ps(Inspector& in, const GlobalOptions& g);
+int cmd_lwps(Inspector& in, const GlobalOptions& g, int32_t pid);
+int cmd_cpus(Inspector& in, const GlobalOptions& g);
+int cmd_show(Inspector& in, const GlobalOptions& g, int32_t pid, int32_t lid);
+int cmd_stats(Inspector& in, const GlobalOptions& g);
+int cmd_health(Inspector& in, const GlobalOptions& g);
+int cmd_top(Inspector& in, const TopOptions& t);
+
+}  // namespace lwpd::lwpstat
