@@ -191,6 +191,7 @@ struct Lwp {
   sigset_t start_mask{};             // the initial context's mask (trampoline sets it)
   bool start_mask_pending = false;
   const pb::Syscall* req = nullptr;  // set by the user side before swapping home
+  std::shared_ptr<Lwp> creating;     // _lwp_create in progress: started by after_return
   bool exit_req = false;             // _lwp_exit() requested
   pb::SyscallReturn resp;            // written by home before swapping back
 };
@@ -584,6 +585,8 @@ void send_sigrestart(Process& p) {
 
 // ---- the user side of a call -----------------------------------------------------------
 
+void after_return(Lwp& l, const pb::SyscallReturn& r);
+
 // One kernel entry for the calling LWP, back in user mode (pending signals
 // delivered) when it returns. See the top comment for why created LWPs make
 // their calls on their home stack.
@@ -603,6 +606,7 @@ pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
     return r;
   }
   pb::SyscallReturn r = channel_call(l, sc);
+  after_return(l, r);
   leave_kernel(l, r.gen());
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return r;
@@ -670,6 +674,7 @@ void* lwp_thread_main(void* argp) {
     l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
     if (l.exit_req) break;
     l.resp = channel_call(l, *l.req);
+    after_return(l, l.resp);
     gen = l.resp.gen();
   }
   // Off the user's stack for good: now the daemon may report the LWP gone.
@@ -679,6 +684,23 @@ void* lwp_thread_main(void* argp) {
   t_self = nullptr;
   lwp_unregister(p, l.lid);
   return nullptr;
+}
+
+bool start_lwp_thread(const std::shared_ptr<Lwp>& l);
+
+// Work the shim does in kernel mode once a call has returned, before the LWP
+// may be held up in leave_kernel(): a successful _lwp_create starts the new
+// LWP's host thread here. The daemon may already have dispatched the new LWP
+// (RETURN_START); if its thread only started after the creator got back to
+// user mode, a kick trapping the creator while the new LWP holds the vCPU
+// would deadlock both.
+void after_return(Lwp& l, const pb::SyscallReturn& r) {
+  if (!l.creating || r.error() == pb::ERRNO_ERESTART) return;
+  std::shared_ptr<Lwp> nl = std::move(l.creating);
+  if (r.error() != pb::ERRNO_OK) return;
+  nl->lid = static_cast<lwpid_t>(r.retval());
+  lwp_register(*proc(), nl);
+  if (!start_lwp_thread(nl)) die_lost("pthread_create failed for a new LWP");
 }
 
 bool start_lwp_thread(const std::shared_ptr<Lwp>& l) {
@@ -960,12 +982,10 @@ int _lwp_create(const ucontext_t* uc, unsigned long flags, lwpid_t* new_lwp) {
   auto nl = std::make_shared<Lwp>();
   copy_context(*uc, nl.get());
   send_sigrestart(*p);
+  self->creating = nl;
   pb::SyscallReturn r = sys(*self, create_call(*uc, flags, new_lwp == nullptr));
   if (r.error() != pb::ERRNO_OK) return result(r);
-  nl->lid = static_cast<lwpid_t>(r.retval());
-  lwp_register(*p, nl);
-  if (!start_lwp_thread(nl)) die_lost("pthread_create failed for a new LWP");
-  *new_lwp = nl->lid;
+  *new_lwp = static_cast<lwpid_t>(r.retval());
   return 0;
 }
 

@@ -150,7 +150,7 @@ TEST(ClientLwpWait, DetachLike) {
     C_ERR(_lwp_wait(d, nullptr), EINVAL);  // join a detached LWP
     C_ERR(_lwp_detach(d), EINVAL);         // already detached
     g_flag = 1;
-    C_OK(_lwp_unpark(d, nullptr));
+    C_CHECK(_lwp_unpark(d, nullptr) == 0 || errno == ESRCH);  // it may have seen the flag
     // Once it has exited it is not found any more (t_detach's cancel -> ESRCH).
     long end = now_ms() + 10000;
     while (_lwp_kill(d, 0) == 0 && now_ms() < end) ksleep_ms(5);
@@ -227,7 +227,7 @@ TEST(ClientLwpWait, DetachWakesWaiterWithEinval) {
     C_EQ(g_errno.load(), EINVAL);
     C_ERR(_lwp_wait(c, nullptr), EINVAL);
     g_flag = 1;
-    C_OK(_lwp_unpark(c, nullptr));
+    C_CHECK(_lwp_unpark(c, nullptr) == 0 || errno == ESRCH);
   });
 }
 
