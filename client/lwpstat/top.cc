@@ -260,8 +260,10 @@ std::vector<LwpRow> ranked_lwps(const Snapshot& s, const Snapshot* prev,
       rows.push_back(
           {&p, &l, o == old.end() ? nullptr : o->second, h == samples.hits.end() ? 0 : h->second});
     }
-  auto dsw = [](const LwpRow& r) {
-    return r.before ? r.lwp->switches() - r.before->switches() : 0;
+  // A LID reused by a new LWP since the last frame may have fewer switches: no delta.
+  auto dsw = [](const LwpRow& r) -> uint64_t {
+    if (!r.before || r.lwp->switches() < r.before->switches()) return 0;
+    return r.lwp->switches() - r.before->switches();
   };
   std::sort(rows.begin(), rows.end(), [&](const LwpRow& a, const LwpRow& b) {
     if (a.hits != b.hits) return a.hits > b.hits;
