@@ -272,6 +272,8 @@ void proc_finish_exit(Proc& p, Lwp& last) {
 void lwp_exit(Lwp& l) {
   Proc& p = *l.proc;
   assert(l.stat == LwpStat::kOnProc && l.in_kernel);
+  // The creator never returns, so its new LWP never starts: creation aborted.
+  if (l.pending_child != nullptr) lwp_free(*std::exchange(l.pending_child, nullptr));
   if (p.live_lwps() == 1) {
     // The last live LWP takes the whole process with it (exit status 0 unless
     // an exit was already under way with its own status).
@@ -296,12 +298,23 @@ void lwp_exit(Lwp& l) {
 // Every other LWP exits at its next return to user; blocked syscalls are
 // interrupted and never return. `caller` (exit(2)) waits for them, or, when
 // the signal came from outside, the last LWP to exit finishes the process.
+//
+// LWPs running user code are not kicked but taken into the kernel here: a
+// process that exits needs nothing more from its user side (which ends when
+// it learns of the exit), and a thread that cannot answer a kick -- e.g. a
+// new LWP whose creator died before learning its LID, so no host thread was
+// ever started for it -- must not keep the process from finishing.
 void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) {
   if (p.sflag & PS_WEXIT) return;
   p.sflag |= PS_WEXIT;
   p.sflag &= ~PS_STOPPING;
   p.xstat = st;
   p.stat = ProcStat::kDying;
+  if (caller != nullptr) {
+    caller->flag |= LW_WEXIT;
+    p.exiter = caller->lid;
+  }
+  std::vector<lwpid_t> in_user;
   std::vector<Lwp*> victims;
   for (Lwp* o : p.order)
     if (o != caller && o->stat != LwpStat::kZomb) victims.push_back(o);
@@ -320,13 +333,19 @@ void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) {
         lwp_set_state(*o, LwpStat::kRun);
         break;
       case LwpStat::kSuspended: lwp_set_state(*o, LwpStat::kRun); break;
-      case LwpStat::kOnProc: lwp_kick(*o); break;
+      case LwpStat::kOnProc:
+        if (o->user_mode()) in_user.push_back(o->lid);
+        break;
       default: break;
     }
   }
-  if (caller != nullptr) {
-    caller->flag |= LW_WEXIT;
-    p.exiter = caller->lid;
+  // By LID: each exit may free others (the last one frees the process).
+  for (lwpid_t lid : in_user) {
+    Lwp* o = p.find_lwp(lid);
+    if (o == nullptr || !o->user_mode()) continue;
+    o->in_kernel = true;
+    o->ret = SysReturn{.kind = ReturnKind::kResume};
+    lwp_userret(*o);
   }
 }
 
@@ -561,6 +580,9 @@ void lwp_userret(Lwp& l) {
     l.kboost = false;
     s.set_cur_prio(l);
   }
+  if (l.pending_child != nullptr) {
+    lwp_start(*std::exchange(l.pending_child, nullptr), l.pending_child_flags);
+  }
   for (const SigInfo& si : l.sigq) p.port->lwp_signal(l.lid, si);
   l.sigq.clear();
   l.sigpend = 0;
@@ -625,7 +647,14 @@ void proc_stop(Proc& p) {
 }
 
 void proc_stop_check(Proc& p) {
-  if ((p.sflag & PS_STOPPING) && p.nrlwps == 0) {
+  if (!(p.sflag & PS_STOPPING)) return;
+  // Embryos count in nrlwps but wait for their (stopped) creator's return.
+  int running = p.nrlwps;
+  if (running > 0) {
+    for (const Lwp* o : p.order)
+      if (o->stat == LwpStat::kIdl) running--;
+  }
+  if (running == 0) {
     p.sflag &= ~PS_STOPPING;
     p.stat = ProcStat::kStop;
   }

@@ -152,21 +152,10 @@ KResult<void> Kernel::proc_signal(const ProcRef& p, int signo) {
 }
 
 void Kernel::proc_abandon(const ProcRef& p) {
+  // Process exit already takes LWPs in user mode into the kernel itself.
   ProcLock g(*p);
   if (p->stat == ProcStat::kZomb) return;
   proc_exit_begin(*p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
-  // Threads in user mode will never trap: take them into the kernel here so
-  // they exit at userret like everyone else.
-  std::vector<lwpid_t> running;
-  for (Lwp* l : p->order)
-    if (l->user_mode()) running.push_back(l->lid);
-  for (lwpid_t lid : running) {
-    if (Lwp* l = p->find_lwp(lid); l != nullptr && l->user_mode()) {
-      l->in_kernel = true;
-      l->ret = SysReturn{.kind = ReturnKind::kResume};
-      lwp_userret(*l);
-    }
-  }
 }
 
 void Kernel::proc_set_sigrestart(const ProcRef& p, SigSet mask) {

@@ -92,6 +92,11 @@ struct Lwp {
   int cpu = -1;                  // [p] vCPU it is on (LSONPROC) or last ran on
   uint64_t switches = 0;         // [p] times switched in
   int lwpctl_slot = -1;          // [p] slot in the process's lwpctl area
+  // [p] An LWP this one created whose start waits for our return to user
+  // mode: a new LWP may not run user code before its creator knows its LID
+  // (the user side starts its host thread only then).
+  Lwp* pending_child = nullptr;
+  uint64_t pending_child_flags = 0;
 
   // Run-queue linkage, [c] of the Cpu `rq_cpu` whose queue holds it.
   Lwp* rq_next = nullptr;

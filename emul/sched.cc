@@ -352,8 +352,12 @@ void Scheduler::run(Cpu& c) {
     const auto now = steady_clock::now();
     if (now >= c.slice_end) {
       // Time slice over: give way to anything of equal or higher priority
-      // (NB_SCHED_FIFO is never sliced).
-      if (c.cur_policy != NB_SCHED_FIFO && c.rq.max_prio() >= c.cur_prio && !c.need_resched) {
+      // (NB_SCHED_FIFO is never sliced). A request still unanswered after a
+      // whole slice is repeated: a kick can be lost on the user side, and a
+      // duplicate is harmless (same generation).
+      if (c.need_resched) {
+        c.need_kick = true;
+      } else if (c.cur_policy != NB_SCHED_FIFO && c.rq.max_prio() >= c.cur_prio) {
         c.need_resched = true;
         c.need_kick = true;
         c.preemptions++;

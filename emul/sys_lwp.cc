@@ -52,7 +52,10 @@ Outcome sys_lwp_create(Lwp& l, const LwpCreateArgs& a) {
     lwp_free(*nl);
     return Outcome::error(Errno::kEFAULT);
   }
-  lwp_start(*nl, a.flags);
+  // Started when this return reaches the user side (lwp_userret).
+  assert(l.pending_child == nullptr);
+  l.pending_child = nl;
+  l.pending_child_flags = a.flags;
   return Outcome::of(SysReturn::ok(nl->lid));
 }
 

@@ -51,6 +51,7 @@ SysReturn U::sys(const SysArgs& a) {
   for (;;) {
     user_counter().leave_user();
     EntryStatus st = tp_.k_.syscall(tp_.ref_, lid_, a);
+    if (st != EntryStatus::kOk && tp_.mbox(*this).gone.load()) throw LwpGone{};
     if (st != EntryStatus::kOk) {
       tp_.fail(std::string("kernel refused syscall: ") + entry_status_name(st));
       throw LwpGone{};
@@ -63,9 +64,14 @@ SysReturn U::sys(const SysArgs& a) {
 
 void U::poll() {
   TestProc::Mailbox* b = &tp_.mbox(*this);
+  if (b->gone.load(std::memory_order_acquire)) {
+    user_counter().leave_user();
+    throw LwpGone{};
+  }
   if (b->kick_gen.load(std::memory_order_acquire) != gen_) return;
   user_counter().leave_user();
   EntryStatus st = tp_.k_.trap(tp_.ref_, lid_);
+  if (st != EntryStatus::kOk && b->gone.load()) throw LwpGone{};
   if (st != EntryStatus::kOk) {
     tp_.fail(std::string("kernel refused trap: ") + entry_status_name(st));
     throw LwpGone{};
@@ -115,7 +121,11 @@ std::shared_ptr<TestProc> TestProc::start(Kernel& k, std::function<void(U&)> mai
                                           int rlimit_nthr) {
   std::shared_ptr<TestProc> tp(new TestProc(k));
   tp->self_ = tp;
-  auto r = k.proc_create(ProcSpec{.uid = uid, .comm = "test", .port = tp,
+  // The kernel's reference to the port does not own it: TestProc outlives
+  // every port call (its destructor ends the process first), and an owning
+  // reference would make a Proc <-> TestProc cycle.
+  std::shared_ptr<UserPort> port(tp.get(), [](UserPort*) {});
+  auto r = k.proc_create(ProcSpec{.uid = uid, .comm = "test", .port = std::move(port),
                                   .rlimit_nthr = rlimit_nthr});
   assert(r.ok());
   tp->ref_ = r.release();
@@ -125,6 +135,11 @@ std::shared_ptr<TestProc> TestProc::start(Kernel& k, std::function<void(U&)> mai
 }
 
 TestProc::~TestProc() {
+  // No port call may come after we are gone: end the process if it lives.
+  if (!exited()) {
+    k_.proc_abandon(ref_);
+    wait_exit(std::chrono::seconds(10));
+  }
   {
     std::lock_guard g(mu_);
     for (auto& [lid, b] : boxes_) {
@@ -255,12 +270,14 @@ void TestProc::lwp_exited(lwpid_t lid) {
       b = std::make_shared<Mailbox>();
       b->q.push_back(Msg{Msg::kExited, {}, 0});
       b->tombstone = true;
+      b->gone.store(true);
       boxes_[lid] = b;
       return;
     }
     b = std::move(it->second);
     boxes_.erase(it);  // the LID may now be reused by a new LWP
   }
+  b->gone.store(true, std::memory_order_release);
   std::lock_guard g(b->mu);
   b->q.push_back(Msg{Msg::kExited, {}, 0});
   b->cv.notify_all();

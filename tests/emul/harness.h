@@ -130,6 +130,9 @@ class TestProc : public UserPort {
     std::atomic<uint64_t> kick_gen{0};
     bool shutdown = false;
     bool tombstone = false;  // created by lwp_exited before its thread existed
+    // Set by lwp_exited: the LWP may have been taken out while running user
+    // code (process exit); the thread notices at its next poll or entry.
+    std::atomic<bool> gone{false};
   };
   explicit TestProc(Kernel& k) : k_(k) {}
   std::shared_ptr<Mailbox> box(lwpid_t lid);

@@ -124,6 +124,20 @@ inline void Release(U& u, std::atomic<bool>& go, lwpid_t lid) {
   U_EXPECT(u, e == Errno::kOk || e == Errno::kESRCH);
 }
 
+// Wait for `pred` without holding a vCPU: short timed parks in between checks.
+// Used where the condition depends on other processes (which cannot unpark
+// us) or on an LWP that may need this LWP's vCPU to make progress.
+inline bool PollUntil(U& u, const std::function<bool()>& pred,
+                      std::chrono::milliseconds limit = kSpinLimit) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    Errno e = u.park(Timespec{0, 2000000});
+    U_EXPECT(u, e == Errno::kETIMEDOUT || e == Errno::kOk || e == Errno::kEALREADY);
+  }
+  return true;
+}
+
 // An LWP spinning in user code: it calls nothing but poll() (inside
 // spin_until) and counts its iterations.
 struct Spinner {

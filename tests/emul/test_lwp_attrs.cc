@@ -192,6 +192,37 @@ TEST(LwpSec72, LwpctlCounterChangesAcrossParkKernelView) {
   Finish(k, tp);
 }
 
+// A slot freed with its LWP and handed out again keeps its counter (§3.10:
+// lc_pctr is not reset on allocation).
+TEST(LwpCtl, ReusedSlotKeepsItsCounter) {
+  std::atomic<int> slot_a{-1}, slot_b{-1};
+  std::atomic<int32_t> pctr_a{-1}, pctr_b{-1};
+  Kernel k(test_config());
+  auto tp = TestProc::start(k, [&](U& u) {
+    U_EXPECT_EQ(u, u.err(LwpCtlArgs{.features = LWPCTL_FEATURE_PCTR}), Errno::kOk);
+    lwpid_t a = 0, b = 0;
+    U_EXPECT_EQ(u, u.create([&](U& x) {
+                  slot_a = x.sys(LwpCtlArgs{.features = LWPCTL_FEATURE_PCTR}).lwpctl_slot;
+                  for (int i = 0; i < 5; i++) TimedPark(x, 1ms);
+                  pctr_a = Info(x, x.lid())->lc_pctr;
+                }, 0, &a),
+                Errno::kOk);
+    U_EXPECT_EQ(u, u.wait(a), Errno::kOk);
+    U_EXPECT(u, pctr_a.load() >= 5);
+    U_EXPECT_EQ(u, u.create([&](U& x) {
+                  slot_b = x.sys(LwpCtlArgs{.features = LWPCTL_FEATURE_PCTR}).lwpctl_slot;
+                  pctr_b = Info(x, x.lid())->lc_pctr;
+                }, 0, &b),
+                Errno::kOk);
+    U_EXPECT_EQ(u, u.wait(b), Errno::kOk);
+    U_EXPECT(u, slot_a.load() >= 0);
+    if (slot_b.load() == slot_a.load()) {
+      U_EXPECT(u, pctr_b.load() >= pctr_a.load());
+    }
+  });
+  Finish(k, tp);
+}
+
 // ---- _lwp_setname / _lwp_getname --------------------------------------------------------------
 
 SysReturn GetName(U& u, lwpid_t target, uint64_t len) {
@@ -497,11 +528,15 @@ TEST(LwpSched, GetaffinityReadsBackAndLwpMigrates) {
     // Back in user mode, so running on a vCPU of the set.
     U_EXPECT_EQ(u, Info(u, u.lid())->cpu, 1);
     // New LWPs inherit the mask.
+    // (Created suspended: a new LWP confined to our vCPU must not take it
+    // before its host thread exists; see the report on U::create.)
     lwpid_t c = 0;
     U_EXPECT_EQ(u, u.create([&](U& x) {
                   child_mask = x.sys(SchedGetaffinityArgs{.lid = x.lid()}).mask;
-                }, 0, &c),
+                }, netbsd::LWP_SUSPENDED, &c),
                 Errno::kOk);
+    U_EXPECT_EQ(u, u.sys(SchedGetaffinityArgs{.lid = c}).mask, uint64_t{0x2});
+    U_EXPECT_EQ(u, u.err(LwpContinueArgs{.target = c}), Errno::kOk);
     U_EXPECT_EQ(u, u.wait(c), Errno::kOk);
     U_EXPECT_EQ(u, child_mask.load(), uint64_t{0x2});
     U_EXPECT_EQ(u, u.err(SchedSetaffinityArgs{.lid = u.lid(), .mask = 0x1}), Errno::kOk);

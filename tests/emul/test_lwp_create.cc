@@ -215,7 +215,7 @@ TEST(LwpCreate, RlimitNthrIsPerUidAcrossProcesses) {
         lwpid_t lid = 0;
         U_EXPECT_EQ(u, u.create([&](U& c) { ParkUntil(c, go); }, 0, &lid), Errno::kOk);
         first_child = lid;
-        U_EXPECT(u, u.spin_until([&] { return second_done.load(); }, kSpinLimit));
+        U_EXPECT(u, PollUntil(u, [&] { return second_done.load(); }));
         Release(u, go, lid);
         // Main exits first; the child is the last LWP of the process.
       },
@@ -382,6 +382,29 @@ TEST(LwpExit, LastLiveLwpExitEndsProcessWithStatusZero) {
   });
   Finish(k, tp, ExitStatus{.signaled = false, .code = 0});
   EXPECT_TRUE(child_saw_zombie.load());
+}
+
+// _lwp_exit of a detached LWP frees the previous detached zombie first: only
+// the newest detached zombie waits in the p_zomblwp slot.
+TEST(LwpExit, DetachedExitFreesPreviousDetachedZombie) {
+  std::atomic<bool> go1{false}, go2{false};
+  Kernel k(test_config());
+  auto tp = TestProc::start(k, [&](U& u) {
+    lwpid_t d1 = 0, d2 = 0;
+    U_EXPECT_EQ(u, u.create([&](U& x) { ParkUntil(x, go1); }, LWP_DETACHED, &d1), Errno::kOk);
+    U_EXPECT_EQ(u, u.create([&](U& x) { ParkUntil(x, go2); }, LWP_DETACHED, &d2), Errno::kOk);
+    Release(u, go1, d1);
+    U_EXPECT(u, AwaitZombie(u, d1));  // d1 waits in p_zomblwp
+    Release(u, go2, d2);
+    U_EXPECT(u, AwaitZombie(u, d2));  // d2's exit freed d1 and took its place
+    U_EXPECT(u, !Info(u, d1).has_value());
+    auto pi = PInfo(u);
+    U_EXPECT_EQ(u, pi->nzlwps, 1);
+    U_EXPECT_EQ(u, pi->ndlwps, 1);
+    U_EXPECT_EQ(u, pi->nlwps, 2);
+    U_CHECK_INVARIANTS(u);
+  });
+  Finish(k, tp);
 }
 
 TEST(LwpSec78, Item12_LastLwpExitIsProcessExitStatusZero) {

@@ -159,7 +159,7 @@ TEST(LwpUnpark, UnknownZombieOrForeignLidIsEsrch) {
   std::atomic<bool> other_go{false};
   Kernel k(test_config());
   auto other = TestProc::start(k, [&](U& u) {
-    U_EXPECT(u, u.spin_until([&] { return other_go.load(); }, 30s));
+    U_EXPECT(u, PollUntil(u, [&] { return other_go.load(); }, 30s));
   });
   auto tp = TestProc::start(k, [&](U& u) {
     U_EXPECT_EQ(u, u.unpark(kBogusLid), Errno::kESRCH);
@@ -521,7 +521,7 @@ TEST(LwpWakeup, UnknownZombieOrForeignLidIsEsrch) {
   std::atomic<bool> other_go{false};
   Kernel k(test_config());
   auto other = TestProc::start(k, [&](U& u) {
-    U_EXPECT(u, u.spin_until([&] { return other_go.load(); }, 30s));
+    U_EXPECT(u, PollUntil(u, [&] { return other_go.load(); }, 30s));
   });
   auto tp = TestProc::start(k, [&](U& u) {
     U_EXPECT_EQ(u, u.err(LwpWakeupArgs{.target = kBogusLid}), Errno::kESRCH);

@@ -150,7 +150,7 @@ TEST(LwpSuspend, UnknownZombieOrForeignLidIsEsrch) {
   std::atomic<bool> other_go{false};
   Kernel k(test_config());
   auto other = TestProc::start(k, [&](U& u) {
-    U_EXPECT(u, u.spin_until([&] { return other_go.load(); }, 30s));
+    U_EXPECT(u, PollUntil(u, [&] { return other_go.load(); }, 30s));
   });
   auto tp = TestProc::start(k, [&](U& u) {
     for (lwpid_t bad : {kBogusLid, lwpid_t{0}, other->pid()}) {
@@ -219,7 +219,7 @@ TEST(LwpKill, SignalZeroTestsExistence) {
   std::atomic<bool> other_go{false};
   Kernel k(test_config());
   auto other = TestProc::start(k, [&](U& u) {
-    U_EXPECT(u, u.spin_until([&] { return other_go.load(); }, 30s));
+    U_EXPECT(u, PollUntil(u, [&] { return other_go.load(); }, 30s));
   });
   auto tp = TestProc::start(k, [&](U& u) {
     U_EXPECT_EQ(u, u.err(LwpKillArgs{.target = u.lid(), .signo = 0}), Errno::kOk);
@@ -349,7 +349,6 @@ TEST(LwpKill, SigkillKillsTheWholeProcess) {
   Kernel k(test_config());
   auto tp = TestProc::start(k, [&](U& u) {
     lwpid_t t = 0, p = 0;
-    U_EXPECT_EQ(u, u.create([&](U& x) { Spin(x, s); }, 0, &t), Errno::kOk);
     U_EXPECT_EQ(u, u.create([&](U& x) {
                   x.park();
                   parker_returned = true;
@@ -358,6 +357,7 @@ TEST(LwpKill, SigkillKillsTheWholeProcess) {
     // A suspended LWP dies too (it is made runnable to exit).
     lwpid_t q = 0;
     U_EXPECT_EQ(u, u.create([&](U&) { parker_returned = true; }, LWP_SUSPENDED, &q), Errno::kOk);
+    U_EXPECT_EQ(u, u.create([&](U& x) { Spin(x, s); }, 0, &t), Errno::kOk);
     U_EXPECT(u, AwaitProgress(u, s, 0));
     U_EXPECT(u, AwaitParked(u, p));
     U_EXPECT(u, AwaitStat(u, q, LwpStat::kSuspended));

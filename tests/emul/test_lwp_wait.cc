@@ -90,12 +90,13 @@ TEST(LwpWait, WaitAnyDoesNotCollectLwpThatHasSpecificWaiter) {
   std::atomic<lwpid_t> w_lid{0};
   std::atomic<lwpid_t> w_departed{0};
   std::atomic<int> w_err{-1};
+  std::atomic<bool> go{false};
   Kernel k(test_config());
   auto tp = TestProc::start(k, [&](U& u) {
     const lwpid_t m = u.lid();
     lwpid_t t = 0, w = 0;
     U_EXPECT_EQ(u, u.create([&, m](U& x) {
-                  U_EXPECT(x, x.spin_until([&] { return w_lid.load() != 0; }, kSpinLimit));
+                  ParkUntil(x, go);  // until W exists
                   U_EXPECT(x, AwaitInWait(x, m));
                   U_EXPECT(x, AwaitInWait(x, w_lid.load()));
                   auto pi = PInfo(x);
@@ -111,6 +112,7 @@ TEST(LwpWait, WaitAnyDoesNotCollectLwpThatHasSpecificWaiter) {
                 }, 0, &w),
                 Errno::kOk);
     w_lid = w;
+    Release(u, go, t);
     lwpid_t departed = 0;
     U_EXPECT_EQ(u, u.wait(0, &departed), Errno::kOk);
     U_EXPECT_EQ(u, departed, w);
@@ -126,11 +128,12 @@ TEST(LwpWait, SecondSpecificWaiterGetsEsrch) {
   std::array<std::atomic<lwpid_t>, 2> w{};
   std::array<std::atomic<int>, 2> err{};
   std::array<std::atomic<lwpid_t>, 2> dep{};
+  std::atomic<bool> go{false};
   Kernel k(test_config());
   auto tp = TestProc::start(k, [&](U& u) {
     lwpid_t t = 0;
     U_EXPECT_EQ(u, u.create([&](U& x) {
-                  U_EXPECT(x, x.spin_until([&] { return w[0] != 0 && w[1] != 0; }, kSpinLimit));
+                  ParkUntil(x, go);  // until both waiters exist
                   U_EXPECT(x, AwaitInWait(x, w[0]));
                   U_EXPECT(x, AwaitInWait(x, w[1]));
                 }, 0, &t),
@@ -145,6 +148,7 @@ TEST(LwpWait, SecondSpecificWaiterGetsEsrch) {
                   Errno::kOk);
       w[i] = lid;
     }
+    Release(u, go, t);
     for (int i = 0; i < 2; i++) U_EXPECT_EQ(u, u.wait(w[i]), Errno::kOk);
     const int ok = (err[0] == 0) + (err[1] == 0);
     const int esrch = (err[0] == static_cast<int>(Errno::kESRCH)) +
@@ -158,9 +162,14 @@ TEST(LwpWait, SecondSpecificWaiterGetsEsrch) {
 
 TEST(LwpSec78, Item02_MutualWaitIsEdeadlkForSecondCaller) {
   std::atomic<int> b_err{-1};
+  std::atomic<bool> go{false};
   Kernel k(test_config());
   auto tp = TestProc::start(k, [&](U& u) {
     const lwpid_t a = u.lid();
+    // A third LWP that is not waiting, so that "everyone waits" cannot be
+    // what makes B's call fail: only the A <-> B cycle can.
+    lwpid_t p = 0;
+    U_EXPECT_EQ(u, u.create([&](U& x) { ParkUntil(x, go); }, 0, &p), Errno::kOk);
     lwpid_t b = 0;
     U_EXPECT_EQ(u, u.create([&, a](U& x) {
                   U_EXPECT(x, AwaitInWait(x, a));
@@ -172,6 +181,8 @@ TEST(LwpSec78, Item02_MutualWaitIsEdeadlkForSecondCaller) {
     U_EXPECT_EQ(u, u.wait(b, &departed), Errno::kOk);
     U_EXPECT_EQ(u, departed, b);
     U_EXPECT_EQ(u, b_err.load(), static_cast<int>(Errno::kEDEADLK));
+    Release(u, go, p);
+    U_EXPECT_EQ(u, u.wait(p), Errno::kOk);
   });
   Finish(k, tp);
 }
@@ -223,7 +234,7 @@ TEST(LwpWait, UnknownLidIsEsrch) {
   std::atomic<bool> other_go{false};
   Kernel k(test_config());
   other = TestProc::start(k, [&](U& u) {
-    U_EXPECT(u, u.spin_until([&] { return other_go.load(); }, 30s));
+    U_EXPECT(u, PollUntil(u, [&] { return other_go.load(); }, 30s));
   });
   auto tp = TestProc::start(k, [&](U& u) {
     U_EXPECT_EQ(u, u.wait(kBogusLid), Errno::kESRCH);

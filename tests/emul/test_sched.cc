@@ -61,6 +61,29 @@ int64_t ms_since(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
 }
 
+// The vCPUs' total dispatch count.
+uint64_t cpu_switches(Kernel& k) {
+  uint64_t n = 0;
+  for (auto& c : k.snapshot_cpus()) n += c.switches;
+  return n;
+}
+
+// A monitoring window: calls `sample` repeatedly for at least `min`, and
+// until `enough()` holds (e.g. the vCPUs dispatched N more times). A loaded
+// host stretches the window instead of failing the test; a scheduler that
+// stops switching never satisfies `enough` and the window fails at `cap`.
+bool monitor_window(std::chrono::milliseconds min, const std::function<bool()>& enough,
+                    const std::function<void()>& sample, std::chrono::milliseconds cap = 10s) {
+  const auto start = Clock::now();
+  for (;;) {
+    sample();
+    const auto el = Clock::now() - start;
+    if (el >= min && enough()) return true;
+    if (el >= cap) return false;
+    std::this_thread::yield();
+  }
+}
+
 // _lwp_ctl for the calling LWP; returns its slot.
 int32_t lwpctl(U& u) {
   SysReturn r = u.sys(LwpCtlArgs{.features = netbsd::LWPCTL_FEATURE_CURCPU |
@@ -112,6 +135,19 @@ std::string dump(Kernel& k, pid_t pid) {
   return s;
 }
 
+// _lwp_create with LWP_SUSPENDED, then _lwp_continue once the harness has
+// spawned the new LWP's host thread. (U::create spawns the thread only after
+// the creator's syscall returns: a creator preempted at that return would
+// leave the new LWP "running user code" on a vCPU with no thread to run it or
+// to answer kicks, and the vCPU would never be given back.)
+Errno start_lwp(U& u, std::function<void(U&)> fn, uint64_t flags, lwpid_t* lid) {
+  lwpid_t l = 0;
+  Errno e = u.create(std::move(fn), flags | netbsd::LWP_SUSPENDED, &l);
+  if (e != Errno::kOk) return e;
+  if (lid != nullptr) *lid = l;
+  return u.err(LwpContinueArgs{.target = l});
+}
+
 std::string first_failure(TestProc& tp) {
   auto f = tp.failures();
   return f.empty() ? "" : f.front() + (f.size() > 1 ? " (+" + std::to_string(f.size() - 1) + " more)" : "");
@@ -123,7 +159,8 @@ TEST(Sched, TwoCpusFourSpinnersAreTimeSliced) {
   KernelConfig cfg = test_config(2);  // 20 ms quantum
   const auto window = 15 * cfg.quantum;
   Kernel k(cfg);
-  ASSERT_EQ(user_counter().now.load(), 0) << "another process is still running user code";
+  ASSERT_TRUE(eventually([] { return user_counter().now.load() == 0; }, 2s))
+      << "another process is still running user code";
   user_counter().max = 0;
 
   std::array<std::atomic<uint64_t>, 4> cnt{};
@@ -134,7 +171,7 @@ TEST(Sched, TwoCpusFourSpinnersAreTimeSliced) {
   auto tp = TestProc::start(k, [&](U& u) {
     for (int i = 0; i < 4; i++) {
       lwpid_t lid = 0;
-      U_EXPECT_EQ(u, u.create([&, i](U& s) {
+      U_EXPECT_EQ(u, start_lwp(u, [&, i](U& s) {
         lwpctl(s);
         ready++;
         bool ok = s.spin_until([&] {
@@ -163,11 +200,13 @@ TEST(Sched, TwoCpusFourSpinnersAreTimeSliced) {
   for (int w = 0; w < 5; w++) {
     std::array<uint64_t, 4> start{};
     for (int i = 0; i < 4; i++) start[i] = cnt[i].load();
-    const auto end = Clock::now() + window;
+    const uint64_t sw = cpu_switches(k);
     int samples = 0;
-    while (Clock::now() < end) {
+    // At least 15 quanta, and 8 dispatches: enough for a vCPU with three
+    // spinners to go round them twice.
+    bool ok = monitor_window(window, [&] { return cpu_switches(k) >= sw + 8; }, [&] {
       auto pi = k.snapshot_proc(tp->pid());
-      ASSERT_TRUE(pi);
+      if (!pi) return;
       int onproc = 0, curcpu = 0;
       for (const auto& l : pi->lwps) {
         if (l.stat == LwpStat::kOnProc) onproc++;
@@ -184,12 +223,12 @@ TEST(Sched, TwoCpusFourSpinnersAreTimeSliced) {
       for (const auto& c : k.snapshot_cpus()) busy += c.cur_pid != 0;
       EXPECT_LE(busy, 2);
       samples++;
-      std::this_thread::yield();
-    }
+    });
+    ASSERT_TRUE(ok) << "the vCPUs stopped switching (window " << w << "): " << dump(k, tp->pid());
     for (int i = 0; i < 4; i++) {
       EXPECT_GT(cnt[i].load(), start[i])
-          << "spinner " << i << " made no progress in window " << w << " (" << window.count()
-          << " ms, " << samples << " samples)";
+          << "spinner " << i << " made no progress in window " << w << " (" << samples
+          << " samples): " << dump(k, tp->pid());
     }
   }
   EXPECT_EQ(max_onproc, 2) << "the two vCPUs were never both used";
@@ -303,7 +342,7 @@ TEST(Sched, AffinityPinsLwpToItsCpuAndRepinningMigrates) {
     };
     for (int i = 0; i < 2; i++) {
       lwpid_t lid = 0;
-      U_EXPECT_EQ(u, u.create(pinned_spinner(i), 0, &lid), Errno::kOk);
+      U_EXPECT_EQ(u, start_lwp(u, pinned_spinner(i), 0, &lid), Errno::kOk);
       lids[i] = lid;
     }
     U_EXPECT(u, u.spin_until([&] { return phase.load() == 1; }, 30s));
@@ -328,13 +367,17 @@ TEST(Sched, AffinityPinsLwpToItsCpuAndRepinningMigrates) {
     ASSERT_TRUE(pi);
     sw0 = {find(*pi, P)->switches, find(*pi, Q)->switches};
   }
-  auto end = Clock::now() + 600ms;
-  while (Clock::now() < end) {
+  // Sharing vCPU 1, they are time-sliced: many dispatches, all on vCPU 1.
+  auto switched = [&] {
     auto pi = k.snapshot_proc(tp->pid());
-    ASSERT_TRUE(pi);
+    return pi && find(*pi, P)->switches >= sw0[0] + 3 && find(*pi, Q)->switches >= sw0[1] + 3;
+  };
+  bool ok = monitor_window(600ms, switched, [&] {
+    auto pi = k.snapshot_proc(tp->pid());
+    if (!pi) return;
     for (int i = 0; i < 2; i++) {
       auto l = find(*pi, lids[i]);
-      ASSERT_TRUE(l);
+      if (!l) continue;
       if (l->stat == LwpStat::kOnProc) {
         onproc[i]++;
         EXPECT_EQ(l->cpu, 1) << "pinned LWP " << l->lid << " ran on vCPU " << l->cpu;
@@ -343,17 +386,10 @@ TEST(Sched, AffinityPinsLwpToItsCpuAndRepinningMigrates) {
         EXPECT_EQ(l->lc_curcpu, netbsd::LWPCTL_CPU_NONE);
       }
     }
-    std::this_thread::yield();
-  }
-  {
-    auto pi = k.snapshot_proc(tp->pid());
-    ASSERT_TRUE(pi);
-    for (int i = 0; i < 2; i++) {
-      EXPECT_GT(onproc[i], 0);
-      // Sharing vCPU 1, they were time-sliced: many dispatches, all on vCPU 1.
-      EXPECT_GE(find(*pi, lids[i])->switches, sw0[i] + 3) << "lwp " << lids[i];
-    }
-  }
+  });
+  EXPECT_TRUE(ok) << "the two LWPs pinned to vCPU 1 were not time-sliced: " << dump(k, tp->pid());
+  EXPECT_GT(onproc[0], 0);
+  EXPECT_GT(onproc[1], 0);
 
   // Phase 2: re-pin P to vCPU 0 while it runs.
   phase = 1;
@@ -363,7 +399,7 @@ TEST(Sched, AffinityPinsLwpToItsCpuAndRepinningMigrates) {
     return l && l->stat == LwpStat::kOnProc && l->cpu == 0;
   }, 5s)) << "P never ran on vCPU 0 after re-pinning";
   int p_onproc = 0;
-  end = Clock::now() + 400ms;
+  auto end = Clock::now() + 400ms;
   while (Clock::now() < end) {
     auto pi = k.snapshot_proc(tp->pid());
     ASSERT_TRUE(pi);
@@ -611,7 +647,7 @@ TEST(Sched, IdleKernelUsesNoCpu) {
   std::atomic<bool> stop{false};
   auto tp = TestProc::start(k, [&](U& u) {
     for (int i = 0; i < 3; i++) {
-      U_EXPECT_EQ(u, u.create([&](U& c) {
+      U_EXPECT_EQ(u, start_lwp(u, [&](U& c) {
         auto end = Clock::now() + 100ms;
         c.spin_until([&] { return Clock::now() > end; });
         for (int j = 0; j < 3; j++) c.park(Timespec{0, 5'000'000});
@@ -641,7 +677,7 @@ TEST(Sched, IdleKernelUsesNoCpu) {
   // A second process that ran to completion.
   auto tp2 = TestProc::start(k, [&](U& u) {
     lwpid_t c = 0;
-    U_EXPECT_EQ(u, u.create([&](U& cu) {
+    U_EXPECT_EQ(u, start_lwp(u, [&](U& cu) {
       auto end = Clock::now() + 60ms;
       cu.spin_until([&] { return Clock::now() > end; });
       cu.park(Timespec{0, 20'000'000});
@@ -675,7 +711,8 @@ void equals_are_time_sliced(int policy) {
   KernelConfig cfg = test_config(1);
   const auto window = 15 * cfg.quantum;
   Kernel k(cfg);
-  ASSERT_EQ(user_counter().now.load(), 0);
+  ASSERT_TRUE(eventually([] { return user_counter().now.load() == 0; }, 2s))
+      << "another process is still running user code";
   user_counter().max = 0;
   std::array<std::atomic<uint64_t>, 2> cnt{};
   std::array<std::atomic<lwpid_t>, 2> lids{};
@@ -687,7 +724,7 @@ void equals_are_time_sliced(int policy) {
     }
     for (int i = 0; i < 2; i++) {
       lwpid_t lid = 0;
-      U_EXPECT_EQ(u, u.create([&, i](U& s) {
+      U_EXPECT_EQ(u, start_lwp(u, [&, i](U& s) {
         SysReturn r = s.sys(SchedGetparamArgs{.pid = 0, .lid = s.lid()});
         U_EXPECT_EQ(s, r.policy, policy);
         ready++;
@@ -711,17 +748,19 @@ void equals_are_time_sliced(int policy) {
   }
   for (int w = 0; w < 4; w++) {
     std::array<uint64_t, 2> start{cnt[0].load(), cnt[1].load()};
-    auto end = Clock::now() + window;
-    while (Clock::now() < end) {
+    const uint64_t sw = cpu_switches(k);
+    bool ok = monitor_window(window, [&] { return cpu_switches(k) >= sw + 4; }, [&] {
       auto pi = k.snapshot_proc(tp->pid());
-      ASSERT_TRUE(pi);
+      if (!pi) return;
       int onproc = 0;
       for (auto& l : pi->lwps) onproc += l.stat == LwpStat::kOnProc;
       EXPECT_LE(onproc, 1);
-      std::this_thread::yield();
+    });
+    ASSERT_TRUE(ok) << "the vCPU stopped slicing (window " << w << "): " << dump(k, tp->pid());
+    for (int i = 0; i < 2; i++) {
+      EXPECT_GT(cnt[i].load(), start[i])
+          << "spinner " << i << " starved in window " << w << ": " << dump(k, tp->pid());
     }
-    for (int i = 0; i < 2; i++)
-      EXPECT_GT(cnt[i].load(), start[i]) << "spinner " << i << " starved in window " << w;
   }
   {
     auto pi = k.snapshot_proc(tp->pid());

@@ -115,14 +115,15 @@ enum Op : int {
   kCreate, kContinueNew, kWaitChild, kWaitAny, kDetach, kSelfDetach, kSuspend, kContinue,
   kSuspendBad, kParkTimed, kParkZero, kParkAbsPast, kParkSelfToken, kParkUnpark, kParkRing,
   kUnpark, kUnparkAll, kUnparkAllNull, kWakeup, kKill0, kKillSig, kSetname, kGetname, kCtl,
-  kYield, kSelf, kPrivate, kGetparam, kMainWait, kNumOps
+  kYield, kSelf, kPrivate, kGetparam, kSched, kMainWait, kNumOps
 };
 const char* const kOpNames[kNumOps] = {
     "create", "continue(new)", "wait(child)", "wait(any)", "detach", "detach(self)",
     "suspend", "continue", "suspend(bad)", "park(timed)", "park(ts=0)", "park(abs past)",
     "park(unpark=self)", "park(unpark=x)", "park(ring)", "unpark", "unpark_all",
     "unpark_all(NULL)", "wakeup", "kill(0)", "kill(SIGUSR1)", "setname", "getname",
-    "_lwp_ctl", "sched_yield", "_lwp_self", "set/getprivate", "_sched_getparam", "main wait"};
+    "_lwp_ctl", "sched_yield", "_lwp_self", "set/getprivate", "_sched_getparam",
+    "_sched_*(RR)", "main wait"};
 
 struct Histogram {
   static constexpr int kSlots = 128;  // errno values; the last slot: anything else
@@ -286,6 +287,23 @@ struct Ctx {
     auto r = call(kGetparam, SchedGetparamArgs{.pid = 0, .lid = u.lid()}, {Errno::kOk});
     if (r.policy != netbsd::NB_SCHED_OTHER) bad(kGetparam, "policy changed");
   }
+  // A brief excursion into SCHED_RR (root may), with affinity changes, then
+  // back to SCHED_OTHER.
+  void op_sched() {
+    const pid_t pid = rnd(2) ? 0 : u.proc().pid();
+    call(kSched, SchedSetaffinityArgs{.pid = pid, .lid = u.lid(), .mask = 1 + rng() % 7},
+         {Errno::kOk});
+    call(kSched, SchedSetparamArgs{.pid = pid, .lid = u.lid(), .policy = netbsd::NB_SCHED_RR,
+                                   .priority = rnd(4)},
+         {Errno::kOk});
+    if (chance(50)) op_yield();
+    if (chance(50)) op_kill0();
+    auto r = call(kSched, SchedGetparamArgs{.pid = pid, .lid = u.lid()}, {Errno::kOk});
+    if (r.policy != netbsd::NB_SCHED_RR) bad(kSched, "policy is not SCHED_RR");
+    call(kSched, SchedSetparamArgs{.pid = pid, .lid = u.lid(), .policy = netbsd::NB_SCHED_OTHER},
+         {Errno::kOk});
+    call(kSched, SchedSetaffinityArgs{.pid = pid, .lid = u.lid(), .mask = 0}, {Errno::kOk});
+  }
   void op_ctl() {
     auto r = call(kCtl, LwpCtlArgs{.features = netbsd::LWPCTL_FEATURE_CURCPU |
                                                netbsd::LWPCTL_FEATURE_PCTR},
@@ -418,9 +436,12 @@ void expect_no_failures(TestProc& tp) {
 // every host thread finished, the kernel consistent, only exited processes
 // left, and after releasing them an empty process table and ID space.
 void finish(Kernel& k, const std::vector<std::shared_ptr<TestProc>>& tps,
-            const std::vector<int>& expected_threads, std::chrono::seconds limit) {
+            const std::vector<int>& expected_threads, std::chrono::seconds limit,
+            std::vector<ExitStatus> expected_status = {}) {
+  expected_status.resize(tps.size());
   bool all_exited = true;
-  for (auto& tp : tps) {
+  for (size_t i = 0; i < tps.size(); i++) {
+    auto& tp = tps[i];
     auto st = tp->wait_exit(limit);
     if (!st) {
       all_exited = false;
@@ -429,8 +450,8 @@ void finish(Kernel& k, const std::vector<std::shared_ptr<TestProc>>& tps,
                     << dump_procs(k);
       continue;
     }
-    EXPECT_FALSE(st->signaled) << "pid " << tp->pid();
-    EXPECT_EQ(st->code, 0) << "pid " << tp->pid();
+    EXPECT_EQ(st->signaled, expected_status[i].signaled) << "pid " << tp->pid();
+    EXPECT_EQ(st->code, expected_status[i].code) << "pid " << tp->pid();
   }
   for (auto& tp : tps) expect_no_failures(*tp);
   EXPECT_EQ(k.check_invariants(), "");
@@ -472,6 +493,39 @@ void finish(Kernel& k, const std::vector<std::shared_ptr<TestProc>>& tps,
   EXPECT_EQ(k.ids().in_use(), 0);
 }
 
+// From outside (an admin's kill(1)): SIGSTOP and SIGCONT the process at
+// random moments until it has exited, so that every state meets LSSTOP.
+class Stopper {
+ public:
+  Stopper(Kernel& k, std::shared_ptr<TestProc> tp, uint64_t seed)
+      : th_([this, &k, tp = std::move(tp), seed] { run(k, *tp, seed); }) {}
+  ~Stopper() { stop(); }
+  void stop() {
+    done_ = true;
+    if (th_.joinable()) th_.join();
+  }
+  int64_t stops() const { return stops_.load(); }
+
+ private:
+  void run(Kernel& k, TestProc& tp, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    while (!done_ && !tp.exited()) {
+      std::this_thread::sleep_for(std::chrono::microseconds(500 + rng() % 3000));
+      if (!k.proc_signal(tp.ref(), netbsd::NB_SIGSTOP).ok()) break;
+      stops_++;
+      if (rng() % 2) {
+        // Sometimes wait until every LWP has stopped (bounded).
+        tp.await([](const ProcInfo& pi) { return pi.stat != netbsd::ProcStat::kActive; }, 50ms);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 1000));
+      if (!k.proc_signal(tp.ref(), netbsd::NB_SIGCONT).ok()) break;
+    }
+  }
+  std::atomic<bool> done_{false};
+  std::atomic<int64_t> stops_{0};
+  std::thread th_;
+};
+
 // ============================================================================================
 // 1. Mixed calls: 8 workers x N iterations of random create/exit/wait/detach/suspend/
 //    continue/park/unpark/wakeup/kill/setname/getname/_lwp_ctl/yield, in two processes.
@@ -489,6 +543,10 @@ struct Mixed : Shared {
   const int iters;
   std::array<Worker, kWorkers> workers;
   std::atomic<int> workers_reaped_by_main{0};
+  std::atomic<int> workers_spawned{0};
+  // StressExit: the worker that is to call exit(2), and with what status.
+  std::atomic<int> exit_worker{-1};
+  std::atomic<int> exit_status{0};
 
   const Worker* worker_by_lid(lwpid_t lid) const {
     for (auto& w : workers)
@@ -547,6 +605,10 @@ void mixed_worker(U& u, Mixed& s, int idx) {
   };
 
   for (int it = 0; it < s.iters; it++) {
+    if (s.exit_worker.load(std::memory_order_relaxed) == idx) {
+      u.sys(ProcExitArgs{.status = s.exit_status.load()});
+      c.bad(kCreate, "exit(2) returned");
+    }
     const int r = c.rnd(1000);
     if (r < 20) {
       // ---- create (2%) ----
@@ -667,8 +729,10 @@ void mixed_worker(U& u, Mixed& s, int idx) {
       c.op_self();  // 8%
     } else if (r < 950) {
       c.op_private();  // 7%
+    } else if (r < 990) {
+      c.op_getparam();  // 4%
     } else {
-      c.op_getparam();  // 5%
+      c.op_sched();  // 1%
     }
   }
 
@@ -703,6 +767,7 @@ void mixed_main(U& u, Mixed& s) {
   for (int i = 0; i < kWorkers; i++) {
     Errno e = u.create([&s, i](U& wu) { mixed_worker(wu, s, i); }, 0, &lids[i]);
     U_EXPECT_EQ(u, e, Errno::kOk);
+    if (e == Errno::kOk) s.workers_spawned++;
     c.step();
   }
   for (int i = 0; i < kWorkers; i++) {
@@ -742,11 +807,15 @@ TEST(StressMixed, EightWorkersTenThousandCallsTwoProcesses) {
   auto t0 = Clock::now();
   auto tp1 = TestProc::start(k, [&](U& u) { mixed_main(u, s1); });
   auto tp2 = TestProc::start(k, [&](U& u) { mixed_main(u, s2); });
+  // The second process is stopped and continued all along.
+  Stopper stopper(k, tp2, mix_seed(seed, 99));
   // Only read the counters once the processes are gone.
   std::vector<std::shared_ptr<TestProc>> tps{tp1, tp2};
   auto limit = std::chrono::seconds(kTsan ? 600 : 120);
   for (auto& tp : tps) tp->wait_exit(limit);
-  std::vector<int> threads{1 + kWorkers + s1.children.load(), 1 + kWorkers + s2.children.load()};
+  stopper.stop();
+  std::vector<int> threads{1 + s1.workers_spawned.load() + s1.children.load(),
+                           1 + s2.workers_spawned.load() + s2.children.load()};
   finish(k, tps, threads, 1s);
   auto secs = std::chrono::duration<double>(Clock::now() - t0).count();
 
@@ -765,7 +834,131 @@ TEST(StressMixed, EightWorkersTenThousandCallsTwoProcesses) {
       EXPECT_GE(min_calls, 10000);
     }
   }
-  std::cout << "[stress] mixed: " << secs << " s" << std::endl;
+  std::cout << "[stress] mixed: " << stopper.stops() << " SIGSTOPs of pid " << tp2->pid() << ", "
+            << secs << " s" << std::endl;
+}
+
+// ============================================================================================
+// 1b. The same mix, ended half-way by exit(2) from a worker or by SIGKILL from
+//     outside, while LWPs are suspended, parked, waiting, being created and
+//     stopped: the process must still end with the right status and nothing
+//     leaked.
+// ============================================================================================
+
+TEST(StressExit, MixedWorkloadEndedByExitOrSigkill) {
+  const uint64_t seed = stress_seed("StressExit");
+  const int rounds = kTsan ? 4 : 16;
+  Kernel k(test_config(3));
+  std::mt19937_64 rng(seed);
+  int64_t calls = 0, children = 0, by_exit = 0, by_kill = 0;
+  auto t0 = Clock::now();
+  for (int round = 0; round < rounds; round++) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    if (std::getenv("LWPD_STRESS_VERBOSE")) std::cout << "[stress] exit: round " << round << std::endl;
+    std::vector<std::unique_ptr<Mixed>> ss;
+    std::vector<std::shared_ptr<TestProc>> tps;
+    std::vector<ExitStatus> want;
+    for (int i = 0; i < 2; i++) {
+      // Enough iterations never to end on their own.
+      ss.push_back(std::make_unique<Mixed>(k, mix_seed(seed, 100 * round + i), 1 << 30));
+      Mixed& s = *ss.back();
+      tps.push_back(TestProc::start(k, [&s](U& u) { mixed_main(u, s); }));
+    }
+    std::vector<std::unique_ptr<Stopper>> stoppers;
+    if (rng() % 2) stoppers.push_back(std::make_unique<Stopper>(k, tps[rng() % 2], rng()));
+    for (int i = 0; i < 2; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % (kTsan ? 200 : 40)));
+      if (rng() % 2) {
+        int status = 1 + static_cast<int>(rng() % 250);
+        ss[i]->exit_status = status;
+        ss[i]->exit_worker = static_cast<int>(rng() % kWorkers);
+        want.push_back(ExitStatus{.signaled = false, .code = status});
+        by_exit++;
+      } else {
+        EXPECT_TRUE(k.proc_signal(tps[i]->ref(), netbsd::NB_SIGKILL).ok());
+        want.push_back(ExitStatus{.signaled = true, .code = netbsd::NB_SIGKILL});
+        by_kill++;
+      }
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(kTsan ? 60 : 15);
+    for (auto& tp : tps) {
+      tp->wait_exit(std::max(std::chrono::milliseconds(1),
+                             std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 deadline - Clock::now())));
+    }
+    stoppers.clear();
+    std::vector<int> threads;
+    for (auto& s : ss) {
+      threads.push_back(1 + s->workers_spawned.load() + s->children.load());
+      calls += s->hist.total();
+      children += s->children.load();
+    }
+    finish(k, tps, threads, 1s, want);
+    for (auto& s : ss) {
+      EXPECT_EQ(s->inv_failures.load(), 0);
+      EXPECT_EQ(s->bad_results.load(), 0);
+    }
+    if (::testing::Test::HasFailure()) break;
+  }
+  auto secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::cout << "[stress] exit: " << rounds << " rounds x 2 processes (" << by_exit
+            << " exit(2), " << by_kill << " SIGKILL), " << calls << " calls, " << children
+            << " children, " << secs << " s" << std::endl;
+}
+
+// Regression, found by StressExit: a new LWP used to be dispatched to user
+// mode before its creator got its LID back from _lwp_create; if the creator
+// then never returned to user mode (suspended at the userret of that
+// _lwp_create, as here, or preempted or stopped there) and the process was
+// killed, the new LWP had no host thread, never entered the kernel again, and
+// the process never finished exiting. Now the new LWP stays an embryo until
+// its creator's return is delivered, and the kill aborts it.
+TEST(StressRepro, KilledWhileCreatorHasNotSeenTheNewLid) {
+  Kernel k(test_config(2));
+  std::atomic<bool> s_ready{false};
+  std::atomic<lwpid_t> s_lid{0};
+  auto tp = TestProc::start(k, [&](U& u) {
+    const lwpid_t self = u.lid();
+    lwpid_t s = 0;
+    u.create(
+        [&, self](U& su) {
+          s_ready = true;
+          // Returns once the main LWP has suspended itself at its userret.
+          su.err(LwpSuspendArgs{.target = self});
+          su.spin_until([] { return false; }, 30s);
+        },
+        0, &s);
+    s_lid = s;
+    // Keep running user code (without polling) until the suspension is armed.
+    while (!s_ready) std::this_thread::yield();
+    for (;;) {
+      auto li = u.proc().lwp_info(self);
+      if (li && (li->flag & netbsd::LW_WSUSPEND)) break;
+      std::this_thread::yield();
+    }
+    // Completes in the kernel, but the caller suspends before it returns.
+    u.create([](U& cu) { cu.spin_until([] { return false; }, 30s); }, 0, nullptr);
+  });
+  const pid_t pid = tp->pid();
+  ASSERT_TRUE(tp->await(
+      [&](const ProcInfo& pi) {
+        bool main_suspended = false, child_embryo = false;
+        for (auto& l : pi.lwps) {
+          if (l.lid == pid) main_suspended = l.stat == netbsd::LwpStat::kSuspended;
+          if (l.lid != pid && l.lid != s_lid.load() && s_lid.load() != 0)
+            child_embryo = l.stat == netbsd::LwpStat::kIdl && l.in_kernel;
+        }
+        return main_suspended && child_embryo;
+      },
+      10s))
+      << dump_procs(k);
+  ASSERT_TRUE(k.proc_signal(tp->ref(), netbsd::NB_SIGKILL).ok());
+  auto st = tp->wait_exit(5s);
+  ASSERT_TRUE(st.has_value()) << "SIGKILLed process did not exit:\n" << dump_procs(k);
+  EXPECT_TRUE(st->signaled);
+  EXPECT_EQ(k.check_invariants(), "");
+  EXPECT_TRUE(k.proc_release(tp->ref()).ok());
+  EXPECT_EQ(k.ids().in_use(), 0);
 }
 
 // ============================================================================================
@@ -930,11 +1123,14 @@ TEST(StressParkRing, HandOffRingWithWakeupsAndSuspends) {
       U_EXPECT_EQ(u, sl.taken.load(), static_cast<int64_t>(s.rounds));
     }
   });
+  Stopper stopper(k, tp, mix_seed(seed, 99));
   tp->wait_exit(std::chrono::seconds(kTsan ? 600 : 120));
+  stopper.stop();
   finish(k, {tp}, {1 + kRing}, 1s);
   auto secs = std::chrono::duration<double>(Clock::now() - t0).count();
   std::cout << "[stress] ring: " << rounds << " rounds/member, " << s.hist.total() << " calls, "
             << s.timeouts.load() << " park timeouts, " << s.lost.load() << " lost wakeups, "
+            << stopper.stops() << " SIGSTOPs, "
             << secs << " s\n"
             << s.hist.str() << std::flush;
   EXPECT_EQ(s.lost.load(), 0);
