@@ -56,8 +56,8 @@ Errno lwp_sig_error(const Lwp& l, int signo);  // EINTR or ERESTART (SA_RESTART)
 
 // ---- kernel entry and return ----
 void lwp_userret(Lwp& l);
-void lwp_kick(Lwp& l);  // ask a user-mode LWP to enter the kernel
-void lwp_dispatch(Lwp& l, int cpu);                                  // vCPU worker
+void lwp_kick(Lwp& l);               // ask a user-mode LWP to enter the kernel
+void lwp_dispatch(Lwp& l, int cpu);  // vCPU worker
 void lwp_kick_current(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu);  // takes the lock
 void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq);  // takes the lock
 

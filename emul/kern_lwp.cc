@@ -71,8 +71,7 @@ using namespace netbsd;
 namespace {
 
 bool counts_running(LwpStat s) {
-  return s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc ||
-         s == LwpStat::kSleep;
+  return s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kSleep;
 }
 
 bool on_lwpcv(SleepKind k) {
@@ -80,7 +79,6 @@ bool on_lwpcv(SleepKind k) {
 }
 
 std::atomic<uint64_t> g_sleep_seq{0};
-
 
 }  // namespace
 
@@ -98,15 +96,21 @@ ProcLock::~ProcLock() {
 bool lwp_transition_ok(LwpStat from, LwpStat to) {
   using S = LwpStat;
   switch (from) {
-    case S::kIdl: return to == S::kRun || to == S::kStop;
-    case S::kRun: return to == S::kOnProc;
+    case S::kIdl:
+      return to == S::kRun || to == S::kStop;
+    case S::kRun:
+      return to == S::kOnProc;
     case S::kOnProc:
       return to == S::kRun || to == S::kSleep || to == S::kStop || to == S::kZomb ||
              to == S::kSuspended;
-    case S::kSleep: return to == S::kRun || to == S::kStop;
-    case S::kStop: return to == S::kRun || to == S::kSleep;
-    case S::kSuspended: return to == S::kRun;
-    case S::kZomb: return false;
+    case S::kSleep:
+      return to == S::kRun || to == S::kStop;
+    case S::kStop:
+      return to == S::kRun || to == S::kSleep;
+    case S::kSuspended:
+      return to == S::kRun;
+    case S::kZomb:
+      return false;
   }
   return false;
 }
@@ -131,8 +135,12 @@ void lwp_set_state(Lwp& l, LwpStat to, bool run_at_head) {
   assert(p.nrlwps >= 0 && p.nrlwps <= p.nlwps);
   l.stat = to;
 
-  p.kernel().emit(KEvent{.kind = KEvent::Kind::kState, .pid = p.pid, .lid = l.lid,
-                         .from = from, .to = to, .cpu = l.cpu});
+  p.kernel().emit(KEvent{.kind = KEvent::Kind::kState,
+                         .pid = p.pid,
+                         .lid = l.lid,
+                         .from = from,
+                         .to = to,
+                         .cpu = l.cpu});
 
   if (to == LwpStat::kOnProc) {
     assert(l.cpu >= 0);
@@ -188,8 +196,11 @@ KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, SigSet sigmask,
   l->order_it = p.order.begin();
   p.nlwps++;
   p.nrlwps++;  // an embryo is pre-counted as running
-  k.emit(KEvent{.kind = KEvent::Kind::kCreate, .pid = p.pid, .lid = l->lid,
-                .to = LwpStat::kIdl, .cpu = l->cpu});
+  k.emit(KEvent{.kind = KEvent::Kind::kCreate,
+                .pid = p.pid,
+                .lid = l->lid,
+                .to = LwpStat::kIdl,
+                .cpu = l->cpu});
   return l;
 }
 
@@ -225,8 +236,8 @@ void lwp_free(Lwp& l) {
   if (p.nlwps > 0) k.uid_nthr_sub(p.uid);
   if (l.lwpctl_slot >= 0) p.lwpctl->free_slot(l.lwpctl_slot);
   k.ids().free_lid(p.pid, l.lid);
-  k.emit(KEvent{.kind = KEvent::Kind::kFree, .pid = p.pid, .lid = l.lid, .from = l.stat,
-                .cpu = l.cpu});
+  k.emit(KEvent{
+      .kind = KEvent::Kind::kFree, .pid = p.pid, .lid = l.lid, .from = l.stat, .cpu = l.cpu});
   p.order.erase(l.order_it);
   proc_broadcast(p);
   p.lwps.erase(l.lid);  // destroys l
@@ -332,11 +343,14 @@ void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) {
         assert(o->sleep.kind == SleepKind::kNone);
         lwp_set_state(*o, LwpStat::kRun);
         break;
-      case LwpStat::kSuspended: lwp_set_state(*o, LwpStat::kRun); break;
+      case LwpStat::kSuspended:
+        lwp_set_state(*o, LwpStat::kRun);
+        break;
       case LwpStat::kOnProc:
         if (o->user_mode()) in_user.push_back(o->lid);
         break;
-      default: break;
+      default:
+        break;
     }
   }
   // By LID: each exit may free others (the last one frees the process).
@@ -374,8 +388,8 @@ void park_write_back(Lwp& l, SysReturn& r, bool timed_out) {
   if (!l.sleep.ts_relative || !l.sleep.deadline) return;
   Timespec ts{};
   if (!timed_out) {
-    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*l.sleep.deadline -
-                                                                      Clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(*l.sleep.deadline - Clock::now());
     if (left.count() > 0) ts = {left.count() / 1000000000, left.count() % 1000000000};
   }
   r.ts = ts;
@@ -439,17 +453,23 @@ void lwp_wake(Lwp& l, WakeReason why) {
     case SleepKind::kPark: {
       SysReturn r;
       switch (why) {
-        case WakeReason::kBroadcast: return;  // not on the condvar
+        case WakeReason::kBroadcast:
+          return;  // not on the condvar
         case WakeReason::kUnpark:
-        case WakeReason::kSpurious: break;
-        case WakeReason::kTimeout: r.error = Errno::kETIMEDOUT; break;
+        case WakeReason::kSpurious:
+          break;
+        case WakeReason::kTimeout:
+          r.error = Errno::kETIMEDOUT;
+          break;
         case WakeReason::kCancel:
           // _lwp_wakeup's flags are consumed by the park they interrupted.
           l.flag &= ~(LW_CANCELLED | LW_UNPARKED);
           r.error = Errno::kEINTR;
           break;
         case WakeReason::kSignal:
-        case WakeReason::kExit: r.error = Errno::kEINTR; break;
+        case WakeReason::kExit:
+          r.error = Errno::kEINTR;
+          break;
       }
       park_write_back(l, r, why == WakeReason::kTimeout);
       lwp_end_sleep(l, std::move(r));
@@ -461,7 +481,9 @@ void lwp_wake(Lwp& l, WakeReason why) {
         case WakeReason::kBroadcast:
         case WakeReason::kSpurious:
         case WakeReason::kUnpark:
-        case WakeReason::kTimeout: r = lwp_wait_scan(l); break;
+        case WakeReason::kTimeout:
+          r = lwp_wait_scan(l);
+          break;
         case WakeReason::kSignal: {
           int sig = lwp_deliverable_signal(l);
           lwp_wait_leave(l);
@@ -499,7 +521,8 @@ void lwp_wake(Lwp& l, WakeReason why) {
     case SleepKind::kKernel:
       if (why == WakeReason::kUnpark) lwp_end_sleep(l, SysReturn{});
       return;
-    case SleepKind::kNone: return;
+    case SleepKind::kNone:
+      return;
   }
 }
 
@@ -610,12 +633,17 @@ void lwp_post_signal(Lwp& l, const SigInfo& si) {
 // Signals that act on the whole process regardless of the target LWP.
 void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si) {
   switch (si.signo) {
-    case NB_SIGKILL: proc_exit_begin(p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr); return;
-    case NB_SIGSTOP: proc_stop(p); return;
+    case NB_SIGKILL:
+      proc_exit_begin(p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
+      return;
+    case NB_SIGSTOP:
+      proc_stop(p);
+      return;
     case NB_SIGCONT:
       proc_continue(p);
       break;  // and delivered, for a handler
-    default: break;
+    default:
+      break;
   }
   if (target == nullptr) {
     // Process-directed: the first LWP that does not block it, else the first.

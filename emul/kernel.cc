@@ -23,8 +23,7 @@ Proc::Proc(Kernel& k, pid_t id, ProcSpec spec)
       uid(spec.uid),
       comm(std::move(spec.comm)),
       port(std::move(spec.port)),
-      rlimit_nthr(spec.rlimit_nthr >= 0 ? spec.rlimit_nthr
-                                         : std::min(k.config().maxlwp, MAXUPRC)),
+      rlimit_nthr(spec.rlimit_nthr >= 0 ? spec.rlimit_nthr : std::min(k.config().maxlwp, MAXUPRC)),
       k_(k) {}
 
 Proc::~Proc() = default;
@@ -94,11 +93,16 @@ KResult<ProcRef> Kernel::proc_create(ProcSpec spec) {
 
 const char* entry_status_name(EntryStatus s) {
   switch (s) {
-    case EntryStatus::kOk: return "ok";
-    case EntryStatus::kNoSuchLwp: return "no such LWP in this process";
-    case EntryStatus::kNotInUserMode: return "LWP already has a pending kernel entry";
-    case EntryStatus::kProcExited: return "process has exited";
-    case EntryStatus::kBadArgs: return "request carries no syscall";
+    case EntryStatus::kOk:
+      return "ok";
+    case EntryStatus::kNoSuchLwp:
+      return "no such LWP in this process";
+    case EntryStatus::kNotInUserMode:
+      return "LWP already has a pending kernel entry";
+    case EntryStatus::kProcExited:
+      return "process has exited";
+    case EntryStatus::kBadArgs:
+      return "request carries no syscall";
   }
   return "?";
 }
@@ -211,12 +215,18 @@ namespace {
 
 const char* wchan_name(SleepKind k) {
   switch (k) {
-    case SleepKind::kPark: return "parked";
-    case SleepKind::kLwpWait: return "lwpwait";
-    case SleepKind::kSuspendWait: return "lwpsusp";
-    case SleepKind::kExitWait: return "exit";
-    case SleepKind::kKernel: return "kernel";
-    case SleepKind::kNone: return "";
+    case SleepKind::kPark:
+      return "parked";
+    case SleepKind::kLwpWait:
+      return "lwpwait";
+    case SleepKind::kSuspendWait:
+      return "lwpsusp";
+    case SleepKind::kExitWait:
+      return "exit";
+    case SleepKind::kKernel:
+      return "kernel";
+    case SleepKind::kNone:
+      return "";
   }
   return "";
 }
@@ -294,17 +304,18 @@ std::string Kernel::check_invariants() const {
     for (const Lwp* l : p.order) {
       nlwps++;
       const LwpStat s = l->stat;
-      if (s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc ||
-          s == LwpStat::kSleep)
+      if (s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kSleep)
         nrlwps++;
       if (s == LwpStat::kZomb || l->exiting) nzlwps++;
       if (l->detached) ndlwps++;
       if (l->in_lwpwait) nlwpwait++;
       if (l->sleep.on_lwpcv) cv++;
       const bool sleeping = l->sleep.kind != SleepKind::kNone;
-      if (s == LwpStat::kSleep && !sleeping) err << "lwp " << l->lid << " LSSLEEP without a sleep; ";
+      if (s == LwpStat::kSleep && !sleeping)
+        err << "lwp " << l->lid << " LSSLEEP without a sleep; ";
       if ((s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kZomb ||
-           s == LwpStat::kSuspended) && sleeping)
+           s == LwpStat::kSuspended) &&
+          sleeping)
         err << "lwp " << l->lid << " " << lwp_stat_name(s) << " with a sleep; ";
       if (s == LwpStat::kOnProc && l->cpu < 0) err << "lwp " << l->lid << " ONPROC without cpu; ";
       if (s != LwpStat::kOnProc && !l->in_kernel && s != LwpStat::kZomb)

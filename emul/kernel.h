@@ -28,18 +28,18 @@ using ProcRef = std::shared_ptr<Proc>;
 // One kernel event, for watchers (inspection's watch stream, tracing tools).
 struct KEvent {
   enum class Kind : uint8_t {
-    kCreate,     // an LWP was created (LSIDL)
-    kState,      // an LWP changed state (from -> to); switches are ONPROC edges
-    kFree,       // an LWP was freed (reaped); its LID may be reused
-    kProcExit,   // a process exited
+    kCreate,    // an LWP was created (LSIDL)
+    kState,     // an LWP changed state (from -> to); switches are ONPROC edges
+    kFree,      // an LWP was freed (reaped); its LID may be reused
+    kProcExit,  // a process exited
   };
   Kind kind = Kind::kState;
-  uint64_t seq = 0;          // kernel-wide, strictly increasing per process
-  int64_t time_ns = 0;       // steady clock
+  uint64_t seq = 0;     // kernel-wide, strictly increasing per process
+  int64_t time_ns = 0;  // steady clock
   pid_t pid = 0;
   lwpid_t lid = 0;
   netbsd::LwpStat from{}, to{};
-  int cpu = -1;              // vCPU involved (switch in/out), else last vCPU
+  int cpu = -1;  // vCPU involved (switch in/out), else last vCPU
 };
 
 // Receives every KEvent. Called with the process lock held, in the order the
@@ -52,13 +52,13 @@ class KernelObserver {
 };
 
 struct KernelConfig {
-  int ncpus = 2;                              // vCPU worker threads
-  std::chrono::milliseconds quantum{100};     // time slice (NB_SCHED_OTHER, NB_SCHED_RR)
-  int hz = 100;                               // tick rate used to round park timeouts
-  bool pin_cpus = true;                       // pin vCPU threads to host CPUs
-  std::string runtime_dir;                    // lwpctl region files; empty = memfd
-  int maxlwp = netbsd::MAXLWP;                // kern.maxlwp (RLIMIT_NTHR hard limit)
-  bool user_set_cpu_affinity = false;         // security.models.extensions.*
+  int ncpus = 2;                           // vCPU worker threads
+  std::chrono::milliseconds quantum{100};  // time slice (NB_SCHED_OTHER, NB_SCHED_RR)
+  int hz = 100;                            // tick rate used to round park timeouts
+  bool pin_cpus = true;                    // pin vCPU threads to host CPUs
+  std::string runtime_dir;                 // lwpctl region files; empty = memfd
+  int maxlwp = netbsd::MAXLWP;             // kern.maxlwp (RLIMIT_NTHR hard limit)
+  bool user_set_cpu_affinity = false;      // security.models.extensions.*
   // Optional event observer (see KernelObserver); must outlive the Kernel.
   KernelObserver* observer = nullptr;
   // Log sink (level: 0 debug, 1 info, 2 warn, 3 error); may be empty.
@@ -67,9 +67,9 @@ struct KernelConfig {
 
 struct ProcSpec {
   uint32_t uid = 0;
-  std::string comm;                    // process name, for inspection
-  std::shared_ptr<UserPort> port;      // required
-  int rlimit_nthr = -1;                // soft RLIMIT_NTHR; -1 = min(maxlwp, MAXUPRC)
+  std::string comm;                // process name, for inspection
+  std::shared_ptr<UserPort> port;  // required
+  int rlimit_nthr = -1;            // soft RLIMIT_NTHR; -1 = min(maxlwp, MAXUPRC)
 };
 
 // Why a transport's request could not be taken: a protocol problem of the
@@ -87,14 +87,14 @@ struct LwpInfo {
   lwpid_t lid = 0;
   netbsd::LwpStat stat{};
   uint32_t flag = 0;
-  int cpu = -1;              // vCPU it is on (LSONPROC) or last ran on
-  int priority = 0;          // effective kernel priority
+  int cpu = -1;      // vCPU it is on (LSONPROC) or last ran on
+  int priority = 0;  // effective kernel priority
   int policy = 0;
   std::string name;
-  std::string wchan;         // wait channel ("parked", "lwpwait", "exit"), if sleeping
+  std::string wchan;  // wait channel ("parked", "lwpwait", "exit"), if sleeping
   bool detached = false;
   bool in_kernel = false;
-  uint64_t switches = 0;     // times switched in
+  uint64_t switches = 0;  // times switched in
   int32_t lc_pctr = 0;
   int32_t lc_curcpu = netbsd::LWPCTL_CPU_NONE;
 };
@@ -105,14 +105,14 @@ struct ProcInfo {
   std::string comm;
   netbsd::ProcStat stat{};
   int nlwps = 0, nrlwps = 0, nzlwps = 0, ndlwps = 0, nlwpwait = 0;
-  std::string lwpctl_path;   // backing file of the lwpctl region, if any
-  std::vector<LwpInfo> lwps; // newest first
+  std::string lwpctl_path;    // backing file of the lwpctl region, if any
+  std::vector<LwpInfo> lwps;  // newest first
 };
 
 struct CpuInfo {
   int index = 0;
-  int host_cpu = -1;         // pinned host CPU, -1 if not pinned
-  pid_t cur_pid = 0;         // 0 = idle
+  int host_cpu = -1;  // pinned host CPU, -1 if not pinned
+  pid_t cur_pid = 0;  // 0 = idle
   lwpid_t cur_lid = 0;
   int cur_priority = -1;
   int runq_len = 0;
@@ -186,12 +186,12 @@ class Kernel {
   std::unique_ptr<Callout> callout_;
   std::unique_ptr<Scheduler> sched_;
 
-  mutable std::mutex table_mu_;  // lock order: first
+  mutable std::mutex table_mu_;               // lock order: first
   std::unordered_map<pid_t, ProcRef> procs_;  // table_mu_
 
   mutable std::atomic<uint64_t> event_seq_{0};
 
-  std::mutex uid_mu_;  // leaf
+  std::mutex uid_mu_;                           // leaf
   std::unordered_map<uint32_t, int> uid_nthr_;  // uid_mu_
 };
 

@@ -13,7 +13,7 @@ using netbsd::LWPCTL_SLOTS;
 using netbsd::LWPCTL_UAREA_SZ;
 
 KResult<std::unique_ptr<LwpctlArea>> LwpctlArea::create(const std::string& runtime_dir,
-                                                         netbsd::pid_t pid) {
+                                                        netbsd::pid_t pid) {
   std::unique_ptr<LwpctlArea> a(new LwpctlArea());
   if (runtime_dir.empty()) {
     a->fd_ = memfd_create("lwpctl", MFD_CLOEXEC);
@@ -78,6 +78,8 @@ void LwpctlArea::switch_in(int slot, int32_t cpu) {
 int32_t LwpctlArea::curcpu(int slot) const {
   return cell(slot, false).load(std::memory_order_acquire);
 }
-int32_t LwpctlArea::pctr(int slot) const { return cell(slot, true).load(std::memory_order_acquire); }
+int32_t LwpctlArea::pctr(int slot) const {
+  return cell(slot, true).load(std::memory_order_acquire);
+}
 
 }  // namespace lwpd::emul

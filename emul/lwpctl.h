@@ -20,7 +20,7 @@ class LwpctlArea {
  public:
   // Errors: ENOMEM when the backing store cannot be created or mapped.
   static KResult<std::unique_ptr<LwpctlArea>> create(const std::string& runtime_dir,
-                                                      netbsd::pid_t pid);
+                                                     netbsd::pid_t pid);
   ~LwpctlArea();
   LwpctlArea(const LwpctlArea&) = delete;
   LwpctlArea& operator=(const LwpctlArea&) = delete;

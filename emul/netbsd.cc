@@ -8,66 +8,108 @@ namespace lwpd::netbsd {
 
 const char* errno_name(Errno e) {
   switch (e) {
-    case Errno::kOk: return "0";
-    case Errno::kEPERM: return "EPERM";
-    case Errno::kESRCH: return "ESRCH";
-    case Errno::kEINTR: return "EINTR";
-    case Errno::kEDEADLK: return "EDEADLK";
-    case Errno::kENOMEM: return "ENOMEM";
-    case Errno::kEFAULT: return "EFAULT";
-    case Errno::kEBUSY: return "EBUSY";
-    case Errno::kENODEV: return "ENODEV";
-    case Errno::kEINVAL: return "EINVAL";
-    case Errno::kEAGAIN: return "EAGAIN";
-    case Errno::kEALREADY: return "EALREADY";
-    case Errno::kETIMEDOUT: return "ETIMEDOUT";
-    case Errno::kENAMETOOLONG: return "ENAMETOOLONG";
-    case Errno::kERESTART: return "ERESTART";
+    case Errno::kOk:
+      return "0";
+    case Errno::kEPERM:
+      return "EPERM";
+    case Errno::kESRCH:
+      return "ESRCH";
+    case Errno::kEINTR:
+      return "EINTR";
+    case Errno::kEDEADLK:
+      return "EDEADLK";
+    case Errno::kENOMEM:
+      return "ENOMEM";
+    case Errno::kEFAULT:
+      return "EFAULT";
+    case Errno::kEBUSY:
+      return "EBUSY";
+    case Errno::kENODEV:
+      return "ENODEV";
+    case Errno::kEINVAL:
+      return "EINVAL";
+    case Errno::kEAGAIN:
+      return "EAGAIN";
+    case Errno::kEALREADY:
+      return "EALREADY";
+    case Errno::kETIMEDOUT:
+      return "ETIMEDOUT";
+    case Errno::kENAMETOOLONG:
+      return "ENAMETOOLONG";
+    case Errno::kERESTART:
+      return "ERESTART";
   }
   return "E?";
 }
 
 int errno_to_host(Errno e) {
   switch (e) {
-    case Errno::kOk: return 0;
-    case Errno::kEPERM: return EPERM;
-    case Errno::kESRCH: return ESRCH;
-    case Errno::kEINTR: return EINTR;
-    case Errno::kEDEADLK: return EDEADLK;
-    case Errno::kENOMEM: return ENOMEM;
-    case Errno::kEFAULT: return EFAULT;
-    case Errno::kEBUSY: return EBUSY;
-    case Errno::kENODEV: return ENODEV;
-    case Errno::kEINVAL: return EINVAL;
-    case Errno::kEAGAIN: return EAGAIN;
-    case Errno::kEALREADY: return EALREADY;
-    case Errno::kETIMEDOUT: return ETIMEDOUT;
-    case Errno::kENAMETOOLONG: return ENAMETOOLONG;
-    case Errno::kERESTART: return EINTR;
+    case Errno::kOk:
+      return 0;
+    case Errno::kEPERM:
+      return EPERM;
+    case Errno::kESRCH:
+      return ESRCH;
+    case Errno::kEINTR:
+      return EINTR;
+    case Errno::kEDEADLK:
+      return EDEADLK;
+    case Errno::kENOMEM:
+      return ENOMEM;
+    case Errno::kEFAULT:
+      return EFAULT;
+    case Errno::kEBUSY:
+      return EBUSY;
+    case Errno::kENODEV:
+      return ENODEV;
+    case Errno::kEINVAL:
+      return EINVAL;
+    case Errno::kEAGAIN:
+      return EAGAIN;
+    case Errno::kEALREADY:
+      return EALREADY;
+    case Errno::kETIMEDOUT:
+      return ETIMEDOUT;
+    case Errno::kENAMETOOLONG:
+      return ENAMETOOLONG;
+    case Errno::kERESTART:
+      return EINTR;
   }
   return EINVAL;
 }
 
 const char* lwp_stat_name(LwpStat s) {
   switch (s) {
-    case LwpStat::kIdl: return "IDL";
-    case LwpStat::kRun: return "RUN";
-    case LwpStat::kSleep: return "SLEEP";
-    case LwpStat::kStop: return "STOP";
-    case LwpStat::kZomb: return "ZOMB";
-    case LwpStat::kOnProc: return "ONPROC";
-    case LwpStat::kSuspended: return "SUSPENDED";
+    case LwpStat::kIdl:
+      return "IDL";
+    case LwpStat::kRun:
+      return "RUN";
+    case LwpStat::kSleep:
+      return "SLEEP";
+    case LwpStat::kStop:
+      return "STOP";
+    case LwpStat::kZomb:
+      return "ZOMB";
+    case LwpStat::kOnProc:
+      return "ONPROC";
+    case LwpStat::kSuspended:
+      return "SUSPENDED";
   }
   return "?";
 }
 
 const char* proc_stat_name(ProcStat s) {
   switch (s) {
-    case ProcStat::kIdl: return "IDL";
-    case ProcStat::kActive: return "ACTIVE";
-    case ProcStat::kDying: return "DYING";
-    case ProcStat::kStop: return "STOP";
-    case ProcStat::kZomb: return "ZOMB";
+    case ProcStat::kIdl:
+      return "IDL";
+    case ProcStat::kActive:
+      return "ACTIVE";
+    case ProcStat::kDying:
+      return "DYING";
+    case ProcStat::kStop:
+      return "STOP";
+    case ProcStat::kZomb:
+      return "ZOMB";
   }
   return "?";
 }

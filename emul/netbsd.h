@@ -75,9 +75,9 @@ inline constexpr uint32_t UC_TLSBASE = 0x00080000;
 // amd64 RFLAGS bits a user context may not change (PSL_USERSTATIC).
 inline constexpr uint64_t PSL_MBO = 0x00000002;
 inline constexpr uint64_t PSL_MBZ = 0xffc08028;
-inline constexpr uint64_t PSL_USERSTATIC =
-    PSL_MBO | PSL_MBZ | 0x100 /*T*/ | 0x3000 /*IOPL*/ | 0x4000 /*NT*/ | 0x20000 /*VM*/ |
-    0x80000 /*VIF*/ | 0x100000 /*VIP*/;
+inline constexpr uint64_t PSL_USERSTATIC = PSL_MBO | PSL_MBZ | 0x100 /*T*/ | 0x3000 /*IOPL*/ |
+                                           0x4000 /*NT*/ | 0x20000 /*VM*/ | 0x80000 /*VIF*/ |
+                                           0x100000 /*VIP*/;
 // The end of user address space. NetBSD/amd64's is 0x00007f7fffffc000, but
 // the LWPs run on Linux, which maps shared libraries above that, so the
 // emulation uses Linux's limit (README, compatibility notes).

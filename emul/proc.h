@@ -50,11 +50,11 @@ enum class WakeReason : uint8_t {
 struct Sleep {
   SleepKind kind = SleepKind::kNone;
   bool interruptible = false;
-  uint64_t seq = 0;                          // identifies this sleep to its callout
-  std::optional<Clock::time_point> deadline; // park timeout
-  lwpid_t target = 0;                        // kSuspendWait: the LWP being suspended
-  bool ts_relative = false;                  // park: write the remaining time back
-  bool on_lwpcv = false;                     // queued on Proc::lwpcv_sleepers
+  uint64_t seq = 0;                           // identifies this sleep to its callout
+  std::optional<Clock::time_point> deadline;  // park timeout
+  lwpid_t target = 0;                         // kSuspendWait: the LWP being suspended
+  bool ts_relative = false;                   // park: write the remaining time back
+  bool on_lwpcv = false;                      // queued on Proc::lwpcv_sleepers
   // Set when a stopped sleeper was woken: it returns this once continued.
   std::optional<SysReturn> woken;
 };
@@ -67,31 +67,31 @@ struct Lwp {
   const lwpid_t lid;  // [k]
   Proc* const proc;   // [k]
 
-  LwpStat stat = LwpStat::kIdl;  // [p] changed only by lwp_set_state()
-  uint32_t flag = 0;             // [p] LW_*
-  bool detached = false;         // [p] LPR_DETACHED
-  bool exiting = false;          // [p] inside lwp_exit (counted in nzlwps)
-  bool in_lwpwait = false;       // [p] inside _lwp_wait (counted in nlwpwait)
-  lwpid_t waiter = 0;            // [p] first LWP waiting for this one specifically
-  lwpid_t waitingfor = 0;        // [p] LID this LWP waits for (0 = any)
-  uint64_t private_ptr = 0;      // [p] _lwp_setprivate
+  LwpStat stat = LwpStat::kIdl;     // [p] changed only by lwp_set_state()
+  uint32_t flag = 0;                // [p] LW_*
+  bool detached = false;            // [p] LPR_DETACHED
+  bool exiting = false;             // [p] inside lwp_exit (counted in nzlwps)
+  bool in_lwpwait = false;          // [p] inside _lwp_wait (counted in nlwpwait)
+  lwpid_t waiter = 0;               // [p] first LWP waiting for this one specifically
+  lwpid_t waitingfor = 0;           // [p] LID this LWP waits for (0 = any)
+  uint64_t private_ptr = 0;         // [p] _lwp_setprivate
   std::optional<std::string> name;  // [p] _lwp_setname
-  netbsd::SigSet sigmask = 0;    // [p] as known to the kernel
-  netbsd::SigSet sigpend = 0;    // [p] private pending set
-  std::vector<SigInfo> sigq;     // [p] pending directed signals, in order
+  netbsd::SigSet sigmask = 0;       // [p] as known to the kernel
+  netbsd::SigSet sigpend = 0;       // [p] private pending set
+  std::vector<SigInfo> sigq;        // [p] pending directed signals, in order
 
-  Sleep sleep;                   // [p]
-  bool in_kernel = true;         // [p] has a pending entry (start/syscall/trap)
-  SysReturn ret;                 // [p] what the pending entry returns
-  uint64_t ugen = 0;             // [p] user-run generation, ++ on each return
+  Sleep sleep;            // [p]
+  bool in_kernel = true;  // [p] has a pending entry (start/syscall/trap)
+  SysReturn ret;          // [p] what the pending entry returns
+  uint64_t ugen = 0;      // [p] user-run generation, ++ on each return
 
   int policy = netbsd::NB_SCHED_OTHER;  // [p]
-  int base_prio = 0;             // [p] kernel priority of its class/param
-  bool kboost = false;           // [p] woken sleeper: kernel priority until userret
-  CpuMask affinity = 0;          // [p] 0 = any vCPU
-  int cpu = -1;                  // [p] vCPU it is on (LSONPROC) or last ran on
-  uint64_t switches = 0;         // [p] times switched in
-  int lwpctl_slot = -1;          // [p] slot in the process's lwpctl area
+  int base_prio = 0;                    // [p] kernel priority of its class/param
+  bool kboost = false;                  // [p] woken sleeper: kernel priority until userret
+  CpuMask affinity = 0;                 // [p] 0 = any vCPU
+  int cpu = -1;                         // [p] vCPU it is on (LSONPROC) or last ran on
+  uint64_t switches = 0;                // [p] times switched in
+  int lwpctl_slot = -1;                 // [p] slot in the process's lwpctl area
   // [p] An LWP this one created whose start waits for our return to user
   // mode: a new LWP may not run user code before its creator knows its LID
   // (the user side starts its host thread only then).
@@ -123,28 +123,28 @@ class Proc : public std::enable_shared_from_this<Proc> {
 
   Kernel& kernel() const { return k_; }
 
-  const pid_t pid;            // [k]
-  const uint32_t uid;         // [k]
-  const std::string comm;     // [k]
+  const pid_t pid;                       // [k]
+  const uint32_t uid;                    // [k]
+  const std::string comm;                // [k]
   const std::shared_ptr<UserPort> port;  // [k]
-  const int rlimit_nthr;      // [k]
+  const int rlimit_nthr;                 // [k]
 
   mutable std::mutex mu;
 
   ProcStat stat = ProcStat::kActive;  // [p]
-  uint32_t sflag = 0;         // [p] PS_*
-  ExitStatus xstat;           // [p] set when exit begins
-  lwpid_t exiter = 0;         // [p] LWP running exit(2), if any
-  netbsd::SigSet sigrestart = 0;  // [p] signals with SA_RESTART handlers
+  uint32_t sflag = 0;                 // [p] PS_*
+  ExitStatus xstat;                   // [p] set when exit begins
+  lwpid_t exiter = 0;                 // [p] LWP running exit(2), if any
+  netbsd::SigSet sigrestart = 0;      // [p] signals with SA_RESTART handlers
 
   std::unordered_map<lwpid_t, std::unique_ptr<Lwp>> lwps;  // [p] owns the LWPs
-  std::list<Lwp*> order;      // [p] newest first
-  int nlwps = 0;              // [p] LWPs in `lwps`, embryos and zombies included
-  int nrlwps = 0;             // [p] LSIDL/LSRUN/LSONPROC/LSSLEEP
-  int nzlwps = 0;             // [p] zombies and LWPs inside lwp_exit
-  int ndlwps = 0;             // [p] detached, live or zombie
-  int nlwpwait = 0;           // [p] LWPs inside _lwp_wait
-  Lwp* zomblwp = nullptr;     // [p] newest detached zombie awaiting reaping
+  std::list<Lwp*> order;                                   // [p] newest first
+  int nlwps = 0;           // [p] LWPs in `lwps`, embryos and zombies included
+  int nrlwps = 0;          // [p] LSIDL/LSRUN/LSONPROC/LSSLEEP
+  int nzlwps = 0;          // [p] zombies and LWPs inside lwp_exit
+  int ndlwps = 0;          // [p] detached, live or zombie
+  int nlwpwait = 0;        // [p] LWPs inside _lwp_wait
+  Lwp* zomblwp = nullptr;  // [p] newest detached zombie awaiting reaping
 
   std::list<Lwp*> lwpcv_sleepers;  // [p] LWPs asleep on the process condvar
   bool lwpcv_pending = false;      // [p] a broadcast awaits delivery

@@ -15,7 +15,7 @@ using netbsd::Errno;
 template <typename T>
 class [[nodiscard]] KResult {
  public:
-  KResult(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  KResult(T value) : v_(std::move(value)) {}             // NOLINT: implicit by design
   KResult(Errno e) : v_(e) { assert(e != Errno::kOk); }  // NOLINT
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -45,16 +45,16 @@ class [[nodiscard]] KResult<void> {
 // Evaluate a KResult<T> expression: on error return its errno from the
 // enclosing function, otherwise yield the value (GNU statement expression,
 // supported by g++ and clang).
-#define TRY(expr)                                   \
-  ({                                                \
-    auto _try_r = (expr);                           \
-    if (!_try_r.ok()) return _try_r.error();        \
-    _try_r.release();                               \
+#define TRY(expr)                            \
+  ({                                         \
+    auto _try_r = (expr);                    \
+    if (!_try_r.ok()) return _try_r.error(); \
+    _try_r.release();                        \
   })
 
 // Evaluate a KResult<void> expression and return its errno on failure.
-#define TRY_OK(expr)                                \
-  do {                                              \
-    auto _try_r = (expr);                           \
-    if (!_try_r.ok()) return _try_r.error();        \
+#define TRY_OK(expr)                         \
+  do {                                       \
+    auto _try_r = (expr);                    \
+    if (!_try_r.ok()) return _try_r.error(); \
   } while (0)

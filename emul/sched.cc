@@ -193,8 +193,7 @@ void Scheduler::enqueue(Lwp& l, bool head) {
 // Work landed on a busy vCPU: let an idle one that may run it come and steal.
 void Scheduler::wake_idle_for(CpuMask mask, int busy_cpu) {
   for (auto& c : cpus_) {
-    if (c->index != busy_cpu && allows(mask, c->index) &&
-        c->idle.load(std::memory_order_relaxed)) {
+    if (c->index != busy_cpu && allows(mask, c->index) && c->idle.load(std::memory_order_relaxed)) {
       {
         std::lock_guard g(c->mu);
         c->poked = true;

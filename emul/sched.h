@@ -30,10 +30,10 @@ class Kernel;
 class RunQueue {
  public:
   void push(Lwp* l, int prio, bool head);
-  Lwp* pop();                              // highest priority, FIFO within it
-  Lwp* pop_migratable(int cpu);            // highest whose affinity allows `cpu`
+  Lwp* pop();                    // highest priority, FIFO within it
+  Lwp* pop_migratable(int cpu);  // highest whose affinity allows `cpu`
   void remove(Lwp* l);
-  int max_prio() const;                    // -1 when empty
+  int max_prio() const;  // -1 when empty
   int size() const { return n_; }
 
  private:
@@ -56,15 +56,15 @@ class Cpu {
 
   // ---- guarded by mu ----
   RunQueue rq;
-  Lwp* cur = nullptr;               // claimed or LSONPROC here
-  std::shared_ptr<Proc> cur_proc;   // keeps cur's process alive while claimed
+  Lwp* cur = nullptr;              // claimed or LSONPROC here
+  std::shared_ptr<Proc> cur_proc;  // keeps cur's process alive while claimed
   int cur_prio = -1;
   int cur_policy = 0;
-  bool need_resched = false;        // cur must leave at its next userret
-  bool need_kick = false;           // the worker must kick cur
+  bool need_resched = false;  // cur must leave at its next userret
+  bool need_kick = false;     // the worker must kick cur
   std::chrono::steady_clock::time_point slice_end{};
   bool stopping = false;
-  bool poked = false;               // an idle vCPU was asked to look for work
+  bool poked = false;  // an idle vCPU was asked to look for work
   uint64_t switches = 0, steals = 0, preemptions = 0;
   uint64_t busy_ns = 0, idle_ns = 0;
   bool acct_busy = false;                         // the period being accounted
@@ -91,12 +91,12 @@ class Scheduler {
   CpuMask all_mask() const;
 
   // All called with the LWP's Proc::mu held.
-  void enqueue(Lwp& l, bool head);      // l is LSRUN
-  void switch_out(Lwp& l);              // l leaves LSONPROC on l.cpu
-  bool take_resched(Lwp& l);            // l is LSONPROC: must it give up its vCPU?
-  void set_cur_prio(Lwp& l);            // l is LSONPROC; its priority changed
-  void requeue(Lwp& l);                 // l is LSRUN; priority or affinity changed
-  void resched(Lwp& l);                 // l is LSONPROC on a vCPU it may not use
+  void enqueue(Lwp& l, bool head);  // l is LSRUN
+  void switch_out(Lwp& l);          // l leaves LSONPROC on l.cpu
+  bool take_resched(Lwp& l);        // l is LSONPROC: must it give up its vCPU?
+  void set_cur_prio(Lwp& l);        // l is LSONPROC; its priority changed
+  void requeue(Lwp& l);             // l is LSRUN; priority or affinity changed
+  void resched(Lwp& l);             // l is LSONPROC on a vCPU it may not use
 
   std::vector<CpuInfo> snapshot() const;
 

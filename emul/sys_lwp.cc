@@ -91,7 +91,9 @@ Outcome sys_lwp_suspend(Lwp& l, const LwpSuspendArgs& a) {
   if (t->flag & LW_DBGSUSPEND) return Outcome::of({});
   t->flag |= LW_WSUSPEND;
   switch (t->stat) {
-    case LwpStat::kOnProc: lwp_kick(*t); break;
+    case LwpStat::kOnProc:
+      lwp_kick(*t);
+      break;
     case LwpStat::kSleep:
       // An interruptible sleeper wakes spuriously and suspends at userret.
       if (t->sleep.interruptible && t != &l) lwp_wake(*t, WakeReason::kSpurious);
@@ -103,7 +105,8 @@ Outcome sys_lwp_suspend(Lwp& l, const LwpSuspendArgs& a) {
       if (t->sleep.kind != SleepKind::kNone) lwp_wake(*t, WakeReason::kSpurious);
       if (t->sleep.kind == SleepKind::kNone) lwp_set_state(*t, LwpStat::kRun);
       break;
-    default: break;
+    default:
+      break;
   }
   if (t->stat == LwpStat::kSuspended) return Outcome::of({});
   auto r = lwp_sleep(l, SleepSpec{.kind = SleepKind::kSuspendWait, .target = t->lid});
@@ -385,15 +388,17 @@ Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) {
   if (a.ts) {
     const Timespec& ts = *a.ts;
     if (ts.tv_nsec < 0 || ts.tv_nsec >= 1000000000) return fail(Errno::kEINVAL);
-    if (a.clock_id != NB_CLOCK_REALTIME && a.clock_id != NB_CLOCK_MONOTONIC) return fail(Errno::kEINVAL);
+    if (a.clock_id != NB_CLOCK_REALTIME && a.clock_id != NB_CLOCK_MONOTONIC)
+      return fail(Errno::kEINVAL);
     if (ts.tv_sec > (INT64_MAX / 1000000000) - 1) return fail(Errno::kEINVAL);
     int64_t ns = ts.tv_sec * 1000000000 + ts.tv_nsec;
     if (a.flags & NB_TIMER_ABSTIME) {
-      const int64_t now = a.clock_id == NB_CLOCK_REALTIME
-                              ? std::chrono::duration_cast<nanoseconds>(
-                                    std::chrono::system_clock::now().time_since_epoch()).count()
-                              : std::chrono::duration_cast<nanoseconds>(
-                                    Clock::now().time_since_epoch()).count();
+      const int64_t now =
+          a.clock_id == NB_CLOCK_REALTIME
+              ? std::chrono::duration_cast<nanoseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count()
+              : std::chrono::duration_cast<nanoseconds>(Clock::now().time_since_epoch()).count();
       ns -= now;
     }
     if (ns <= 0) {
@@ -409,9 +414,8 @@ Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) {
     l.flag &= ~(LW_CANCELLED | LW_UNPARKED);
     return fail(Errno::kEALREADY);
   }
-  auto r = lwp_sleep(l, SleepSpec{.kind = SleepKind::kPark,
-                                  .deadline = deadline,
-                                  .ts_relative = relative});
+  auto r = lwp_sleep(
+      l, SleepSpec{.kind = SleepKind::kPark, .deadline = deadline, .ts_relative = relative});
   if (r) {
     if (r->error == Errno::kERESTART) r->error = Errno::kEINTR;  // park is never restarted
     if (relative) r->ts = a.ts;

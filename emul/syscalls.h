@@ -34,29 +34,29 @@ struct Timespec {
 };
 
 // X(Name, number, "user-visible name", handler in sys_lwp.cc)
-#define LWPD_SYSCALLS(X)                           \
-  X(ProcExit, 1, "exit", sys_proc_exit)                           \
-  X(LwpCreate, 309, "_lwp_create", sys_lwp_create)                 \
-  X(LwpExit, 310, "_lwp_exit", sys_lwp_exit)                     \
-  X(LwpSelf, 311, "_lwp_self", sys_lwp_self)                     \
-  X(LwpWait, 312, "_lwp_wait", sys_lwp_wait)                     \
-  X(LwpSuspend, 313, "_lwp_suspend", sys_lwp_suspend)               \
-  X(LwpContinue, 314, "_lwp_continue", sys_lwp_continue)             \
-  X(LwpWakeup, 315, "_lwp_wakeup", sys_lwp_wakeup)                 \
-  X(LwpGetprivate, 316, "_lwp_getprivate", sys_lwp_getprivate)         \
-  X(LwpSetprivate, 317, "_lwp_setprivate", sys_lwp_setprivate)         \
-  X(LwpKill, 318, "_lwp_kill", sys_lwp_kill)                     \
-  X(LwpDetach, 319, "_lwp_detach", sys_lwp_detach)                 \
-  X(LwpUnpark, 321, "_lwp_unpark", sys_lwp_unpark)                 \
-  X(LwpUnparkAll, 322, "_lwp_unpark_all", sys_lwp_unpark_all)          \
-  X(LwpSetname, 323, "_lwp_setname", sys_lwp_setname)               \
-  X(LwpGetname, 324, "_lwp_getname", sys_lwp_getname)               \
-  X(LwpCtl, 325, "_lwp_ctl", sys_lwp_ctl)                       \
-  X(SchedSetparam, 346, "_sched_setparam", sys_sched_setparam)         \
-  X(SchedGetparam, 347, "_sched_getparam", sys_sched_getparam)         \
-  X(SchedSetaffinity, 348, "_sched_setaffinity", sys_sched_setaffinity)   \
-  X(SchedGetaffinity, 349, "_sched_getaffinity", sys_sched_getaffinity)   \
-  X(SchedYield, 350, "sched_yield", sys_sched_yield)                \
+#define LWPD_SYSCALLS(X)                                                \
+  X(ProcExit, 1, "exit", sys_proc_exit)                                 \
+  X(LwpCreate, 309, "_lwp_create", sys_lwp_create)                      \
+  X(LwpExit, 310, "_lwp_exit", sys_lwp_exit)                            \
+  X(LwpSelf, 311, "_lwp_self", sys_lwp_self)                            \
+  X(LwpWait, 312, "_lwp_wait", sys_lwp_wait)                            \
+  X(LwpSuspend, 313, "_lwp_suspend", sys_lwp_suspend)                   \
+  X(LwpContinue, 314, "_lwp_continue", sys_lwp_continue)                \
+  X(LwpWakeup, 315, "_lwp_wakeup", sys_lwp_wakeup)                      \
+  X(LwpGetprivate, 316, "_lwp_getprivate", sys_lwp_getprivate)          \
+  X(LwpSetprivate, 317, "_lwp_setprivate", sys_lwp_setprivate)          \
+  X(LwpKill, 318, "_lwp_kill", sys_lwp_kill)                            \
+  X(LwpDetach, 319, "_lwp_detach", sys_lwp_detach)                      \
+  X(LwpUnpark, 321, "_lwp_unpark", sys_lwp_unpark)                      \
+  X(LwpUnparkAll, 322, "_lwp_unpark_all", sys_lwp_unpark_all)           \
+  X(LwpSetname, 323, "_lwp_setname", sys_lwp_setname)                   \
+  X(LwpGetname, 324, "_lwp_getname", sys_lwp_getname)                   \
+  X(LwpCtl, 325, "_lwp_ctl", sys_lwp_ctl)                               \
+  X(SchedSetparam, 346, "_sched_setparam", sys_sched_setparam)          \
+  X(SchedGetparam, 347, "_sched_getparam", sys_sched_getparam)          \
+  X(SchedSetaffinity, 348, "_sched_setaffinity", sys_sched_setaffinity) \
+  X(SchedGetaffinity, 349, "_sched_getaffinity", sys_sched_getaffinity) \
+  X(SchedYield, 350, "sched_yield", sys_sched_yield)                    \
   X(LwpPark, 478, "___lwp_park60", sys_lwp_park)
 
 // exit(2): end the whole process with `status` (other LWPs exit first).
@@ -67,12 +67,12 @@ struct ProcExitArgs {
 // The parts of a ucontext the kernel validates and applies.
 struct LwpCreateArgs {
   uint32_t uc_flags = netbsd::UC_CPU | netbsd::UC_SIGMASK | netbsd::UC_STACK;
-  uint64_t pc = 0x400000;              // _REG_RIP
+  uint64_t pc = 0x400000;                     // _REG_RIP
   uint64_t rflags = netbsd::PSL_MBO | 0x200;  // _REG_RFLAGS (IF set)
-  SigSet sigmask = 0;                  // used when uc_flags has UC_SIGMASK
-  uint64_t tls_base = 0;               // used when uc_flags has UC_TLSBASE
-  uint64_t flags = 0;                  // LWP_DETACHED | LWP_SUSPENDED | ignored bits
-  bool lid_out_ok = true;              // false: copying out *new_lwp faults (EFAULT)
+  SigSet sigmask = 0;                         // used when uc_flags has UC_SIGMASK
+  uint64_t tls_base = 0;                      // used when uc_flags has UC_TLSBASE
+  uint64_t flags = 0;                         // LWP_DETACHED | LWP_SUSPENDED | ignored bits
+  bool lid_out_ok = true;                     // false: copying out *new_lwp faults (EFAULT)
 };
 struct LwpExitArgs {};
 struct LwpSelfArgs {};
@@ -142,8 +142,8 @@ struct SchedGetaffinityArgs {
 struct SchedYieldArgs {};
 struct LwpParkArgs {
   int clock_id = netbsd::NB_CLOCK_MONOTONIC;
-  int flags = 0;                  // NB_TIMER_ABSTIME; other bits ignored
-  std::optional<Timespec> ts;     // nullopt = NULL: no timeout
+  int flags = 0;               // NB_TIMER_ABSTIME; other bits ignored
+  std::optional<Timespec> ts;  // nullopt = NULL: no timeout
   lwpid_t unpark = 0;
   uint64_t hint = 0;
   uint64_t unparkhint = 0;
@@ -164,13 +164,13 @@ enum class ReturnKind : uint8_t {
 struct SysReturn {
   ReturnKind kind = ReturnKind::kSyscall;
   Errno error = Errno::kOk;
-  int64_t retval = 0;       // LID (_lwp_create, _lwp_wait, _lwp_self), pointer, count
-  std::string name;         // _lwp_getname: bytes copied out (may be partial on error)
+  int64_t retval = 0;          // LID (_lwp_create, _lwp_wait, _lwp_self), pointer, count
+  std::string name;            // _lwp_getname: bytes copied out (may be partial on error)
   std::optional<Timespec> ts;  // ___lwp_park60: relative time written back
-  int policy = 0;           // _sched_getparam
-  int priority = 0;         // _sched_getparam
-  CpuMask mask = 0;         // _sched_getaffinity
-  int32_t lwpctl_slot = -1; // _lwp_ctl: index of the caller's slot in the region
+  int policy = 0;              // _sched_getparam
+  int priority = 0;            // _sched_getparam
+  CpuMask mask = 0;            // _sched_getaffinity
+  int32_t lwpctl_slot = -1;    // _lwp_ctl: index of the caller's slot in the region
 
   static SysReturn ok(int64_t v = 0) { return SysReturn{.retval = v}; }
   static SysReturn err(Errno e) { return SysReturn{.error = e}; }

@@ -31,7 +31,7 @@ namespace lwpd::emul {
 struct SigInfo {
   int signo = 0;
   int code = netbsd::NB_SI_LWP;
-  pid_t pid = 0;   // sender's pid (0 = the kernel)
+  pid_t pid = 0;  // sender's pid (0 = the kernel)
   uint32_t uid = 0;
   lwpid_t lid = 0;  // target LWP
 };

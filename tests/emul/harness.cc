@@ -125,8 +125,8 @@ std::shared_ptr<TestProc> TestProc::start(Kernel& k, std::function<void(U&)> mai
   // every port call (its destructor ends the process first), and an owning
   // reference would make a Proc <-> TestProc cycle.
   std::shared_ptr<UserPort> port(tp.get(), [](UserPort*) {});
-  auto r = k.proc_create(ProcSpec{.uid = uid, .comm = "test", .port = std::move(port),
-                                  .rlimit_nthr = rlimit_nthr});
+  auto r = k.proc_create(
+      ProcSpec{.uid = uid, .comm = "test", .port = std::move(port), .rlimit_nthr = rlimit_nthr});
   assert(r.ok());
   tp->ref_ = r.release();
   tp->pid_ = k.proc_pid(tp->ref_);

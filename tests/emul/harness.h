@@ -60,8 +60,7 @@ class U {
                   std::chrono::milliseconds limit = std::chrono::seconds(10));
 
   // Convenience wrappers.
-  Errno create(std::function<void(U&)> fn, uint64_t flags, lwpid_t* lid,
-               LwpCreateArgs base = {});
+  Errno create(std::function<void(U&)> fn, uint64_t flags, lwpid_t* lid, LwpCreateArgs base = {});
   [[noreturn]] void lwp_exit();
   Errno wait(lwpid_t lid, lwpid_t* departed = nullptr);
   Errno park(std::optional<Timespec> ts = std::nullopt, int flags = 0, lwpid_t unpark = 0,
@@ -84,8 +83,8 @@ class U {
 class TestProc : public UserPort {
  public:
   // Start a process whose main LWP runs `main`. uid 0 = root.
-  static std::shared_ptr<TestProc> start(Kernel& k, std::function<void(U&)> main,
-                                         uint32_t uid = 0, int rlimit_nthr = -1);
+  static std::shared_ptr<TestProc> start(Kernel& k, std::function<void(U&)> main, uint32_t uid = 0,
+                                         int rlimit_nthr = -1);
   ~TestProc() override;
 
   pid_t pid() const { return pid_; }
@@ -154,19 +153,19 @@ class TestProc : public UserPort {
 };
 
 // Assertion usable inside LWP threads (gtest's ASSERT_* only work on the test thread).
-#define U_EXPECT(u, cond)                                                                   \
-  do {                                                                                      \
-    if (!(cond)) (u).proc().fail(std::string(__FILE__ ":") + std::to_string(__LINE__) +   \
-                                 ": " #cond);                                               \
+#define U_EXPECT(u, cond)                                                                 \
+  do {                                                                                    \
+    if (!(cond))                                                                          \
+      (u).proc().fail(std::string(__FILE__ ":") + std::to_string(__LINE__) + ": " #cond); \
   } while (0)
-#define U_EXPECT_EQ(u, a, b)                                                                 \
-  do {                                                                                       \
-    auto _a = (a);                                                                           \
-    auto _b = (b);                                                                           \
-    if (!(_a == _b))                                                                         \
-      (u).proc().fail(std::string(__FILE__ ":") + std::to_string(__LINE__) + ": " #a " == " \
-                      #b " failed: " + ::lwpd::test::show(_a) + " vs " +                    \
-                      ::lwpd::test::show(_b));                                               \
+#define U_EXPECT_EQ(u, a, b)                                                            \
+  do {                                                                                  \
+    auto _a = (a);                                                                      \
+    auto _b = (b);                                                                      \
+    if (!(_a == _b))                                                                    \
+      (u).proc().fail(std::string(__FILE__ ":") + std::to_string(__LINE__) +            \
+                      ": " #a " == " #b " failed: " + ::lwpd::test::show(_a) + " vs " + \
+                      ::lwpd::test::show(_b));                                          \
   } while (0)
 
 std::string show(Errno e);
