@@ -44,8 +44,11 @@ void Callout::run() {
       continue;
     }
     auto it = q_.begin();
-    if (Clock::now() < it->first.when) {
-      cv_.wait_until(lk, it->first.when);
+    // By value: wait_until reads the deadline again after releasing the lock,
+    // when cancel() may already have erased the entry it came from.
+    const Clock::time_point when = it->first.when;
+    if (Clock::now() < when) {
+      cv_.wait_until(lk, when);
       continue;
     }
     Key key = it->first;

@@ -364,7 +364,8 @@ void Scheduler::run(Cpu& c) {
       c.slice_end = now + quantum_;
       continue;
     }
-    c.cv.wait_until(lk, c.slice_end);
+    const auto slice_end = c.slice_end;  // by value: the wait re-reads it unlocked
+    c.cv.wait_until(lk, slice_end);
     if (c.cur == nullptr) account(c, false);
   }
 }
