@@ -4,8 +4,8 @@
 #   1. install missing Debian packages          (scripts/install-deps.sh)
 #   2. build build/ and run every test           (ctest)
 #   3. build build-tsan/ (ThreadSanitizer) and run the tests labelled "tsan" (ctest -L tsan)
-#   4. build build-asan/ (AddressSanitizer + LeakSanitizer) and run every test but the
-#      benchmark smoke run (ctest -LE bench)
+#   4. build build-asan/ (AddressSanitizer + LeakSanitizer) and run the emulated kernel's
+#      suites under it (ctest -L emul; the end-to-end suites are not yet ASan-clean-checked)
 #
 # Exits non-zero if any step fails; a failed build skips only its own ctest step.
 # Knobs: CTEST_PARALLEL_LEVEL (ctest's own, default serial), LWPD_TEST_TIMEOUT (seconds per
@@ -65,10 +65,10 @@ fi
 export ASAN_OPTIONS="detect_leaks=1 abort_on_error=0${ASAN_OPTIONS:+ $ASAN_OPTIONS}"
 export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp print_suppressions=0${LSAN_OPTIONS:+ $LSAN_OPTIONS}"
 if step "build (build-asan/)" bash scripts/build.sh --sanitize address; then
-  step "ctest -LE bench (build-asan/)" ctest --test-dir build-asan -LE bench --no-tests=error \
+  step "ctest -L emul (build-asan/)" ctest --test-dir build-asan -L emul --no-tests=error \
     --output-on-failure --timeout "$timeout"
 else
-  skip "ctest -LE bench (build-asan/)" "build failed"
+  skip "ctest -L emul (build-asan/)" "build failed"
 fi
 
 print_summary
