@@ -702,7 +702,9 @@ void proc_continue(Proc& p) {
     const bool recheck = o->sleep.woken.has_value();
     o->sleep.woken.reset();
     lwp_set_state(*o, LwpStat::kSleep);
-    if (recheck) lwp_wake(*o, WakeReason::kBroadcast);
+    // Deferred to the lock's release: re-evaluating here could reap an LWP
+    // that is still further down `lwps` (ASan caught exactly that).
+    if (recheck) proc_broadcast(p);
   }
 }
 
