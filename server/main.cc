@@ -108,14 +108,16 @@ bool clear_stale_socket(const std::string& path) {
   return true;
 }
 
-bool write_admin_token(const std::string& path) {
+// A fresh admin token in a new 0600 file (replacing any old one); "" on failure.
+std::string write_admin_token(const std::string& path) {
   ::unlink(path.c_str());
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return false;
-  std::string tok = server::random_token() + "\n";
-  bool ok = ::write(fd, tok.data(), tok.size()) == static_cast<ssize_t>(tok.size());
+  if (fd < 0) return "";
+  std::string tok = server::random_token();
+  std::string line = tok + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
   ::close(fd);
-  return ok;
+  return ok ? tok : "";
 }
 
 void kernel_log(int level, const std::string& msg) {
@@ -196,8 +198,11 @@ int run(const Options& o) {
       if (!make_dirs(dir_of(*p), 0755) || !clear_stale_socket(*p)) return 1;
     }
   }
-  if (!o.admin_token_file.empty() && !write_admin_token(o.admin_token_file)) {
-    spdlog::error("cannot write admin token {}: {}", o.admin_token_file, std::strerror(errno));
+  const std::string admin_file =
+      o.admin_token_file.empty() ? runtime_dir + "/admin.token" : o.admin_token_file;
+  const std::string admin_token = write_admin_token(admin_file);
+  if (admin_token.empty()) {
+    spdlog::error("cannot write admin token {}: {}", admin_file, std::strerror(errno));
     return 1;
   }
 
@@ -211,6 +216,7 @@ int run(const Options& o) {
   server::Daemon d{.kernel = kernel, .sessions = sessions};
   d.uid = ::geteuid();
   d.runtime_dir = runtime_dir;
+  d.admin_token = admin_token;
   d.version = kVersion;
   server::KernelService kernel_svc(d);
   server::InspectService inspect_svc(d);
@@ -253,6 +259,7 @@ int run(const Options& o) {
   sessions.shutdown(bye);
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
+  ::unlink(admin_file.c_str());  // the token dies with this daemon
   spdlog::info("stopped");
   return 0;
 }
@@ -284,7 +291,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.add_option("--admin-token-file", o.admin_token_file,
-                 "write a fresh admin token to this file (mode 0600)");
+                 "where to write the fresh admin token (mode 0600; default: admin.token in the "
+                 "runtime directory)");
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("lwpd");

@@ -23,6 +23,7 @@ struct Daemon {
   Sessions& sessions;
   uint32_t uid = 0;               // credentials given to every emulated process
   std::string runtime_dir;        // where lwpctl region files appear
+  std::string admin_token;        // grants admin rights (metadata "lwpd-admin-token"); set once
   std::string version;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::atomic<uint64_t> entries{0};         // kernel entries served (relaxed counter)
@@ -67,6 +68,11 @@ class InspectService final : public v1::Inspect::CallbackService {
  private:
   Daemon& d_;
 };
+
+// True iff the request carries the daemon's admin token in its "lwpd-admin-token" metadata
+// (compared in constant time). Admin rights: stop/continue/kill any process, suspend/resume
+// any LWP, trace any process.
+bool is_admin(const Daemon& d, const grpc::CallbackServerContext* ctx);
 
 // Resident set size of this process in bytes (from /proc/self/statm), -1 if unknown.
 int64_t self_rss_bytes();

@@ -65,7 +65,9 @@ TEST(ClientLwpCreate, Amd64FailPcTooHigh) {
     ucontext_t uc;
     char* stack = static_cast<char*>(malloc(16384));
     _lwp_makecontext(&uc, store_self_and_exit, nullptr, nullptr, stack, 16384);
-    uc.uc_mcontext.gregs[REG_RIP] = 0x00007f7fffffc000LL;  // VM_MAXUSER_ADDRESS
+    // lwpd's end of user space is Linux's, not NetBSD's 0x7f7fffffc000 (README, compatibility
+    // notes): the LWPs' code lives in Linux processes whose libraries are mapped above it.
+    uc.uc_mcontext.gregs[REG_RIP] = 0x00007ffffffff000LL;
     lwpid_t lid;
     C_ERR(_lwp_create(&uc, 0, &lid), EINVAL);
   });
