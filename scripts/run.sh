@@ -33,5 +33,13 @@ fi
 
 mkdir -p "$runtime_dir"
 chmod 0700 "$runtime_dir"   # the socket and admin token live here
-echo "run.sh: exec $bin --listen $listen --cpus $cpus $*"
+cat <<MSG
+run.sh: starting lwpd on $listen with $cpus vCPUs (Ctrl-C or SIGTERM stops it cleanly).
+  Connect from another shell:
+    export LWPD_ENDPOINT=$listen
+    build/client/lwp_prodcons 10000        # a NetBSD-style producer/consumer on park/unpark
+    build/client/lwpstat/lwpstat ps        # inspect processes, LWPs, vCPUs (see README)
+  Admin token (for lwpstat's admin commands): $runtime_dir/admin.token
+run.sh: exec $bin --listen $listen --cpus $cpus $*
+MSG
 exec "$bin" --listen "$listen" --cpus "$cpus" "$@"
