@@ -42,6 +42,18 @@
 // dispatcher's pipe, futex wait until the Trap returns. NetBSD signal 36
 // (SIGRTMIN+3 there too) therefore cannot be delivered to an LWP: it is dropped.
 //
+// Kicks inside the C runtime. A thread interrupted inside libc, ld.so or
+// libgcc_s may hold one of their internal locks (a malloc arena, the loader
+// lock). Trapping it there would make the shim's own gRPC threads, which need
+// the same locks, wait for a thread that waits for a vCPU -- and the vCPUs may
+// be held by LWPs whose return or trap needs those gRPC threads: a deadlock
+// that stalled the whole daemon with 10,000 LWPs (docs/PERFORMANCE.md, M5).
+// So the handler does not trap a thread interrupted in those libraries unless
+// it is blocked in a system call there (it holds none of their locks then:
+// glibc never sleeps in the kernel with an arena or loader lock held); it
+// arms a per-thread timer (kRekickUs) that sends the kick signal again, and
+// traps on the first kick that finds the thread outside them.
+//
 // Created LWPs. _lwp_makecontext() is getcontext() + makecontext() onto the
 // caller's stack with a trampoline; start, arg and the private pointer travel
 // as 32-bit halves in the six argument registers, so _lwp_create() can read
@@ -97,7 +109,7 @@
 // ---------------------------------------------------------------------------
 
 #include <fcntl.h>
-#include <grpcpp/grpcpp.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -115,6 +127,8 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+
+#include <grpcpp/grpcpp.h>
 
 #include "lwpd/lwp.h"
 #include "netbsd_map.h"
@@ -144,14 +158,13 @@ constexpr uint64_t gen_of(uint64_t s) { return s >> 2; }
 enum TrapState : uint32_t { kTrapWaiting = 0, kTrapResumed = 1, kTrapGone = 2 };
 
 void futex_wait(std::atomic<uint32_t>* w, uint32_t val) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr,
-          0);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr, 0);
 }
 // Returns false on timeout.
 bool futex_wait_ms(std::atomic<uint32_t>* w, uint32_t val, long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts,
-                   nullptr, 0);
+  long r =
+      syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts, nullptr, 0);
   return !(r == -1 && errno == ETIMEDOUT);
 }
 void futex_wake(std::atomic<uint32_t>* w) {
@@ -163,22 +176,79 @@ pid_t gettid_() { return static_cast<pid_t>(syscall(SYS_gettid)); }
 
 int g_kick_signal = 0;  // SIGRTMIN+3, set once by the first lwpd_attach()
 
+// ---- the C runtime's code, where a kick is deferred (see the top comment) ---------------
+
+constexpr long kRekickUs = 100;  // retry interval of a deferred kick
+
+struct CodeRange {
+  uintptr_t lo = 0, hi = 0;
+};
+// Written once by find_runtime_code() before the kick handler is installed, then
+// only read (by the handler): no synchronisation needed beyond sigaction's.
+CodeRange g_runtime_code[16];
+int g_nruntime_code = 0;
+
+bool is_runtime_lib(const char* path) {
+  const char* base = strrchr(path, '/');
+  base = base != nullptr ? base + 1 : path;
+  return strncmp(base, "libc.so", 7) == 0 || strncmp(base, "ld-linux", 8) == 0 ||
+         strncmp(base, "libgcc_s.so", 11) == 0;
+}
+
+void find_runtime_code() {
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void*) {
+        if (info->dlpi_name == nullptr || !is_runtime_lib(info->dlpi_name)) return 0;
+        for (int i = 0; i < info->dlpi_phnum && g_nruntime_code < 16; i++) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+          uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+          g_runtime_code[g_nruntime_code++] = CodeRange{lo, lo + ph.p_memsz};
+        }
+        return 0;
+      },
+      nullptr);
+}
+
+// True when the interrupted thread is running C-runtime code that may hold one
+// of its locks: inside the runtime's code and not blocked in a system call.
+// Async-signal-safe.
+bool in_runtime_critical(const void* uctx) {
+  const auto* uc = static_cast<const ucontext_t*>(uctx);
+  const auto pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  for (int i = 0; i < g_nruntime_code; i++) {
+    const CodeRange& r = g_runtime_code[i];
+    if (pc < r.lo + 2 || pc >= r.hi) continue;
+    // `syscall` is 0f 05. A blocking call the kick interrupted either returns
+    // -EINTR just after it, or (SA_RESTART, restart_syscall) is rewound onto it.
+    uint16_t at, before;
+    memcpy(&at, reinterpret_cast<const void*>(pc), 2);
+    memcpy(&before, reinterpret_cast<const void*>(pc - 2), 2);
+    const bool interrupted_call =
+        at == 0x050f || (before == 0x050f && uc->uc_mcontext.gregs[REG_RAX] == -EINTR);
+    return !interrupted_call;
+  }
+  return false;
+}
+
 // ---- one LWP ---------------------------------------------------------------------------
 
 struct Lwp {
   lwpid_t lid = 0;
-  std::atomic<pid_t> tid{0};               // host thread id, 0 until the thread runs
+  std::atomic<pid_t> tid{0};                       // host thread id, 0 until the thread runs
   std::atomic<uint64_t> ustate{pack(0, kKernel)};  // mode|gen, see the top comment
-  std::atomic<uint64_t> kick_gen{0};       // highest kick gen latched by control
-  std::atomic<uint64_t> pend_sigs{0};      // host signals (bit sig-1) awaiting a thread
-  std::atomic<uint32_t> sig_seq{0};        // futex word: signals handed to the thread
+  std::atomic<uint64_t> kick_gen{0};               // highest kick gen latched by control
+  std::atomic<uint64_t> pend_sigs{0};              // host signals (bit sig-1) awaiting a thread
+  std::atomic<uint32_t> sig_seq{0};                // futex word: signals handed to the thread
   std::atomic<uint32_t> trap_state{kTrapResumed};  // futex word, see TrapState
-  uint64_t trap_gen = 0;                   // written before trap_state = kTrapResumed
+  uint64_t trap_gen = 0;                           // written before trap_state = kTrapResumed
 
   // Owned by the LWP's thread.
   std::unique_ptr<grpc::ClientContext> ch_ctx;
   std::unique_ptr<grpc::ClientReaderWriter<pb::LwpRequest, pb::LwpEvent>> ch;
   void* altstack = nullptr;
+  timer_t rekick{};  // re-sends the kick signal to this thread (deferred kicks)
+  bool has_rekick = false;
 
   // Created LWPs only: the pthread's own context and the user's. Switches in
   // both directions happen with every signal blocked (glibc's swapcontext sets
@@ -186,9 +256,9 @@ struct Lwp {
   // the wrong stack); the user side restores its own mask afterwards.
   bool has_home = false;
   ucontext_t home{};
-  ucontext_t user{};                 // the initial context, from _lwp_create
-  ucontext_t* user_ptr = &user;      // where home swaps back to
-  sigset_t start_mask{};             // the initial context's mask (trampoline sets it)
+  ucontext_t user{};             // the initial context, from _lwp_create
+  ucontext_t* user_ptr = &user;  // where home swaps back to
+  sigset_t start_mask{};         // the initial context's mask (trampoline sets it)
   bool start_mask_pending = false;
   const pb::Syscall* req = nullptr;  // set by the user side before swapping home
   std::shared_ptr<Lwp> creating;     // _lwp_create in progress: started by after_return
@@ -213,16 +283,16 @@ struct Process {
   std::string lwpctl_path;
   std::string endpoint;
 
-  std::mutex sess_wmu;       // Session writes
+  std::mutex sess_wmu;                 // Session writes
   uint64_t sigrestart = ~uint64_t{0};  // last mask sent (sess_wmu)
 
-  std::mutex mu;             // leaf: the fields below
+  std::mutex mu;  // leaf: the fields below
   std::unordered_map<lwpid_t, std::shared_ptr<Lwp>> lwps;
   std::unordered_map<lwpid_t, uint64_t> orphan_kicks;  // kicks for LWPs not yet known
   std::unordered_map<lwpid_t, uint64_t> orphan_sigs;   // host signal bits, same
-  int nlive = 0;             // LWPs that have not called _lwp_exit
+  int nlive = 0;                                       // LWPs that have not called _lwp_exit
 
-  std::mutex ctl_mu;         // lwpctl mapping
+  std::mutex ctl_mu;  // lwpctl mapping
   std::atomic<char*> lwpctl_base{nullptr};
 
   int pipe_r = -1, pipe_w = -1;  // kick handler -> dispatcher
@@ -301,10 +371,14 @@ pb::SyscallReturn channel_read(Lwp& l) {
   pb::LwpEvent ev;
   if (!l.ch->Read(&ev)) die_lost("the LWP channel broke");
   switch (ev.msg_case()) {
-    case pb::LwpEvent::kRet: return std::move(*ev.mutable_ret());
-    case pb::LwpEvent::kProcExited: proc_exit_now(ev.proc_exited());
-    case pb::LwpEvent::kExited: park_forever();
-    default: break;
+    case pb::LwpEvent::kRet:
+      return std::move(*ev.mutable_ret());
+    case pb::LwpEvent::kProcExited:
+      proc_exit_now(ev.proc_exited());
+    case pb::LwpEvent::kExited:
+      park_forever();
+    default:
+      break;
   }
   die_lost("unexpected LWP channel event");
 }
@@ -325,7 +399,7 @@ pb::SyscallReturn channel_call(Lwp& l, const pb::Syscall& sc) {
   if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
   pb::SyscallReturn r = channel_read(l);
   long wait_ms = r.error() == pb::ERRNO_ERESTART ? kRestartSignalWaitMs
-               : r.error() == pb::ERRNO_EINTR    ? kEintrSignalWaitMs
+                 : r.error() == pb::ERRNO_EINTR  ? kEintrSignalWaitMs
                                                  : 0;
   if (wait_ms > 0) {
     struct timespec t0, t1;
@@ -372,13 +446,20 @@ void leave_kernel(Lwp& l, uint64_t gen) {
 
 // ---- the kick handler (async-signal-safe) ----------------------------------------------
 
-void kick_handler(int, siginfo_t*, void*) {
+void kick_handler(int, siginfo_t*, void* uctx) {
   const int saved_errno = errno;
   Lwp* l = t_self;
   Process* p = proc();
   while (l != nullptr && p != nullptr) {
     uint64_t s = l->ustate.load();
     if (mode_of(s) != kUser || l->kick_gen.load() != gen_of(s)) break;
+    if (l->has_rekick && in_runtime_critical(uctx)) {
+      // Not here: let the thread leave the C runtime first (top comment).
+      itimerspec again{};
+      again.it_value.tv_nsec = kRekickUs * 1000;
+      timer_settime(l->rekick, 0, &again, nullptr);
+      break;
+    }
     if (!l->ustate.compare_exchange_strong(s, pack(gen_of(s), kTrapped))) break;
     l->trap_state.store(kTrapWaiting);
     Lwp* msg = l;
@@ -488,8 +569,12 @@ void control_main(Process* p) {
   pb::SessionEvent ev;
   while (p->sess->Read(&ev)) {
     switch (ev.msg_case()) {
-      case pb::SessionEvent::kKick: on_kick(*p, ev.kick()); break;
-      case pb::SessionEvent::kSignal: on_signal(*p, ev.signal()); break;
+      case pb::SessionEvent::kKick:
+        on_kick(*p, ev.kick());
+        break;
+      case pb::SessionEvent::kSignal:
+        on_signal(*p, ev.signal());
+        break;
       case pb::SessionEvent::kLwpExited: {
         std::lock_guard g(p->mu);
         p->orphan_kicks.erase(ev.lwp_exited().lid());
@@ -499,7 +584,8 @@ void control_main(Process* p) {
       case pb::SessionEvent::kProcExited:
         if (!p->detaching.load()) proc_exit_now(ev.proc_exited());
         break;
-      default: break;
+      default:
+        break;
     }
   }
   if (p->detaching.load()) return;
@@ -532,6 +618,20 @@ void setup_altstack(Lwp& l) {
     free(l.altstack);
     l.altstack = nullptr;
   }
+}
+
+// The calling thread's deferred-kick timer (a kick signal aimed at this thread).
+void setup_rekick(Lwp& l) {
+  sigevent ev{};
+  ev.sigev_notify = SIGEV_THREAD_ID;
+  ev.sigev_signo = g_kick_signal;
+  ev._sigev_un._tid = gettid_();
+  l.has_rekick = timer_create(CLOCK_MONOTONIC, &ev, &l.rekick) == 0;
+}
+
+void drop_rekick(Lwp& l) {
+  if (l.has_rekick) timer_delete(l.rekick);
+  l.has_rekick = false;
 }
 
 void drop_altstack(Lwp& l) {
@@ -569,9 +669,8 @@ void send_sigrestart(Process& p) {
   for (int h = 1; h < _NSIG; h++) {
     struct sigaction sa;
     if (h == g_kick_signal || sigaction(h, nullptr, &sa) != 0) continue;
-    bool handler = (sa.sa_flags & SA_SIGINFO) ? true
-                                               : (sa.sa_handler != SIG_DFL &&
-                                                  sa.sa_handler != SIG_IGN);
+    bool handler =
+        (sa.sa_flags & SA_SIGINFO) ? true : (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
     if (!handler || !(sa.sa_flags & SA_RESTART)) continue;
     if (int nb = nb_signo(h)) mask |= uint64_t{1} << (nb - 1);
   }
@@ -662,6 +761,7 @@ void* lwp_thread_main(void* argp) {
   Process& p = *proc();
   t_self = &l;
   setup_altstack(l);
+  setup_rekick(l);
   l.tid.store(gettid_());
   deliver_pending(l);  // pend in the kernel: every signal is blocked until user mode
 
@@ -680,6 +780,7 @@ void* lwp_thread_main(void* argp) {
   // Off the user's stack for good: now the daemon may report the LWP gone.
   channel_exit(l);
   channel_close(l);
+  drop_rekick(l);
   drop_altstack(l);
   t_self = nullptr;
   lwp_unregister(p, l.lid);
@@ -814,7 +915,8 @@ std::string host_comm() {
 
 bool install_kick_handler() {
   g_kick_signal = SIGRTMIN + 3;
-  struct sigaction sa{};
+  find_runtime_code();
+  struct sigaction sa {};
   sa.sa_sigaction = kick_handler;
   sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
   sigfillset(&sa.sa_mask);
@@ -897,6 +999,7 @@ int lwpd_attach(const char* endpoint) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   setup_altstack(l);
+  setup_rekick(l);
   l.tid.store(gettid_());
   t_self = &l;
   channel_open(*p, l);
@@ -944,6 +1047,7 @@ int lwpd_detach(void) {
   // channel and record stay (leaked) so that its home context remains valid.
   if (!l->has_home) {
     channel_close(*l);
+    drop_rekick(*l);
     drop_altstack(*l);
   }
   t_self = nullptr;
@@ -965,11 +1069,13 @@ void _lwp_makecontext(ucontext_t* uc, void (*start)(void*), void* arg, void* pri
   uc->uc_stack.ss_size = stack_size;
   uc->uc_stack.ss_flags = 0;
   uc->uc_link = nullptr;
-  auto hi = [](const void* v) { return static_cast<unsigned>(reinterpret_cast<uint64_t>(v) >> 32); };
+  auto hi = [](const void* v) {
+    return static_cast<unsigned>(reinterpret_cast<uint64_t>(v) >> 32);
+  };
   auto lo = [](const void* v) { return static_cast<unsigned>(reinterpret_cast<uint64_t>(v)); };
   const void* s = reinterpret_cast<const void*>(start);
-  makecontext(uc, reinterpret_cast<void (*)()>(&lwp_trampoline), 6, hi(s), lo(s), hi(arg),
-              lo(arg), hi(priv), lo(priv));
+  makecontext(uc, reinterpret_cast<void (*)()>(&lwp_trampoline), 6, hi(s), lo(s), hi(arg), lo(arg),
+              hi(priv), lo(priv));
   uc->uc_mcontext.gregs[REG_EFL] = 0x202;  // IF | the must-be-one bit; getcontext leaves it unset
   uc->uc_flags = _UC_CPU | _UC_SIGMASK | _UC_STACK | _UC_TLSBASE;
 }
@@ -1011,6 +1117,7 @@ void _lwp_exit(void) {
   }
   channel_exit(*l);
   channel_close(*l);
+  drop_rekick(*l);
   t_self = nullptr;
   lwp_unregister(*p, l->lid);
   // The first LWP is the host's main thread (or whichever thread attached): it
@@ -1025,8 +1132,8 @@ lwpid_t _lwp_self(void) {
 }
 
 // Shorthand for the wrappers below: the calling LWP or -1/EPERM.
-#define LWPD_SELF_OR_FAIL(l)                 \
-  Lwp* l = t_self;                           \
+#define LWPD_SELF_OR_FAIL(l) \
+  Lwp* l = t_self;           \
   if (proc() == nullptr || l == nullptr) return fail(EPERM)
 
 int _lwp_wait(lwpid_t wait_for, lwpid_t* departed) {
@@ -1034,7 +1141,8 @@ int _lwp_wait(lwpid_t wait_for, lwpid_t* departed) {
   pb::Syscall sc;
   sc.mutable_lwp_wait()->set_wait_for(wait_for);
   pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() == pb::ERRNO_OK && departed != nullptr) *departed = static_cast<lwpid_t>(r.retval());
+  if (r.error() == pb::ERRNO_OK && departed != nullptr)
+    *departed = static_cast<lwpid_t>(r.retval());
   return result(r);
 }
 
@@ -1112,8 +1220,8 @@ int _lwp_ctl(int features, struct lwpctl** address) {
   return 0;
 }
 
-int _lwp_park(clockid_t clock_id, int flags, struct timespec* ts, lwpid_t unpark,
-              const void* hint, const void* unparkhint) {
+int _lwp_park(clockid_t clock_id, int flags, struct timespec* ts, lwpid_t unpark, const void* hint,
+              const void* unparkhint) {
   LWPD_SELF_OR_FAIL(l);
   pb::Syscall sc;
   auto* a = sc.mutable_lwp_park();
@@ -1238,7 +1346,8 @@ int _sched_getaffinity(pid_t pid, lwpid_t lid, size_t size, cpu_set_t* set) {
   if (r.error() != pb::ERRNO_OK) return result(r);
   auto* bytes = reinterpret_cast<unsigned char*>(set);
   memset(bytes, 0, size);
-  for (size_t i = 0; i < size && i < 8; i++) bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
+  for (size_t i = 0; i < size && i < 8; i++)
+    bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
   return 0;
 }
 
