@@ -5,6 +5,9 @@
 
 #include "client_test_util.h"
 
+#include <thread>
+#include <vector>
+
 namespace lwpd::clienttest {
 namespace {
 
@@ -112,6 +115,55 @@ TEST(ClientSched, SixtyFourLwps) {
     C_EQ(g_done.load(), kN);
     C_ERR(_lwp_wait(0, nullptr), ESRCH);
   }, 120);
+}
+
+// The race behind the 10,000-LWP stall (docs/PERFORMANCE.md, M5): a creator kicked while
+// inside malloc holds the arena lock while it waits for a vCPU; the shim's gRPC threads need
+// that lock to deliver its new LWPs' returns, and those LWPs hold the vCPUs. Several
+// processes create parking LWPs while churning the heap, so kicks (preemption by the woken,
+// kernel-priority LWPs) keep landing inside malloc; every process must finish.
+void park_once(void*) {
+  int e = _lwp_park(CLOCK_MONOTONIC, 0, nullptr, 0, nullptr, nullptr);
+  C_CHECK(e == 0 || errno == EALREADY || errno == EINTR);
+}
+
+void churn_heap(int n) {
+  void* blocks[32] = {};
+  for (int i = 0; i < n; i++) {
+    int k = i % 32;
+    free(blocks[k]);
+    blocks[k] = malloc(static_cast<size_t>(64 + (i * 7919) % 16384));
+    C_CHECK(blocks[k] != nullptr);
+  }
+  for (void* b : blocks) free(b);
+}
+
+TEST(ClientSched, KickInsideMallocDoesNotStallTheDaemon) {
+  constexpr int kProcs = 6, kLwps = 120;
+  std::vector<std::thread> runners;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < kProcs; i++) {
+    runners.emplace_back([&ok] {
+      int st = run_child([] {
+        std::vector<lwpid_t> lids;
+        for (int j = 0; j < kLwps; j++) {
+          churn_heap(200);
+          lids.push_back(spawn(park_once, nullptr, 0, 16 * 1024));
+        }
+        for (lwpid_t l : lids) {
+          int e = _lwp_unpark(l, nullptr);
+          C_CHECK(e == 0 || errno == ESRCH);
+        }
+        for (int j = 0; j < kLwps; j++) {
+          churn_heap(50);
+          C_OK(_lwp_wait(0, nullptr));
+        }
+      }, 100);
+      if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok.fetch_add(1);
+    });
+  }
+  for (auto& t : runners) t.join();
+  EXPECT_EQ(ok.load(), kProcs);
 }
 
 TEST(ClientExample, ProducerConsumer) {
