@@ -5,6 +5,7 @@
 //           SEQ  TIME  PID  LID  EVENT  FROM  TO  CPU   (TIME: seconds since the watch
 //           started; FROM/TO: LWP states; a drop marker reads "DROPPED  N events lost")
 //   --json  one WatchEvent object per line, the WATCH_SUBSCRIBED marker first
+// `watch PID` ends (exit 0) after that process's exit event; -n N after N lines.
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -75,7 +76,8 @@ int cmd_watch(Inspector& in, const GlobalOptions& g, const WatchOptions& w) {
       } else {
         print_human(e, t0);
       }
-      if (e.kind() != v1::WATCH_SUBSCRIBED && w.count > 0 && ++lines >= w.count) {
+      const bool gone = w.pid != 0 && e.kind() == v1::WATCH_PROC_EXIT;
+      if (gone || (e.kind() != v1::WATCH_SUBSCRIBED && w.count > 0 && ++lines >= w.count)) {
         std::fflush(stdout);
         return false;
       }
