@@ -624,6 +624,35 @@ v1::StatsReply stats() {
   return parse_json<v1::StatsReply>(r.out);
 }
 
+// A daemon of its own: SIGTERM ends its watch streams with UNAVAILABLE and exits 0.
+TEST(LwpstatWatch, DaemonShutdownEndsWatchStreams) {
+  const std::string dir = g.dir + "/shutdown";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  const std::string ep = "unix://" + dir + "/lwpd.sock";
+  pid_t d = fork();
+  ASSERT_GE(d, 0);
+  if (d == 0) {
+    execl(LWPD_BINARY, "lwpd", "--listen", ep.c_str(), "--runtime-dir", dir.c_str(), "--cpus", "1",
+          "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto end = Clock::now() + std::chrono::seconds(15);
+  while (lwpstat({"health"}, ep).code() != 0) {
+    ASSERT_LT(Clock::now(), end) << "lwpd did not start serving";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "watch", "--endpoint", ep}));
+  std::string header;
+  ASSERT_TRUE(read_line(ls.out, 30000, &header));  // the watch is live
+  EXPECT_EQ(stats().watchers(), 0);                // (the shared daemon has none)
+  ASSERT_EQ(kill(d, SIGTERM), 0);
+  int st = 0;
+  ASSERT_TRUE(wait_pid(d, 15000, &st));
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  EXPECT_EQ(ls.wait_exit(), 2);  // "cannot reach lwpd ...: lwpd is shutting down"
+}
+
 TEST(LwpstatWatch, SlowWatcherGetsADropMarkerAndTheDaemonStaysHealthy) {
   Child fx;
   int pid = 0;
