@@ -116,8 +116,8 @@ class GrpcPort : public emul::UserPort {
     ReturnTarget* target = nullptr;   // waits for the pending entry's return
     ReturnTarget* channel = nullptr;  // the open LwpChannel
     std::deque<v1::SyscallReturn> buffered;
-    bool user = false;      // a return was handed to the user side since the last entry
-    int pending_sysno = 0;  // syscall of the pending entry (0: start or trap)
+    bool user = false;     // a return was handed to the user side since the last entry
+    int pending_sysno = 0; // syscall of the pending entry (0: start or trap)
   };
   void session_event_locked(v1::SessionEvent ev);
   void deliver_locked(Route& r, v1::SyscallReturn ret);
@@ -125,12 +125,12 @@ class GrpcPort : public emul::UserPort {
   const std::function<void()> on_exit_;
 
   mutable std::mutex mu_;
-  std::unordered_map<lwpid_t, Route> routes_;  // [mu_]
-  SessionStream* session_ = nullptr;           // [mu_]
-  std::deque<v1::SessionEvent> early_events_;  // [mu_] before the stream is bound
-  bool orphaned_ = false;                      // [mu_] the stream is gone
-  bool exited_ = false;                        // [mu_] proc_exited seen
-  bool closed_ = false;                        // [mu_] shutdown
+  std::unordered_map<lwpid_t, Route> routes_;   // [mu_]
+  SessionStream* session_ = nullptr;            // [mu_]
+  std::deque<v1::SessionEvent> early_events_;   // [mu_] before the stream is bound
+  bool orphaned_ = false;                       // [mu_] the stream is gone
+  bool exited_ = false;                         // [mu_] proc_exited seen
+  bool closed_ = false;                         // [mu_] shutdown
 };
 
 }  // namespace lwpd::server

@@ -12,6 +12,9 @@
 //   HealthCheckResponse { ServingStatus status = 1; }  // 1 = SERVING
 // (A later issue replaces this with `lwpstat health`.)
 
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -20,23 +23,15 @@
 #include <future>
 #include <string>
 
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/grpcpp.h>
-
 namespace {
 
 const char* status_name(uint64_t s) {
   switch (s) {
-    case 0:
-      return "UNKNOWN";
-    case 1:
-      return "SERVING";
-    case 2:
-      return "NOT_SERVING";
-    case 3:
-      return "SERVICE_UNKNOWN";
-    default:
-      return "?";
+    case 0: return "UNKNOWN";
+    case 1: return "SERVING";
+    case 2: return "NOT_SERVING";
+    case 3: return "SERVICE_UNKNOWN";
+    default: return "?";
   }
 }
 
@@ -76,18 +71,13 @@ bool decode_status(const std::string& b, uint64_t& status) {
         if (!read_varint(b, i, v)) return false;
         if ((key >> 3) == 1) status = v;
         break;
-      case 1:
-        i += 8;
-        break;
-      case 5:
-        i += 4;
-        break;
+      case 1: i += 8; break;
+      case 5: i += 4; break;
       case 2:
         if (!read_varint(b, i, v) || v > b.size() - i) return false;
         i += v;
         break;
-      default:
-        return false;
+      default: return false;
     }
   }
   return i == b.size();
