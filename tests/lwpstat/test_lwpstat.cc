@@ -609,19 +609,28 @@ class RawWatch {
   int at_ = 0;
 };
 
-TEST(LwpstatWatch, EveryTransitionOfAnLwpArrivesInOrder) {
-  Child fx;
-  int pid = 0, x = 0;
-  ASSERT_NO_FATAL_FAILURE(start_watch_fixture(&fx, &pid));
-  RawWatch w(pid, 0);
-  Events evs = run_scenario(&fx, pid, &x, [&](v1::WatchEvent* e) { return w.next(e); });
-  expect_lifecycle(evs, pid, x);
-}
-
 v1::StatsReply stats() {
   Result r = lwpstat({"stats", "--json"});
   EXPECT_EQ(r.code(), 0) << describe(r);
   return parse_json<v1::StatsReply>(r.out);
+}
+
+TEST(LwpstatWatch, EveryTransitionOfAnLwpArrivesInOrder) {
+  Child fx;
+  int pid = 0, x = 0;
+  ASSERT_NO_FATAL_FAILURE(start_watch_fixture(&fx, &pid));
+  {
+    RawWatch w(pid, 0);
+    Events evs = run_scenario(&fx, pid, &x, [&](v1::WatchEvent* e) { return w.next(e); });
+    expect_lifecycle(evs, pid, x);
+    EXPECT_EQ(stats().watchers(), 1);
+  }
+  // A watcher that goes away is cleaned up (its cancellation reaches the daemon).
+  const auto end = Clock::now() + std::chrono::seconds(15);
+  while (stats().watchers() != 0) {
+    ASSERT_LT(Clock::now(), end) << "watcher not cleaned up";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 // A daemon of its own: SIGTERM ends its watch streams with UNAVAILABLE and exits 0.
@@ -755,6 +764,13 @@ v1::ProcInfo proc_json() {
   return parse_json<v1::ListLwpsReply>(r.out).proc();
 }
 
+// The state of LWP `lid` of the fixture now (LWP_STATE_UNSPECIFIED if it is gone).
+v1::LwpState state_of(int lid) {
+  const v1::ProcInfo p = proc_json();
+  const v1::LwpInfo* l = find_lwp(p, lid);
+  return l == nullptr ? v1::LWP_STATE_UNSPECIFIED : l->state();
+}
+
 // Polls `lwpstat lwps --json` until `ok` holds (states settle asynchronously).
 bool eventually(const std::function<bool(const v1::ProcInfo&)>& ok) {
   const auto end = Clock::now() + std::chrono::seconds(15);
@@ -774,7 +790,7 @@ TEST(LwpstatAdmin, SuspendAndResumeLwps) {
     EXPECT_EQ(rep.error(), v1::ERRNO_OK);
     EXPECT_EQ(rep.state(), v1::LSSUSPENDED);  // the reply waits for the suspension
     EXPECT_EQ(rep.proc_state(), v1::SACTIVE);
-    EXPECT_EQ(find_lwp(proc_json(), lid)->state(), v1::LSSUSPENDED);
+    EXPECT_EQ(state_of(lid), v1::LSSUSPENDED);
   }
   // Again: already suspended, answered at once.
   Result r = lwpstat({"suspend", std::to_string(g.pid), std::to_string(g.parker1)});
@@ -796,7 +812,7 @@ TEST(LwpstatAdmin, StopContAndKill) {
   ASSERT_EQ(r.code(), 0) << describe(r);
   EXPECT_EQ(r.out.rfind("pid " + pid + ": SIGSTOP sent (process ", 0), 0u) << r.out;
   EXPECT_TRUE(eventually([](const v1::ProcInfo& p) { return p.state() == v1::SSTOP; }));
-  EXPECT_EQ(find_lwp(proc_json(), g.spinner)->state(), v1::LSSTOP);
+  EXPECT_EQ(state_of(g.spinner), v1::LSSTOP);
   r = lwpstat({"cont", pid, "--json"});
   ASSERT_EQ(r.code(), 0) << describe(r);
   EXPECT_EQ(parse_json<v1::AdminReply>(r.out).proc_state(), v1::SACTIVE);
@@ -836,7 +852,7 @@ TEST(LwpstatErrors, AdminTokenMissingUnreadableOrWrong) {
   unsetenv("LWPD_ADMIN_TOKEN_FILE");
   expect_one_line(r, 1, "lwpstat: lwpd at " + g.endpoint + " refused the admin token\n");
   // Nothing happened to the process.
-  EXPECT_EQ(find_lwp(proc_json(), g.spinner)->state(), v1::LSONPROC);
+  EXPECT_EQ(state_of(g.spinner), v1::LSONPROC);
 }
 
 TEST(LwpstatErrors, AdminBadPidLidAndDaemonDown) {
