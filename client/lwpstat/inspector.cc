@@ -184,8 +184,15 @@ Error Inspector::suspend_lwp(const std::string& token, int32_t pid, int32_t lid,
   v1::LwpTarget req;
   req.set_pid(pid);
   req.set_lid(lid);
-  return admin_error(admin_call(*admin_, &v1::Admin::Stub::SuspendLwp, token, req, out, timeout_),
-                     pid);
+  grpc::Status st = admin_call(*admin_, &v1::Admin::Stub::SuspendLwp, token, req, out, timeout_);
+  // Connected but no answer in time: the LWP has not reached a kernel boundary (e.g. an
+  // uninterruptible sleep). The suspension stays requested, as _lwp_suspend's would.
+  if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      channel_->GetState(false) == GRPC_CHANNEL_READY)
+    return {kExitFailed, "suspend pid " + std::to_string(pid) + " lid " + std::to_string(lid) +
+                             ": not suspended within " + std::to_string(timeout_.count()) +
+                             " ms (still requested)"};
+  return admin_error(st, pid);
 }
 
 Error Inspector::resume_lwp(const std::string& token, int32_t pid, int32_t lid,
