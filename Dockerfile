@@ -9,7 +9,7 @@
 #   args:   extra arguments go to lwpd (e.g. `docker run ... lwpd --log-level debug`);
 #           a command that is not an option runs instead (e.g. `lwpd-selftest`).
 #
-# Only the daemon and its health checker are built, with scripts/build.sh's flags
+# Only the daemon, the lwpstat inspector (also the HEALTHCHECK) and lwpd-health are built, with scripts/build.sh's flags
 # (RelWithDebInfo: -O2, assertions on), and installed stripped into a slim runtime image.
 
 # ---- build ---------------------------------------------------------------------------------
@@ -24,8 +24,9 @@ RUN cmake -S /src -B /build -G Ninja \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" \
       -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" \
- && cmake --build /build -j"$(nproc)" --target lwpd lwpd-health \
+ && cmake --build /build -j"$(nproc)" --target lwpd lwpstat lwpd-health \
  && install -D -m 0755 -s /build/server/lwpd /out/usr/local/bin/lwpd \
+ && install -D -m 0755 -s /build/client/lwpstat/lwpstat /out/usr/local/bin/lwpstat \
  && install -D -m 0755 -s /build/server/lwpd-health /out/usr/local/bin/lwpd-health \
  && install -D -m 0755 /src/docker/entrypoint.sh /out/usr/local/bin/lwpd-entrypoint \
  && install -D -m 0755 /src/docker/selftest.sh /out/usr/local/bin/lwpd-selftest
@@ -43,7 +44,7 @@ COPY --from=build /out/ /
 VOLUME /run/lwpd
 EXPOSE 50051
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
-  CMD ["lwpd-health", "--timeout-ms", "3000", "unix:///run/lwpd/lwpd.sock"]
+  CMD ["lwpstat", "health", "--timeout-ms", "3000", "--endpoint", "unix:///run/lwpd/lwpd.sock"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["lwpd-entrypoint"]
 CMD []

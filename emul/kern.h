@@ -73,6 +73,11 @@ void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller);
 std::optional<SysReturn> lwp_wait_scan(Lwp& l);
 void lwp_wait_leave(Lwp& l);
 std::optional<SysReturn> lwp_suspend_check(Lwp& l);
+// Ask `t` to suspend (LW_WSUSPEND) and get it to a kernel boundary; `caller` is the
+// suspending LWP or nullptr for the kernel acting from outside (admin).
+void lwp_suspend_arm(Lwp& t, const Lwp* caller);
+// _lwp_continue's body for target `t`.
+void lwp_continue_target(Lwp& t);
 
 // ---- the syscall layer (sys_lwp.cc) ----
 Outcome sys_dispatch(Lwp& l, const SysArgs& args);

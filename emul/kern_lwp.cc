@@ -685,6 +685,7 @@ void proc_stop_check(Proc& p) {
   if (running == 0) {
     p.sflag &= ~PS_STOPPING;
     p.stat = ProcStat::kStop;
+    p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcStop, .pid = p.pid});
   }
 }
 
@@ -692,6 +693,7 @@ void proc_continue(Proc& p) {
   if (p.stat != ProcStat::kStop && !(p.sflag & PS_STOPPING)) return;
   p.stat = ProcStat::kActive;
   p.sflag &= ~PS_STOPPING;
+  p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcCont, .pid = p.pid});
   std::vector<Lwp*> lwps(p.order.begin(), p.order.end());
   for (Lwp* o : lwps) {
     if (o->stat != LwpStat::kStop || (o->flag & LW_DBGSUSPEND)) continue;

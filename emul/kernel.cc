@@ -155,6 +155,24 @@ KResult<void> Kernel::proc_signal(const ProcRef& p, int signo) {
   return {};
 }
 
+KResult<LwpStat> Kernel::lwp_suspend_ext(const ProcRef& p, lwpid_t lid) {
+  ProcLock g(*p);
+  if (p->stat == ProcStat::kZomb || (p->sflag & PS_WEXIT)) return Errno::kESRCH;
+  Lwp* t = p->find_lwp(lid);
+  if (t == nullptr) return Errno::kESRCH;
+  // As _lwp_suspend: a debugger's suspension already holds it; nothing to arm.
+  if (!(t->flag & LW_DBGSUSPEND)) lwp_suspend_arm(*t, nullptr);
+  return t->stat;
+}
+
+KResult<LwpStat> Kernel::lwp_continue_ext(const ProcRef& p, lwpid_t lid) {
+  ProcLock g(*p);
+  Lwp* t = p->find_lwp(lid);
+  if (t == nullptr) return Errno::kESRCH;
+  lwp_continue_target(*t);
+  return t->stat;
+}
+
 void Kernel::proc_abandon(const ProcRef& p) {
   // Process exit already takes LWPs in user mode into the kernel itself.
   ProcLock g(*p);

@@ -32,6 +32,8 @@ struct KEvent {
     kState,     // an LWP changed state (from -> to); switches are ONPROC edges
     kFree,      // an LWP was freed (reaped); its LID may be reused
     kProcExit,  // a process exited
+    kProcStop,  // the process reached SSTOP (every LWP off its vCPU)
+    kProcCont,  // a stopped or stopping process was continued
   };
   Kind kind = Kind::kState;
   uint64_t seq = 0;     // kernel-wide, strictly increasing per process
@@ -145,6 +147,14 @@ class Kernel {
   // NB_SIGKILL kills, NB_SIGSTOP stops, NB_SIGCONT continues, others are handed to an
   // LWP of the process. Errors: EINVAL (bad signal), ESRCH (exited).
   KResult<void> proc_signal(const ProcRef& p, int signo);
+  // _lwp_suspend / _lwp_continue of LWP `lid` on behalf of no LWP of the process (admin).
+  // Suspend arms the suspension as _lwp_suspend does (kicking a running target, waking an
+  // interruptible sleeper) and returns at once with the target's state: kSuspended if it
+  // already is, else it suspends at its next kernel boundary (a kState event to
+  // kSuspended). Errors: ESRCH (no such live LWP, or the process is exiting).
+  KResult<netbsd::LwpStat> lwp_suspend_ext(const ProcRef& p, lwpid_t lid);
+  // Returns the target's state after continuing it. Errors: ESRCH.
+  KResult<netbsd::LwpStat> lwp_continue_ext(const ProcRef& p, lwpid_t lid);
   // The user side of the process is gone (its session broke): kill it as
   // with SIGKILL, treating LWPs that were running user code as having
   // entered the kernel, so everything the process held is freed.

@@ -81,6 +81,33 @@ Outcome sys_lwp_wait(Lwp& l, const LwpWaitArgs& a) {
 }
 
 // ---- _lwp_suspend: ESRCH, EDEADLK, ERESTART ---------------------------------------
+}  // namespace
+
+// Shared with the admin path (Kernel::lwp_suspend_ext), where `caller` is nullptr.
+void lwp_suspend_arm(Lwp& t, const Lwp* caller) {
+  t.flag |= LW_WSUSPEND;
+  switch (t.stat) {
+    case LwpStat::kOnProc:
+      lwp_kick(t);
+      break;
+    case LwpStat::kSleep:
+      // An interruptible sleeper wakes spuriously and suspends at userret.
+      if (t.sleep.interruptible && &t != caller) lwp_wake(t, WakeReason::kSpurious);
+      break;
+    case LwpStat::kStop:
+      // It runs briefly in the kernel to suspend itself. A stopped sleeper is
+      // woken first; one whose sleep goes on (an _lwp_wait with nothing to
+      // collect) stays stopped and suspends after it returns.
+      if (t.sleep.kind != SleepKind::kNone) lwp_wake(t, WakeReason::kSpurious);
+      if (t.sleep.kind == SleepKind::kNone) lwp_set_state(t, LwpStat::kRun);
+      break;
+    default:
+      break;
+  }
+}
+
+namespace {
+
 Outcome sys_lwp_suspend(Lwp& l, const LwpSuspendArgs& a) {
   Proc& p = *l.proc;
   Lwp* t = p.find_lwp(a.target);
@@ -89,25 +116,7 @@ Outcome sys_lwp_suspend(Lwp& l, const LwpSuspendArgs& a) {
     return Outcome::error(Errno::kEDEADLK);
   }
   if (t->flag & LW_DBGSUSPEND) return Outcome::of({});
-  t->flag |= LW_WSUSPEND;
-  switch (t->stat) {
-    case LwpStat::kOnProc:
-      lwp_kick(*t);
-      break;
-    case LwpStat::kSleep:
-      // An interruptible sleeper wakes spuriously and suspends at userret.
-      if (t->sleep.interruptible && t != &l) lwp_wake(*t, WakeReason::kSpurious);
-      break;
-    case LwpStat::kStop:
-      // It runs briefly in the kernel to suspend itself. A stopped sleeper is
-      // woken first; one whose sleep goes on (an _lwp_wait with nothing to
-      // collect) stays stopped and suspends after it returns.
-      if (t->sleep.kind != SleepKind::kNone) lwp_wake(*t, WakeReason::kSpurious);
-      if (t->sleep.kind == SleepKind::kNone) lwp_set_state(*t, LwpStat::kRun);
-      break;
-    default:
-      break;
-  }
+  lwp_suspend_arm(*t, &l);
   if (t->stat == LwpStat::kSuspended) return Outcome::of({});
   auto r = lwp_sleep(l, SleepSpec{.kind = SleepKind::kSuspendWait, .target = t->lid});
   if (r) {
@@ -117,22 +126,31 @@ Outcome sys_lwp_suspend(Lwp& l, const LwpSuspendArgs& a) {
   return Outcome::blocked();
 }
 
+}  // namespace
+
+// _lwp_continue's body, shared with the admin path (Kernel::lwp_continue_ext).
+void lwp_continue_target(Lwp& t) {
+  if (t.flag & LW_WREBOOT) return;
+  const bool armed = t.flag & LW_WSUSPEND;
+  t.flag &= ~LW_WSUSPEND;
+  if (t.stat == LwpStat::kSuspended && !(t.flag & LW_DBGSUSPEND)) {
+    lwp_set_state(t, LwpStat::kRun);
+    proc_broadcast(*t.proc);
+  } else if (armed) {
+    // Suspenders (and a self-suspended caller) re-check now rather than at
+    // some unrelated later broadcast.
+    proc_broadcast(*t.proc);
+  }
+}
+
+namespace {
+
 // ---- _lwp_continue: ESRCH ----------------------------------------------------------
 Outcome sys_lwp_continue(Lwp& l, const LwpContinueArgs& a) {
   Proc& p = *l.proc;
   Lwp* t = p.find_lwp(a.target);
   if (t == nullptr) return Outcome::error(Errno::kESRCH);
-  if (t->flag & LW_WREBOOT) return Outcome::of({});
-  const bool armed = t->flag & LW_WSUSPEND;
-  t->flag &= ~LW_WSUSPEND;
-  if (t->stat == LwpStat::kSuspended && !(t->flag & LW_DBGSUSPEND)) {
-    lwp_set_state(*t, LwpStat::kRun);
-    proc_broadcast(p);
-  } else if (armed) {
-    // Suspenders (and a self-suspended caller) re-check now rather than at
-    // some unrelated later broadcast.
-    proc_broadcast(p);
-  }
+  lwp_continue_target(*t);
   return Outcome::of({});
 }
 

@@ -1,5 +1,6 @@
 // The Inspect service: read-only snapshots of the emulated kernel. Each call
-// takes the kernel's locks briefly (snapshot_*) and finishes at once.
+// takes the kernel's locks briefly (snapshot_*) and finishes at once; Watch
+// hands the stream to the WatchHub (watch.h).
 
 #include <unistd.h>
 
@@ -58,14 +59,33 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
   resp->set_nprocs(static_cast<int32_t>(procs.size()));
   resp->set_nlwps(nlwps);
   resp->set_ncpus(d_.kernel.ncpus());
-  resp->set_uptime_ms(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                            d_.started)
-          .count()));
+  resp->set_uptime_ms(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::steady_clock::now() - d_.started)
+                                                .count()));
   resp->set_syscalls(d_.entries.load(std::memory_order_relaxed));
   resp->set_rss_bytes(self_rss_bytes());
   resp->set_version(d_.version);
+  if (d_.watch != nullptr) {
+    resp->set_watchers(d_.watch->watchers());
+    resp->set_watch_dropped(d_.watch->dropped());
+  }
   return done(ctx, grpc::Status::OK);
+}
+
+grpc::ServerWriteReactor<v1::WatchReply>* InspectService::Watch(grpc::CallbackServerContext*,
+                                                                const v1::WatchRequest* req) {
+  auto refuse = [](grpc::StatusCode code, const char* msg) {
+    struct Refused final : grpc::ServerWriteReactor<v1::WatchReply> {
+      void OnDone() override { delete this; }
+    };
+    auto* r = new Refused;
+    r->Finish(grpc::Status(code, msg));
+    return r;
+  };
+  if (req->pid() < 0) return refuse(grpc::StatusCode::INVALID_ARGUMENT, "pid must be >= 0");
+  if (d_.watch == nullptr || d_.shutting_down.load(std::memory_order_relaxed))
+    return refuse(grpc::StatusCode::UNAVAILABLE, "lwpd is shutting down");
+  return d_.watch->start_watch(req->pid(), req->buffer());
 }
 
 }  // namespace lwpd::server

@@ -1,11 +1,11 @@
 // lwpd: the daemon. Parses the flags, builds the emulated kernel and the gRPC
-// server (Kernel + Inspect services, grpc.health.v1, reflection), and shuts
+// server (Kernel + Inspect + Admin services, grpc.health.v1, reflection), and shuts
 // down cleanly on SIGTERM/SIGINT.
 //
 // Shutdown sequence (run by main once the signal thread reports a signal):
 //   1. refuse new requests and report NOT_SERVING on health;
-//   2. end every session's transports with UNAVAILABLE (streams that would
-//      otherwise live as long as their process);
+//   2. end every session's transports and every watch stream with UNAVAILABLE
+//      (streams that would otherwise live as long as their process / client);
 //   3. Server::Shutdown with a deadline (then gRPC cancels what is left) —
 //      when it returns every reactor is done;
 //   4. drop the sessions, then the kernel (stops the vCPUs).
@@ -211,6 +211,9 @@ int run(const Options& o) {
   kcfg.quantum = std::chrono::milliseconds(o.quantum_ms);
   kcfg.runtime_dir = runtime_dir;
   kcfg.log = kernel_log;
+  // Declared before the kernel, which calls it until its vCPUs stop.
+  server::WatchHub watch;
+  kcfg.observer = &watch;
   emul::Kernel kernel(kcfg);
   server::Sessions sessions(kernel);
   server::Daemon d{.kernel = kernel, .sessions = sessions};
@@ -218,8 +221,10 @@ int run(const Options& o) {
   d.runtime_dir = runtime_dir;
   d.admin_token = admin_token;
   d.version = kVersion;
+  d.watch = &watch;
   server::KernelService kernel_svc(d);
   server::InspectService inspect_svc(d);
+  server::AdminService admin_svc(d);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -229,6 +234,7 @@ int run(const Options& o) {
     b.AddListeningPort(o.listen[i], grpc::InsecureServerCredentials(), &ports[i]);
   b.RegisterService(&kernel_svc);
   b.RegisterService(&inspect_svc);
+  b.RegisterService(&admin_svc);
   std::unique_ptr<grpc::Server> server = b.BuildAndStart();
   if (server == nullptr) {
     spdlog::error("cannot start the gRPC server (bad or busy --listen address?)");
@@ -257,6 +263,7 @@ int run(const Options& o) {
   if (auto* h = server->GetHealthCheckService()) h->SetServingStatus(false);
   const grpc::Status bye(grpc::StatusCode::UNAVAILABLE, "lwpd is shutting down");
   sessions.shutdown(bye);
+  watch.shutdown(bye);
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
   ::unlink(admin_file.c_str());  // the token dies with this daemon

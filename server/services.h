@@ -2,7 +2,8 @@
 //   Kernel   sessions (one per emulated process), LWP channels and the unary
 //            Start/Trap/Call entries; every RPC but Session needs the session
 //            token ("lwpd-token" metadata) and acts on its own process only.
-//   Inspect  read-only snapshots of the kernel; no token.
+//   Inspect  read-only snapshots of the kernel and the Watch event stream; no token.
+//   Admin    signal any process, suspend/resume any LWP; needs the admin token.
 // Rules (STYLE.md): a reaction never blocks and holds no lock across
 // reactions; every reactor finishes exactly once and cleans up in OnDone.
 #pragma once
@@ -14,6 +15,7 @@
 #include "emul/kernel.h"
 #include "lwpd/v1/kernel.grpc.pb.h"
 #include "server/sessions.h"
+#include "server/watch.h"
 
 namespace lwpd::server {
 
@@ -28,6 +30,7 @@ struct Daemon {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::atomic<uint64_t> entries{0};         // kernel entries served (relaxed counter)
   std::atomic<bool> shutting_down{false};   // new requests get UNAVAILABLE
+  WatchHub* watch = nullptr;  // the kernel's observer (Watch, SuspendLwp); set once
 };
 
 class KernelService final : public v1::Kernel::CallbackService {
@@ -64,6 +67,24 @@ class InspectService final : public v1::Inspect::CallbackService {
                                      v1::ListCpusReply* resp) override;
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx, const v1::StatsRequest* req,
                                   v1::StatsReply* resp) override;
+  grpc::ServerWriteReactor<v1::WatchReply>* Watch(grpc::CallbackServerContext* ctx,
+                                                  const v1::WatchRequest* req) override;
+
+ private:
+  Daemon& d_;
+};
+
+class AdminService final : public v1::Admin::CallbackService {
+ public:
+  explicit AdminService(Daemon& d) : d_(d) {}
+
+  grpc::ServerUnaryReactor* SignalProc(grpc::CallbackServerContext* ctx,
+                                       const v1::SignalProcRequest* req,
+                                       v1::AdminReply* resp) override;
+  grpc::ServerUnaryReactor* SuspendLwp(grpc::CallbackServerContext* ctx,
+                                       const v1::LwpTarget* req, v1::AdminReply* resp) override;
+  grpc::ServerUnaryReactor* ResumeLwp(grpc::CallbackServerContext* ctx, const v1::LwpTarget* req,
+                                      v1::AdminReply* resp) override;
 
  private:
   Daemon& d_;

@@ -5,15 +5,19 @@
 //                 the mapping of gRPC failures to the one line lwpstat prints
 //   commands.cc   ps, lwps, cpus, show, stats, health: one snapshot, a table or JSON
 //   top.cc        top: a refreshing view of the vCPUs and the busiest LWPs
+//   watch.cc      watch: the live event stream (Inspect.Watch), one line per event
+//   admin.cc      stop, cont, kill, suspend, resume (Admin service, admin token)
 //   table.cc      aligned text tables and the value formatting they share
 //
 // Exit status: 0 success; 1 the daemon answered but the request failed (no such
-// process or LWP, health not SERVING); 2 the daemon could not be reached;
+// process or LWP, health not SERVING, admin token refused or unreadable, a kernel
+// errno from an admin command); 2 the daemon could not be reached;
 // CLI11's own codes (>= 100) for command-line errors.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -73,13 +77,28 @@ class Inspector {
   // above; an answer other than SERVING is not an error here.
   Error health(grpc::health::v1::HealthCheckResponse* out);
 
+  // Inspect.Watch: calls `on_reply` for every message until it returns false (then the
+  // stream is cancelled and this returns no error), or the stream ends (an error: the
+  // daemon ended it). No deadline: a watch lasts until stopped.
+  Error watch(const v1::WatchRequest& req,
+              const std::function<bool(const v1::WatchReply&)>& on_reply);
+
+  // Admin calls with `token` as "lwpd-admin-token"; NOT_FOUND is "no process PID",
+  // UNAUTHENTICATED "lwpd refused the admin token". The reply's errno is not checked here.
+  Error signal_proc(const std::string& token, int32_t pid, v1::AdminSignal sig,
+                    v1::AdminReply* out);
+  Error suspend_lwp(const std::string& token, int32_t pid, int32_t lid, v1::AdminReply* out);
+  Error resume_lwp(const std::string& token, int32_t pid, int32_t lid, v1::AdminReply* out);
+
  private:
   Error rpc_error(const grpc::Status& st) const;
+  Error admin_error(const grpc::Status& st, int32_t pid) const;
 
   std::string endpoint_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Inspect::Stub> inspect_;
+  std::unique_ptr<v1::Admin::Stub> admin_;
 };
 
 // ---- output ---------------------------------------------------------------------
@@ -87,6 +106,8 @@ class Inspector {
 // `msg` as one JSON document (proto3 JSON mapping with the .proto field names,
 // every field present, enums by name, 64-bit integers as strings), newline-terminated.
 std::string to_json(const google::protobuf::Message& msg);
+// The same on a single line (for streams: one JSON object per line).
+std::string to_json_line(const google::protobuf::Message& msg);
 
 // ---- subcommands (commands.cc, top.cc); each returns the exit status ------------
 
@@ -110,5 +131,20 @@ int cmd_show(Inspector& in, const GlobalOptions& g, int32_t pid, int32_t lid);
 int cmd_stats(Inspector& in, const GlobalOptions& g);
 int cmd_health(Inspector& in, const GlobalOptions& g);
 int cmd_top(Inspector& in, const TopOptions& t);
+
+struct WatchOptions {
+  int32_t pid = 0;      // 0 = every process
+  int64_t count = 0;    // stop after this many lines (events and drop markers); 0 = never
+  uint32_t buffer = 0;  // WatchRequest.buffer (0 = the daemon's default)
+};
+int cmd_watch(Inspector& in, const GlobalOptions& g, const WatchOptions& w);
+
+struct AdminOptions {
+  std::string token_file;  // --admin-token-file; "" = $LWPD_ADMIN_TOKEN_FILE, else beside
+                           // the endpoint's unix socket
+};
+// What: "stop", "cont", "kill" (pid) or "suspend", "resume" (pid, lid).
+int cmd_admin(Inspector& in, const GlobalOptions& g, const AdminOptions& a, const std::string& what,
+              int32_t pid, int32_t lid);
 
 }  // namespace lwpd::lwpstat

@@ -1,5 +1,6 @@
-// lwpstat: inspect a running lwpd — processes, LWPs, vCPUs, a live top view and
-// the daemon's health. The command line only; the work is in commands.cc/top.cc.
+// lwpstat: inspect a running lwpd — processes, LWPs, vCPUs, a live top view, the
+// event stream, the daemon's health — and administer it (stop/cont/kill a process,
+// suspend/resume an LWP). The command line only; the work is in commands.cc/top.cc.
 #include <csignal>
 #include <functional>
 #include <string>
@@ -17,6 +18,8 @@ using namespace lwpd::lwpstat;
 struct Args {
   GlobalOptions global;
   TopOptions top;
+  WatchOptions watch;
+  AdminOptions admin;
   int32_t pid = 0;
   int32_t lid = 0;
 };
@@ -27,7 +30,10 @@ struct Subcommand {
 };
 
 // Options every subcommand accepts, before or after its name (fallthrough).
-void add_global_options(CLI::App& app, GlobalOptions& g) {
+void add_global_options(CLI::App& app, GlobalOptions& g, AdminOptions& adm) {
+  app.add_option("--admin-token-file", adm.token_file,
+                 "admin token for stop/cont/kill/suspend/resume (default: "
+                 "$LWPD_ADMIN_TOKEN_FILE, else admin.token beside the endpoint's unix socket)");
   app.add_option("--endpoint", g.endpoint,
                  "lwpd address: unix:///path.sock or HOST:PORT (default: $LWPD_ENDPOINT, "
                  "else unix://$XDG_RUNTIME_DIR/lwpd/lwpd.sock, else "
@@ -38,7 +44,7 @@ void add_global_options(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
   app.add_flag("--json", g.json,
                "print the reply as one JSON document (proto3 JSON mapping, .proto field "
-               "names); every subcommand but top");
+               "names); every subcommand but top (watch: one object per line)");
 }
 
 CLI::App* add_top(CLI::App& app, TopOptions& t) {
@@ -56,6 +62,51 @@ CLI::App* add_top(CLI::App& app, TopOptions& t) {
                 "plain frames one after another, no screen control or keys (the default "
                 "when stdout is not a terminal)");
   return top;
+}
+
+CLI::App* add_watch(CLI::App& app, WatchOptions& w) {
+  auto* watch = app.add_subcommand(
+      "watch",
+      "live kernel events (LWP creation, state changes, vCPU switches, exits), one "
+      "line each; drop markers show events lost by a slow reader");
+  watch->add_option("pid", w.pid, "only this process (default: every process)")
+      ->check(CLI::PositiveNumber);
+  watch->add_option("-n,--count", w.count, "exit after this many events (0 = never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  watch
+      ->add_option("--buffer", w.buffer,
+                   "events the daemon buffers for this watcher before dropping (0 = its "
+                   "default, 4096)")
+      ->check(CLI::Range(0, 65536));
+  return watch;
+}
+
+// stop|cont|kill PID and suspend|resume PID LID.
+void add_admin(CLI::App& app, Args& a, std::vector<Subcommand>& subs) {
+  struct Spec {
+    const char* name;
+    const char* help;
+    bool lwp;
+  };
+  static const Spec specs[] = {
+      {"stop", "stop a process (SIGSTOP; admin token)", false},
+      {"cont", "continue a stopped process (SIGCONT; admin token)", false},
+      {"kill", "kill a process (SIGKILL; admin token)", false},
+      {"suspend",
+       "suspend one LWP as _lwp_suspend would; returns once it is LSSUSPENDED "
+       "(admin token)",
+       true},
+      {"resume", "resume an LWP suspended with suspend or _lwp_suspend (admin token)", true}};
+  for (const Spec& sp : specs) {
+    auto* sub = app.add_subcommand(sp.name, sp.help);
+    sub->add_option("pid", a.pid, "process ID")->required()->check(CLI::PositiveNumber);
+    if (sp.lwp) sub->add_option("lid", a.lid, "LWP ID")->required()->check(CLI::PositiveNumber);
+    const std::string what = sp.name;
+    subs.push_back({sub, [&a, what](Inspector& in) {
+                      return cmd_admin(in, a.global, a.admin, what, a.pid, a.lid);
+                    }});
+  }
 }
 
 std::vector<Subcommand> add_subcommands(CLI::App& app, Args& a) {
@@ -79,6 +130,9 @@ std::vector<Subcommand> add_subcommands(CLI::App& app, Args& a) {
                                      "else one line on stderr and exits non-zero"),
                   [&](Inspector& in) { return cmd_health(in, g); }});
   subs.push_back({add_top(app, a.top), [&](Inspector& in) { return cmd_top(in, a.top); }});
+  subs.push_back(
+      {add_watch(app, a.watch), [&](Inspector& in) { return cmd_watch(in, g, a.watch); }});
+  add_admin(app, a, subs);
   return subs;
 }
 
@@ -92,7 +146,7 @@ int main(int argc, char** argv) {
   CLI::App app{"lwpstat: inspect a running lwpd (processes, LWPs, vCPUs, health)"};
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand
-  add_global_options(app, a.global);
+  add_global_options(app, a.global, a.admin);
   std::vector<Subcommand> subs = add_subcommands(app, a);
   try {
     app.parse(argc, argv);

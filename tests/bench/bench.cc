@@ -10,6 +10,9 @@
 //   M4  time for _lwp_suspend to return on an LWP spinning in user code
 //                                                  vs  B4 signal stop round trip  +  B0
 //   M5  10,000 parked LWPs across 100 processes: daemon RSS per LWP, daemon CPU while idle.
+//   M1w, M2w  M1 and M2 with a slow watcher attached: an Inspect.Watch stream that is never
+//       read, overflowed before the timed loop so its buffer is full and every kernel event
+//       takes the observer's drop path           vs  M1, M2 (target: ratio ~1.0)
 //
 // Baselines: B0 is a trivial bidi-streaming echo (tests/bench/bench_echo.proto) served by a
 // separate process on a unix socket with gRPC's callback API, exchanging the very messages an
@@ -270,6 +273,68 @@ void BM_M1_lwpd_getprivate(benchmark::State& st) {
   bd.finish(st, 1);
 }
 
+// ---- M1w / M2w: with a slow watcher -------------------------------------------------------
+
+// A Watch stream of every process that is read once (WATCH_SUBSCRIBED) and never again: a
+// 1 KiB HTTP/2 window without BDP growth and a 64-event buffer in the daemon, so it fills at
+// once. Closed at the end of each run, so M1/M2 runs interleaved with these have none.
+class SlowWatcher {
+ public:
+  SlowWatcher() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+    stub_ = pb::Inspect::NewStub(
+        grpc::CreateCustomChannel(g_lwpd_ep, grpc::InsecureChannelCredentials(), args));
+    pb::WatchRequest rq;
+    rq.set_buffer(64);
+    reader_ = stub_->Watch(&ctx_, rq);
+    pb::WatchReply first;
+    if (!reader_->Read(&first)) die("Inspect.Watch");
+  }
+  ~SlowWatcher() {
+    ctx_.TryCancel();
+    (void)reader_->Finish();
+  }
+
+ private:
+  std::unique_ptr<pb::Inspect::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<pb::WatchReply>> reader_;
+};
+
+uint64_t watch_dropped() {
+  grpc::ClientContext ctx;
+  pb::StatsReply rep;
+  if (!g_inspect || !g_inspect->Stats(&ctx, pb::StatsRequest(), &rep).ok()) return 0;
+  return rep.watch_dropped();
+}
+
+void lwp_noop(void*) {}
+
+// Creates and reaps LWPs (about 8 events each) until the daemon reports dropped events.
+void overflow_watchers() {
+  std::vector<char> stack(kLwpStack);
+  const uint64_t d0 = watch_dropped();
+  for (int round = 0; round < 1000 && watch_dropped() == d0; round++)
+    for (int i = 0; i < 50; i++) reap(spawn_lwp(lwp_noop, nullptr, stack.data(), stack.size()));
+  if (watch_dropped() == d0) die("overflowing the slow watcher");
+}
+
+void BM_M2_lwpd_park_handoff(benchmark::State& st);
+
+void BM_M1w_slow_watcher(benchmark::State& st) {
+  SlowWatcher w;
+  overflow_watchers();
+  BM_M1_lwpd_getprivate(st);
+}
+
+void BM_M2w_slow_watcher(benchmark::State& st) {
+  SlowWatcher w;
+  overflow_watchers();
+  BM_M2_lwpd_park_handoff(st);
+}
+
 // ---- M2: park/unpark hand-off ------------------------------------------------------------
 
 struct Handoff {
@@ -303,8 +368,6 @@ void BM_M2_lwpd_park_handoff(benchmark::State& st) {
 }
 
 // ---- M3: create + wait -------------------------------------------------------------------
-
-void lwp_noop(void*) {}
 
 void BM_M3_lwpd_create_wait(benchmark::State& st) {
   std::vector<char> stack(kLwpStack);
@@ -469,6 +532,9 @@ void register_benchmarks() {
   us(RegisterBenchmark("B0_bare_stream_rtt", BM_B0_bare_stream_rtt))->UseRealTime();
   us(RegisterBenchmark("M1_lwpd_getprivate", BM_M1_lwpd_getprivate))->UseRealTime();
   us(RegisterBenchmark("M2_lwpd_park_handoff_x2", BM_M2_lwpd_park_handoff))->UseRealTime();
+  us(RegisterBenchmark("M1w_lwpd_getprivate_slow_watcher", BM_M1w_slow_watcher))->UseRealTime();
+  us(RegisterBenchmark("M2w_lwpd_park_handoff_x2_slow_watcher", BM_M2w_slow_watcher))
+      ->UseRealTime();
   us(RegisterBenchmark("M3_lwpd_create_wait", BM_M3_lwpd_create_wait))->UseRealTime();
   us(RegisterBenchmark("B3_pthread_create_join", BM_B3_pthread_create_join))->UseRealTime();
   // Manual time counts only the stop; the rest of each iteration (continue, waiting for the
@@ -722,6 +788,12 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
                            "bare stream RTT", 1.25));
   rows.push_back(ratio_row("M2 park/unpark hand-off (per hand-off)",
                            get("M2_lwpd_park_handoff_x2") / 2, b0, "bare stream RTT", 1.5));
+  rows.push_back(ratio_row("M1 with a slow watcher (overflowing)",
+                           get("M1w_lwpd_getprivate_slow_watcher"), get("M1_lwpd_getprivate"),
+                           "M1, no watcher", 1.10));
+  rows.push_back(ratio_row("M2 with a slow watcher (overflowing)",
+                           get("M2w_lwpd_park_handoff_x2_slow_watcher") / 2,
+                           get("M2_lwpd_park_handoff_x2") / 2, "M2, no watcher", 1.10));
   rows.push_back(ratio_row("M3 _lwp_create + _lwp_wait", get("M3_lwpd_create_wait"),
                            get("B3_pthread_create_join") + b0, "pthread create+join + RTT", 0));
   rows.push_back(ratio_row("M4 _lwp_suspend of a spinning LWP", get("M4_lwpd_suspend_spinning"),
@@ -758,17 +830,18 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
   printf("  srv = the server process (lwpd, or the echo server for B0*), all threads; vcpu = lwpd's\n"
          "  vCPU workers; cbq = gRPC callback threads of the server; cli = the client process (for\n"
          "  M4 cli_cpu_us includes the spinning LWP). csw = context switches.\n");
-  printf("  %-26s %8s %8s %10s %8s %10s %8s %10s %8s %10s\n", "benchmark", "entries", "srv_csw",
+  printf("  %-38s %8s %8s %10s %8s %10s %8s %10s %8s %10s\n", "benchmark", "entries", "srv_csw",
          "srv_cpu_us", "vcpu_csw", "vcpu_cpu", "cbq_csw", "cbq_cpu", "cli_csw", "cli_cpu_us");
   for (const char* b : {"B0_bare_stream_rtt", "B0u_bare_unary_rtt", "M1_lwpd_getprivate",
-                        "M2_lwpd_park_handoff_x2", "M3_lwpd_create_wait",
+                        "M1w_lwpd_getprivate_slow_watcher", "M2_lwpd_park_handoff_x2",
+                        "M2w_lwpd_park_handoff_x2_slow_watcher", "M3_lwpd_create_wait",
                         "M4_lwpd_suspend_spinning"}) {
     std::string n = b;
     auto c = [&](const char* k) {
       double v = get(n + ":" + k);
       return std::isnan(v) ? std::string("-") : fmt("%.2f", v);
     };
-    printf("  %-26s %8s %8s %10s %8s %10s %8s %10s %8s %10s\n", b, c("entries").c_str(),
+    printf("  %-38s %8s %8s %10s %8s %10s %8s %10s %8s %10s\n", b, c("entries").c_str(),
            c("srv_csw").c_str(), c("srv_cpu_us").c_str(), c("vcpu_csw").c_str(),
            c("vcpu_cpu_us").c_str(), c("cbq_csw").c_str(), c("cbq_cpu_us").c_str(),
            c("cli_csw").c_str(), c("cli_cpu_us").c_str());
@@ -783,7 +856,8 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
   }
   // The smoke test wants every figure produced.
   bool complete = true;
-  for (const char* k : {"B0_bare_stream_rtt", "M1_lwpd_getprivate", "M2_lwpd_park_handoff_x2",
+  for (const char* k : {"B0_bare_stream_rtt", "M1_lwpd_getprivate",
+                        "M1w_lwpd_getprivate_slow_watcher", "M2_lwpd_park_handoff_x2",
                         "M3_lwpd_create_wait", "B3_pthread_create_join",
                         "M4_lwpd_suspend_spinning", "B4_signal_stop_rtt"})
     if (std::isnan(get(k)) && g_cfg.bench_args.empty()) complete = false;

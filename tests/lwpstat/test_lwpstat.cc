@@ -1,6 +1,8 @@
 // End-to-end tests of lwpstat (label "lwpstat"): a private lwpd (own socket and
 // runtime directory, --cpus 2) and lwpstat_fixture, an emulated process in a known
-// steady state (see fixture.c), started once per test process by LwpstatEnv.
+// steady state (see fixture.c), started once per test process by LwpstatEnv. The
+// watch tests drive lwpstat_watch_fixture (watch_fixture.c) line by line, and read
+// Inspect.Watch both raw (gRPC) and through `lwpstat watch`.
 //
 // --json output is parsed with protobuf's own JSON parser into the reply messages
 // of the wire contract, with unknown fields rejected, so a field name that drifts
@@ -16,15 +18,18 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "health.pb.h"
+#include "lwpd/v1/kernel.grpc.pb.h"
 #include "lwpd/v1/kernel.pb.h"
 
 namespace {
@@ -414,6 +419,496 @@ TEST(LwpstatErrors, BadArgumentsGetCli11sMessage) {
     EXPECT_FALSE(r.err.empty()) << describe(r);
   }
   EXPECT_EQ(lwpstat({"--help"}).code(), 0);
+}
+
+// ---- watch and admin ------------------------------------------------------------------
+
+// Reads one line from `fd` (without the newline); false on EOF or after `timeout_ms`.
+bool read_line(int fd, int timeout_ms, std::string* line) {
+  line->clear();
+  const auto end = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
+    pollfd pfd{fd, POLLIN, 0};
+    if (left <= 0 || poll(&pfd, 1, static_cast<int>(left)) != 1) return false;
+    char c;
+    if (read(fd, &c, 1) != 1) return false;
+    if (c == '\n') return true;
+    *line += c;
+  }
+}
+
+// A child with its stdin and stdout on pipes.
+struct Child {
+  pid_t pid = -1;
+  int in = -1, out = -1;
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    close_in();
+    if (out >= 0) close(out);
+    stop(pid, SIGKILL);
+  }
+  void close_in() {
+    if (in >= 0) close(in);
+    in = -1;
+  }
+  void send(const std::string& line) const {
+    std::string l = line + "\n";
+    ASSERT_EQ(write(in, l.data(), l.size()), static_cast<ssize_t>(l.size()));
+  }
+  std::string reply(int timeout_ms = 30000) const {
+    std::string l;
+    EXPECT_TRUE(read_line(out, timeout_ms, &l)) << "no reply from child " << pid;
+    return l;
+  }
+  // Waits for the child to exit; its exit code, or -1.
+  int wait_exit() {
+    int st = 0;
+    if (!wait_pid(pid, 30000, &st)) return -1;
+    pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  }
+};
+
+void spawn(Child* c, const std::vector<std::string>& args) {
+  int in[2], out[2];
+  // Close-on-exec: a later child must not hold this one's stdin open (no EOF then).
+  ASSERT_EQ(pipe2(in, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  c->pid = fork();
+  ASSERT_GE(c->pid, 0);
+  if (c->pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[1]);
+    close(out[0]);
+    setenv("LWPD_ENDPOINT", g.endpoint.c_str(), 1);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  c->in = in[1];
+  c->out = out[0];
+}
+
+// lwpstat_watch_fixture (watch_fixture.c), attached; `*epid` is its emulated pid.
+void start_watch_fixture(Child* fx, int* epid) {
+  spawn(fx, {LWPSTAT_WATCH_FIXTURE_BINARY});
+  *epid = std::atoi(fx->reply(15000).c_str());
+  ASSERT_GT(*epid, 0);
+}
+
+std::unique_ptr<v1::Inspect::Stub> inspect_stub(const grpc::ChannelArguments& args = {}) {
+  return v1::Inspect::NewStub(
+      grpc::CreateCustomChannel(g.endpoint, grpc::InsecureChannelCredentials(), args));
+}
+
+using Events = std::vector<v1::WatchEvent>;
+
+// X's life in the scripted scenario: created, started, parked, unparked, exited, reaped.
+void expect_lifecycle(const Events& evs, int pid, int x) {
+  struct Want {
+    v1::WatchEventKind kind;
+    v1::LwpState from, to;
+  };
+  const Want want[] = {
+      {v1::WATCH_LWP_CREATE, v1::LWP_STATE_UNSPECIFIED, v1::LSIDL},
+      {v1::WATCH_LWP_STATE, v1::LSIDL, v1::LSRUN},
+      {v1::WATCH_LWP_STATE, v1::LSRUN, v1::LSONPROC},
+      {v1::WATCH_LWP_STATE, v1::LSONPROC, v1::LSSLEEP},
+      {v1::WATCH_LWP_STATE, v1::LSSLEEP, v1::LSRUN},
+      {v1::WATCH_LWP_STATE, v1::LSRUN, v1::LSONPROC},
+      {v1::WATCH_LWP_STATE, v1::LSONPROC, v1::LSZOMB},
+      {v1::WATCH_LWP_FREE, v1::LSZOMB, v1::LWP_STATE_UNSPECIFIED},
+  };
+  std::vector<const v1::WatchEvent*> mine;
+  uint64_t last_seq = 0;
+  for (const auto& e : evs) {
+    EXPECT_EQ(e.pid(), pid) << e.DebugString();
+    EXPECT_GT(e.seq(), last_seq) << "out of order: " << e.DebugString();
+    last_seq = e.seq();
+    EXPECT_NE(e.kind(), v1::WATCH_DROPPED);
+    if (e.lid() == x) mine.push_back(&e);
+  }
+  // A preemption (ONPROC -> RUN, then RUN -> ONPROC) may interleave anywhere X runs: the
+  // fixture's main LWP and the shared fixture's spinner compete for the two vCPUs. Such
+  // pairs are real transitions, in order; drop them before comparing with the script.
+  for (size_t i = 0; i + 1 < mine.size();) {
+    const bool pair = mine[i]->from() == v1::LSONPROC && mine[i]->to() == v1::LSRUN &&
+                      mine[i + 1]->from() == v1::LSRUN && mine[i + 1]->to() == v1::LSONPROC;
+    if (pair)
+      mine.erase(mine.begin() + static_cast<long>(i), mine.begin() + static_cast<long>(i) + 2);
+    else
+      i++;
+  }
+  std::string dump;
+  for (const auto* e : mine)
+    dump += v1::WatchEventKind_Name(e->kind()) + " " + v1::LwpState_Name(e->from()) + "->" +
+            v1::LwpState_Name(e->to()) + "\n";
+  ASSERT_EQ(mine.size(), std::size(want)) << "events of LWP " << x << ":\n" << dump;
+  for (size_t i = 0; i < mine.size(); i++) {
+    EXPECT_EQ(mine[i]->kind(), want[i].kind) << i << ": " << mine[i]->DebugString();
+    EXPECT_EQ(mine[i]->from(), want[i].from) << i << ": " << mine[i]->DebugString();
+    EXPECT_EQ(mine[i]->to(), want[i].to) << i << ": " << mine[i]->DebugString();
+  }
+  // A switch in names the vCPU.
+  EXPECT_GE(mine[2]->cpu(), 0);
+  EXPECT_LT(mine[2]->cpu(), 2);
+  ASSERT_FALSE(evs.empty());
+  EXPECT_EQ(evs.back().kind(), v1::WATCH_PROC_EXIT);
+}
+
+// Drives the scenario: `next` yields the watcher's events one by one (false: stream
+// ended). Returns every event after WATCH_SUBSCRIBED up to the process's exit event.
+Events run_scenario(Child* fx, int pid, int* x, const std::function<bool(v1::WatchEvent*)>& next) {
+  Events evs;
+  v1::WatchEvent e;
+  EXPECT_TRUE(next(&e));
+  EXPECT_EQ(e.kind(), v1::WATCH_SUBSCRIBED) << e.DebugString();
+  fx->send("spawn");
+  *x = std::atoi(fx->reply().c_str());
+  EXPECT_GT(*x, 0);
+  // Unpark only once X is seen asleep, so the park really sleeps.
+  while (next(&e)) {
+    evs.push_back(e);
+    if (e.lid() == *x && e.to() == v1::LSSLEEP) break;
+  }
+  fx->send("unpark");
+  EXPECT_EQ(fx->reply(), "reaped");
+  fx->close_in();  // the fixture exits
+  EXPECT_EQ(fx->wait_exit(), 0);
+  while (evs.empty() || evs.back().kind() != v1::WATCH_PROC_EXIT) {
+    if (!next(&e)) break;
+    evs.push_back(e);
+  }
+  (void)pid;
+  return evs;
+}
+
+// A raw gRPC watcher: reads WatchReply messages and hands out their events one by one.
+class RawWatch {
+ public:
+  RawWatch(int pid, uint32_t buffer, const grpc::ChannelArguments& args = {})
+      : stub_(inspect_stub(args)) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
+    v1::WatchRequest req;
+    req.set_pid(pid);
+    req.set_buffer(buffer);
+    reader_ = stub_->Watch(&ctx_, req);
+  }
+  ~RawWatch() {
+    ctx_.TryCancel();
+    (void)reader_->Finish();
+  }
+  bool next(v1::WatchEvent* e) {
+    while (at_ >= rep_.events_size()) {
+      if (!reader_->Read(&rep_)) return false;
+      at_ = 0;
+    }
+    *e = rep_.events(at_++);
+    return true;
+  }
+
+ private:
+  std::unique_ptr<v1::Inspect::Stub> stub_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::WatchReply>> reader_;
+  v1::WatchReply rep_;
+  int at_ = 0;
+};
+
+v1::StatsReply stats() {
+  Result r = lwpstat({"stats", "--json"});
+  EXPECT_EQ(r.code(), 0) << describe(r);
+  return parse_json<v1::StatsReply>(r.out);
+}
+
+TEST(LwpstatWatch, EveryTransitionOfAnLwpArrivesInOrder) {
+  Child fx;
+  int pid = 0, x = 0;
+  ASSERT_NO_FATAL_FAILURE(start_watch_fixture(&fx, &pid));
+  {
+    RawWatch w(pid, 0);
+    Events evs = run_scenario(&fx, pid, &x, [&](v1::WatchEvent* e) { return w.next(e); });
+    expect_lifecycle(evs, pid, x);
+    EXPECT_EQ(stats().watchers(), 1);
+  }
+  // A watcher that goes away is cleaned up (its cancellation reaches the daemon).
+  const auto end = Clock::now() + std::chrono::seconds(15);
+  while (stats().watchers() != 0) {
+    ASSERT_LT(Clock::now(), end) << "watcher not cleaned up";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// A daemon of its own: SIGTERM ends its watch streams with UNAVAILABLE and exits 0.
+TEST(LwpstatWatch, DaemonShutdownEndsWatchStreams) {
+  const std::string dir = g.dir + "/shutdown";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  const std::string ep = "unix://" + dir + "/lwpd.sock";
+  pid_t d = fork();
+  ASSERT_GE(d, 0);
+  if (d == 0) {
+    execl(LWPD_BINARY, "lwpd", "--listen", ep.c_str(), "--runtime-dir", dir.c_str(), "--cpus", "1",
+          "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto end = Clock::now() + std::chrono::seconds(15);
+  while (lwpstat({"health"}, ep).code() != 0) {
+    ASSERT_LT(Clock::now(), end) << "lwpd did not start serving";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "watch", "--endpoint", ep}));
+  std::string header;
+  ASSERT_TRUE(read_line(ls.out, 30000, &header));  // the watch is live
+  EXPECT_EQ(stats().watchers(), 0);                // (the shared daemon has none)
+  ASSERT_EQ(kill(d, SIGTERM), 0);
+  int st = 0;
+  ASSERT_TRUE(wait_pid(d, 15000, &st));
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  EXPECT_EQ(ls.wait_exit(), 2);  // "cannot reach lwpd ...: lwpd is shutting down"
+}
+
+TEST(LwpstatWatch, SlowWatcherGetsADropMarkerAndTheDaemonStaysHealthy) {
+  Child fx;
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(start_watch_fixture(&fx, &pid));
+  // A reader that stops reading: a small HTTP/2 window (no BDP growth) and a 64-event
+  // buffer in the daemon, so the kernel soon outruns the stream.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  RawWatch w(pid, 64, args);
+  v1::WatchEvent e;
+  ASSERT_TRUE(w.next(&e));
+  ASSERT_EQ(e.kind(), v1::WATCH_SUBSCRIBED);
+  const uint64_t dropped0 = stats().watch_dropped();
+  EXPECT_GE(stats().watchers(), 1);
+  // Churn until the daemon reports losses; the kernel keeps serving meanwhile.
+  const auto end = Clock::now() + std::chrono::seconds(60);
+  while (stats().watch_dropped() == dropped0) {
+    ASSERT_LT(Clock::now(), end) << "no events dropped";
+    fx.send("churn 200");
+    ASSERT_EQ(fx.reply(), "ok");
+  }
+  EXPECT_EQ(lwpstat({"health"}).code(), 0);
+  // Now read: the loss is reported in place, and the stream goes on after it.
+  uint64_t last_seq = 0, lost = 0;
+  int creates_after = 0;
+  bool more = false;
+  while (w.next(&e)) {
+    if (e.kind() == v1::WATCH_DROPPED) {
+      EXPECT_GT(e.dropped(), 0u);
+      lost += e.dropped();
+      if (!more) {
+        more = true;
+        fx.send("churn 1");  // events after the loss must still arrive
+        ASSERT_EQ(fx.reply(), "ok");
+      }
+      continue;
+    }
+    EXPECT_GT(e.seq(), last_seq) << e.DebugString();
+    last_seq = e.seq();
+    if (more && lost > 0 && e.kind() == v1::WATCH_LWP_FREE && ++creates_after == 1) break;
+  }
+  EXPECT_GT(lost, 0u);
+  EXPECT_EQ(creates_after, 1);
+  EXPECT_GE(stats().watch_dropped(), dropped0 + lost);
+}
+
+TEST(LwpstatWatch, JsonLinesOfTheScenario) {
+  Child fx;
+  int pid = 0, x = 0;
+  ASSERT_NO_FATAL_FAILURE(start_watch_fixture(&fx, &pid));
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "watch", std::to_string(pid), "--json"}));
+  Events evs = run_scenario(&fx, pid, &x, [&](v1::WatchEvent* e) {
+    std::string line;
+    if (!read_line(ls.out, 30000, &line)) return false;
+    EXPECT_EQ(line.find('\n'), std::string::npos);
+    EXPECT_NE(line.find("\"kind\":"), std::string::npos) << line;  // .proto field names
+    *e = parse_json<v1::WatchEvent>(line);
+    return true;
+  });
+  expect_lifecycle(evs, pid, x);
+  EXPECT_EQ(ls.wait_exit(), 0);  // `watch PID` ends with the process
+}
+
+TEST(LwpstatWatch, HumanLinesAndCount) {
+  Child fx;
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(start_watch_fixture(&fx, &pid));
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "watch", std::to_string(pid), "-n", "5"}));
+  std::string header;
+  ASSERT_TRUE(read_line(ls.out, 30000, &header));  // printed once the watch is live
+  expect_headers(header, {"SEQ", "TIME", "PID", "LID", "EVENT", "FROM", "TO", "CPU"});
+  fx.send("churn 1");
+  ASSERT_EQ(fx.reply(), "ok");
+  std::vector<std::string> rows;
+  for (std::string l; read_line(ls.out, 30000, &l);) rows.push_back(l);
+  EXPECT_EQ(ls.wait_exit(), 0);
+  ASSERT_EQ(rows.size(), 5u);
+  // The first event is the churned LWP's creation: SEQ TIME PID LID CREATE - LSIDL CPU.
+  auto w = tokens(rows[0]);
+  ASSERT_EQ(w.size(), 8u) << rows[0];
+  EXPECT_EQ(w[2], std::to_string(pid));
+  EXPECT_EQ(w[4], "CREATE");
+  EXPECT_EQ(w[5], "-");
+  EXPECT_EQ(w[6], "LSIDL");
+  // Aligned: the EVENT column starts at the same offset on every line.
+  const size_t col = header.find("EVENT");
+  for (const auto& r : rows) {
+    ASSERT_GT(r.size(), col) << r;
+    EXPECT_NE(r[col], ' ') << r;
+    EXPECT_EQ(r[col - 1], ' ') << r;
+  }
+}
+
+v1::ProcInfo proc_json() {
+  Result r = lwpstat({"lwps", std::to_string(g.pid), "--json"});
+  EXPECT_EQ(r.code(), 0) << describe(r);
+  return parse_json<v1::ListLwpsReply>(r.out).proc();
+}
+
+// The state of LWP `lid` of the fixture now (LWP_STATE_UNSPECIFIED if it is gone).
+v1::LwpState state_of(int lid) {
+  const v1::ProcInfo p = proc_json();
+  const v1::LwpInfo* l = find_lwp(p, lid);
+  return l == nullptr ? v1::LWP_STATE_UNSPECIFIED : l->state();
+}
+
+// Polls `lwpstat lwps --json` until `ok` holds (states settle asynchronously).
+bool eventually(const std::function<bool(const v1::ProcInfo&)>& ok) {
+  const auto end = Clock::now() + std::chrono::seconds(15);
+  while (Clock::now() < end) {
+    if (ok(proc_json())) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+TEST(LwpstatAdmin, SuspendAndResumeLwps) {
+  // The spinner runs user code (kicked into the kernel); parker-1 sleeps interruptibly.
+  for (int lid : {g.spinner, g.parker1}) {
+    Result r = lwpstat({"suspend", std::to_string(g.pid), std::to_string(lid), "--json"});
+    ASSERT_EQ(r.code(), 0) << describe(r);
+    auto rep = parse_json<v1::AdminReply>(r.out);
+    EXPECT_EQ(rep.error(), v1::ERRNO_OK);
+    EXPECT_EQ(rep.state(), v1::LSSUSPENDED);  // the reply waits for the suspension
+    EXPECT_EQ(rep.proc_state(), v1::SACTIVE);
+    EXPECT_EQ(state_of(lid), v1::LSSUSPENDED);
+  }
+  // Again: already suspended, answered at once.
+  Result r = lwpstat({"suspend", std::to_string(g.pid), std::to_string(g.parker1)});
+  ASSERT_EQ(r.code(), 0) << describe(r);
+  EXPECT_EQ(r.out, "pid " + std::to_string(g.pid) + " lid " + std::to_string(g.parker1) +
+                       ": LSSUSPENDED (process SACTIVE)\n");
+  for (int lid : {g.spinner, g.parker1}) {
+    r = lwpstat({"resume", std::to_string(g.pid), std::to_string(lid), "--json"});
+    ASSERT_EQ(r.code(), 0) << describe(r);
+    EXPECT_EQ(parse_json<v1::AdminReply>(r.out).error(), v1::ERRNO_OK);
+  }
+  // Back to the fixture's steady state: spinning, and parked again.
+  EXPECT_TRUE(eventually([](const v1::ProcInfo& p) { return settled(p); }));
+}
+
+TEST(LwpstatAdmin, StopContAndKill) {
+  const std::string pid = std::to_string(g.pid);
+  Result r = lwpstat({"stop", pid});
+  ASSERT_EQ(r.code(), 0) << describe(r);
+  EXPECT_EQ(r.out.rfind("pid " + pid + ": SIGSTOP sent (process ", 0), 0u) << r.out;
+  EXPECT_TRUE(eventually([](const v1::ProcInfo& p) { return p.state() == v1::SSTOP; }));
+  EXPECT_EQ(state_of(g.spinner), v1::LSSTOP);
+  r = lwpstat({"cont", pid, "--json"});
+  ASSERT_EQ(r.code(), 0) << describe(r);
+  EXPECT_EQ(parse_json<v1::AdminReply>(r.out).proc_state(), v1::SACTIVE);
+  EXPECT_TRUE(eventually([](const v1::ProcInfo& p) { return settled(p); }));
+  // Kill a process of its own (the shared fixture serves the later tests of this binary).
+  Child fx;
+  int victim = 0;
+  ASSERT_NO_FATAL_FAILURE(start_watch_fixture(&fx, &victim));
+  r = lwpstat({"kill", std::to_string(victim), "--json"});
+  ASSERT_EQ(r.code(), 0) << describe(r);
+  EXPECT_EQ(parse_json<v1::AdminReply>(r.out).error(), v1::ERRNO_OK);
+  // The process goes away: lwps stops finding it.
+  const auto end = Clock::now() + std::chrono::seconds(15);
+  for (;;) {
+    Result ps = lwpstat({"lwps", std::to_string(victim)});
+    if (ps.code() == 1) break;
+    ASSERT_LT(Clock::now(), end) << describe(ps);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void expect_one_line(const Result& r, int code, const std::string& err) {
+  EXPECT_EQ(r.code(), code) << describe(r);
+  EXPECT_EQ(r.err, err) << describe(r);
+}
+
+// A stopped LWP whose sleep goes on (_lwp_wait with nothing to collect) suspends only once
+// its sleep ends: the reply does not come within the deadline, and lwpstat says so.
+TEST(LwpstatAdmin, SuspendThatCannotCompleteInTime) {
+  const std::string pid = std::to_string(g.pid);
+  ASSERT_EQ(lwpstat({"stop", pid}).code(), 0);
+  EXPECT_TRUE(eventually([](const v1::ProcInfo& p) { return p.state() == v1::SSTOP; }));
+  expect_one_line(lwpstat({"suspend", pid, std::to_string(g.main_lid), "--timeout-ms", "300"}), 1,
+                  "lwpstat: suspend pid " + pid + " lid " + std::to_string(g.main_lid) +
+                      ": not suspended within 300 ms (still requested)\n");
+  EXPECT_EQ(state_of(g.main_lid), v1::LSSTOP);
+  ASSERT_EQ(lwpstat({"cont", pid}).code(), 0);
+  // Still in its wait, with the suspension pending (as NetBSD's LW_WSUSPEND).
+  EXPECT_TRUE(eventually([](const v1::ProcInfo& p) { return settled(p); }));
+}
+
+TEST(LwpstatErrors, AdminTokenMissingUnreadableOrWrong) {
+  const std::string pid = std::to_string(g.pid);
+  expect_one_line(
+      lwpstat({"stop", pid, "--admin-token-file", g.dir + "/none"}), 1,
+      "lwpstat: cannot read admin token " + g.dir + "/none: No such file or directory\n");
+  {
+    std::ofstream(g.dir + "/wrong.token") << "not-the-token\n";
+    expect_one_line(lwpstat({"suspend", pid, std::to_string(g.spinner), "--admin-token-file",
+                             g.dir + "/wrong.token"}),
+                    1, "lwpstat: lwpd at " + g.endpoint + " refused the admin token\n");
+  }
+  // $LWPD_ADMIN_TOKEN_FILE is used when the option is absent.
+  setenv("LWPD_ADMIN_TOKEN_FILE", (g.dir + "/wrong.token").c_str(), 1);
+  Result r = lwpstat({"kill", pid});
+  unsetenv("LWPD_ADMIN_TOKEN_FILE");
+  expect_one_line(r, 1, "lwpstat: lwpd at " + g.endpoint + " refused the admin token\n");
+  // Nothing happened to the process.
+  EXPECT_EQ(state_of(g.spinner), v1::LSONPROC);
+}
+
+TEST(LwpstatErrors, AdminBadPidLidAndDaemonDown) {
+  expect_one_line(lwpstat({"stop", "999999"}), 1, "lwpstat: no process 999999\n");
+  expect_one_line(lwpstat({"suspend", std::to_string(g.pid), "999"}), 1,
+                  "lwpstat: suspend pid " + std::to_string(g.pid) + " lid 999: ESRCH\n");
+  expect_one_line(lwpstat({"resume", std::to_string(g.pid), "999"}), 1,
+                  "lwpstat: resume pid " + std::to_string(g.pid) + " lid 999: ESRCH\n");
+  const std::string bogus = "unix://" + g.dir + "/no-such.sock";
+  for (auto args : std::vector<std::vector<std::string>>{
+           {"stop", "1", "--admin-token-file", g.dir + "/admin.token"}, {"watch"}}) {
+    Result r = lwpstat(args, bogus);
+    EXPECT_EQ(r.code(), 2) << describe(r);
+    auto lines = lines_of(r.err);
+    ASSERT_EQ(lines.size(), 1u) << r.err;
+    EXPECT_EQ(lines[0].rfind("lwpstat: cannot reach lwpd at " + bogus + ": ", 0), 0u) << lines[0];
+  }
+  // The default token beside a socket that is not there: one line, exit 1.
+  Result r = lwpstat({"cont", "1"}, "unix://" + g.dir + "/nodir/lwpd.sock");
+  expect_one_line(r, 1,
+                  "lwpstat: cannot read admin token " + g.dir +
+                      "/nodir/admin.token: No such file or directory\n");
 }
 
 // ---- top ------------------------------------------------------------------------------

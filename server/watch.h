@@ -1,0 +1,102 @@
+// WatchHub: the kernel's event observer, fanned out to the Inspect.Watch streams and to
+// the Admin service's "wait until suspended" replies.
+//
+// The kernel calls on_event() under a process lock, on whatever thread made the change
+// (vCPU workers, gRPC threads entering the kernel). That path only copies the event into
+// each interested watcher's fixed ring (O(1) per watcher, no allocation) or counts it as
+// lost when the ring is full; it never waits for a stream. Starting a write is left to the
+// hub's pump thread (woken only when an idle watcher gets its first event), and a write's
+// completion (OnWriteDone) drains the next batch itself, so a busy stream is a chain of
+// StartWrite calls that the kernel never takes part in.
+//
+// Loss is never silent: events that do not fit are counted, and the count is delivered as
+// a WATCH_DROPPED marker at the point of loss (after every event queued before the loss,
+// before every event queued after it).
+//
+// Lock order: Proc::mu -> WatchHub::mu_ -> Watcher::mu_ -> WatchHub::pump_mu_ (leaves).
+// The pump thread and gRPC reactions take them without a process lock.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "emul/kernel.h"
+#include "lwpd/v1/kernel.pb.h"
+
+namespace lwpd::server {
+
+namespace v1 = ::lwpd::v1;
+
+class Watcher;
+
+class WatchHub final : public emul::KernelObserver {
+ public:
+  static constexpr uint32_t kDefaultBuffer = 4096;
+  static constexpr uint32_t kMaxBuffer = 65536;
+
+  WatchHub();
+  ~WatchHub() override;  // stops the pump thread; every stream must be done by then
+  WatchHub(const WatchHub&) = delete;
+  WatchHub& operator=(const WatchHub&) = delete;
+
+  void on_event(const emul::KEvent& e) override;
+
+  // A server-streaming reactor for Inspect.Watch (finishes with UNAVAILABLE at once after
+  // shutdown()). `buffer` 0 means kDefaultBuffer; larger than kMaxBuffer is capped.
+  grpc::ServerWriteReactor<v1::WatchReply>* start_watch(pid_t pid, uint32_t buffer);
+
+  // Suspension waiters (Admin.SuspendLwp). `done` runs exactly once, on the pump thread
+  // or on the caller of cancel_waiter(), never under a kernel lock: with kOk when LWP
+  // pid/lid became LSSUSPENDED, kESRCH when it died or its process exited first.
+  using WaitDone = std::function<void(netbsd::Errno)>;
+  uint64_t add_waiter(pid_t pid, netbsd::lwpid_t lid, WaitDone done);
+  // Unregisters a waiter; true if it was still pending (its `done` will never run).
+  bool cancel_waiter(uint64_t id);
+
+  // Daemon shutdown: ends every watch stream with `st` and refuses new ones. Pending
+  // waiters are left to Server::Shutdown, which cancels their calls (OnCancel).
+  void shutdown(const grpc::Status& st);
+
+  int watchers() const { return nwatchers_.load(std::memory_order_relaxed); }
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+  // ---- for Watcher ----
+  void count_dropped() { dropped_.fetch_add(1, std::memory_order_relaxed); }
+  void remove(const std::shared_ptr<Watcher>& w);
+
+ private:
+  struct Waiter {
+    uint64_t id;
+    pid_t pid;
+    netbsd::lwpid_t lid;
+    WaitDone done;
+  };
+  bool add(const std::shared_ptr<Watcher>& w);  // false after shutdown()
+  void post(std::function<void()> task);        // run on the pump thread
+  void pump_loop();
+
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<Watcher>> watchers_;  // [mu_]
+  std::vector<Waiter> waiters_;                     // [mu_]
+  uint64_t next_waiter_ = 1;                        // [mu_]
+  bool closed_ = false;                             // [mu_] shutdown() ran
+  std::atomic<int> nwatchers_{0};  // watchers_.size(); read without mu_ on the fast path
+  std::atomic<int> nwaiters_{0};   // waiters_.size(); likewise
+  std::atomic<uint64_t> dropped_{0};
+
+  std::mutex pump_mu_;                        // leaf
+  std::condition_variable pump_cv_;           // [pump_mu_]
+  std::vector<std::function<void()>> tasks_;  // [pump_mu_]
+  bool stop_ = false;                         // [pump_mu_]
+  std::thread pump_;
+};
+
+}  // namespace lwpd::server
