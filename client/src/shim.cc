@@ -123,6 +123,28 @@
 #undef sigmask
 #include "lwpd/v1/kernel.grpc.pb.h"
 
+// ThreadSanitizer keeps a shadow call stack per thread; a created LWP's thread switches
+// between two stacks (home and the user's) with swapcontext(), which TSan does not follow.
+// Each stack is therefore a TSan fiber, and every switch is announced (flag 0: the switch
+// synchronises, as it does: both stacks run on one thread, one at a time).
+#if defined(__SANITIZE_THREAD__)
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+}
+#define LWPD_FIBER_CURRENT() __tsan_get_current_fiber()
+#define LWPD_FIBER_CREATE() __tsan_create_fiber(0)
+#define LWPD_FIBER_DESTROY(f) __tsan_destroy_fiber(f)
+#define LWPD_FIBER_SWITCH(f) __tsan_switch_to_fiber((f), 0)
+#else
+#define LWPD_FIBER_CURRENT() nullptr
+#define LWPD_FIBER_CREATE() nullptr
+#define LWPD_FIBER_DESTROY(f) ((void)(f))
+#define LWPD_FIBER_SWITCH(f) ((void)(f))
+#endif
+
 namespace lwpd::client {
 namespace {
 
@@ -194,6 +216,8 @@ struct Lwp {
   std::shared_ptr<Lwp> creating;     // _lwp_create in progress: started by after_return
   bool exit_req = false;             // _lwp_exit() requested
   pb::SyscallReturn resp;            // written by home before swapping back
+  void* home_fiber = nullptr;        // TSan fibers of the two stacks (null without TSan)
+  void* user_fiber = nullptr;
 };
 
 // The LWP the calling thread is. Initial-exec TLS: read by the kick handler.
@@ -600,6 +624,7 @@ pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
     l.req = &sc;
     l.exit_req = false;
     l.user_ptr = &me;
+    LWPD_FIBER_SWITCH(l.home_fiber);
     swapcontext(&me, &l.home);
     pb::SyscallReturn r = std::move(l.resp);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);  // pending signals are delivered here
@@ -668,8 +693,11 @@ void* lwp_thread_main(void* argp) {
   channel_open(p, l);
   uint64_t gen = channel_read(l).gen();  // RETURN_START
   l.has_home = true;
+  l.home_fiber = LWPD_FIBER_CURRENT();
+  l.user_fiber = LWPD_FIBER_CREATE();
   for (;;) {
     leave_kernel(l, gen);
+    LWPD_FIBER_SWITCH(l.user_fiber);
     swapcontext(&l.home, l.user_ptr);  // user code runs until its next call
     l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
     if (l.exit_req) break;
@@ -678,6 +706,7 @@ void* lwp_thread_main(void* argp) {
     gen = l.resp.gen();
   }
   // Off the user's stack for good: now the daemon may report the LWP gone.
+  LWPD_FIBER_DESTROY(l.user_fiber);
   channel_exit(l);
   channel_close(l);
   drop_altstack(l);
@@ -1006,6 +1035,7 @@ void _lwp_exit(void) {
   l->ustate.store(pack(gen_of(l->ustate.load()), kKernel));
   if (l->has_home) {
     l->exit_req = true;
+    LWPD_FIBER_SWITCH(l->home_fiber);
     setcontext(&l->home);  // never comes back
     abort();
   }
