@@ -97,6 +97,7 @@
 // ---------------------------------------------------------------------------
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -114,8 +115,6 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
-
-#include <grpcpp/grpcpp.h>
 
 #include "lwpd/lwp.h"
 #include "netbsd_map.h"
@@ -150,12 +149,12 @@ static char g_tsan_kernel_order;
 #define LWPD_KERNEL_ENTRY() __tsan_release(&g_tsan_kernel_order)
 #define LWPD_KERNEL_RETURN() __tsan_acquire(&g_tsan_kernel_order)
 #else
-#define LWPD_KERNEL_ENTRY() ((void)0)
-#define LWPD_KERNEL_RETURN() ((void)0)
 #define LWPD_FIBER_CURRENT() nullptr
 #define LWPD_FIBER_CREATE() nullptr
 #define LWPD_FIBER_DESTROY(f) ((void)(f))
 #define LWPD_FIBER_SWITCH(f) ((void)(f))
+#define LWPD_KERNEL_ENTRY() ((void)0)
+#define LWPD_KERNEL_RETURN() ((void)0)
 #endif
 
 namespace lwpd::client {
@@ -179,13 +178,14 @@ constexpr uint64_t gen_of(uint64_t s) { return s >> 2; }
 enum TrapState : uint32_t { kTrapWaiting = 0, kTrapResumed = 1, kTrapGone = 2 };
 
 void futex_wait(std::atomic<uint32_t>* w, uint32_t val) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr,
+          0);
 }
 // Returns false on timeout.
 bool futex_wait_ms(std::atomic<uint32_t>* w, uint32_t val, long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  long r =
-      syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts, nullptr, 0);
+  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts,
+                   nullptr, 0);
   return !(r == -1 && errno == ETIMEDOUT);
 }
 void futex_wake(std::atomic<uint32_t>* w) {
@@ -201,13 +201,13 @@ int g_kick_signal = 0;  // SIGRTMIN+3, set once by the first lwpd_attach()
 
 struct Lwp {
   lwpid_t lid = 0;
-  std::atomic<pid_t> tid{0};                       // host thread id, 0 until the thread runs
+  std::atomic<pid_t> tid{0};               // host thread id, 0 until the thread runs
   std::atomic<uint64_t> ustate{pack(0, kKernel)};  // mode|gen, see the top comment
-  std::atomic<uint64_t> kick_gen{0};               // highest kick gen latched by control
-  std::atomic<uint64_t> pend_sigs{0};              // host signals (bit sig-1) awaiting a thread
-  std::atomic<uint32_t> sig_seq{0};                // futex word: signals handed to the thread
+  std::atomic<uint64_t> kick_gen{0};       // highest kick gen latched by control
+  std::atomic<uint64_t> pend_sigs{0};      // host signals (bit sig-1) awaiting a thread
+  std::atomic<uint32_t> sig_seq{0};        // futex word: signals handed to the thread
   std::atomic<uint32_t> trap_state{kTrapResumed};  // futex word, see TrapState
-  uint64_t trap_gen = 0;                           // written before trap_state = kTrapResumed
+  uint64_t trap_gen = 0;                   // written before trap_state = kTrapResumed
 
   // Owned by the LWP's thread.
   std::unique_ptr<grpc::ClientContext> ch_ctx;
@@ -220,9 +220,9 @@ struct Lwp {
   // the wrong stack); the user side restores its own mask afterwards.
   bool has_home = false;
   ucontext_t home{};
-  ucontext_t user{};             // the initial context, from _lwp_create
-  ucontext_t* user_ptr = &user;  // where home swaps back to
-  sigset_t start_mask{};         // the initial context's mask (trampoline sets it)
+  ucontext_t user{};                 // the initial context, from _lwp_create
+  ucontext_t* user_ptr = &user;      // where home swaps back to
+  sigset_t start_mask{};             // the initial context's mask (trampoline sets it)
   bool start_mask_pending = false;
   const pb::Syscall* req = nullptr;  // set by the user side before swapping home
   std::shared_ptr<Lwp> creating;     // _lwp_create in progress: started by after_return
@@ -249,16 +249,16 @@ struct Process {
   std::string lwpctl_path;
   std::string endpoint;
 
-  std::mutex sess_wmu;                 // Session writes
+  std::mutex sess_wmu;       // Session writes
   uint64_t sigrestart = ~uint64_t{0};  // last mask sent (sess_wmu)
 
-  std::mutex mu;  // leaf: the fields below
+  std::mutex mu;             // leaf: the fields below
   std::unordered_map<lwpid_t, std::shared_ptr<Lwp>> lwps;
   std::unordered_map<lwpid_t, uint64_t> orphan_kicks;  // kicks for LWPs not yet known
   std::unordered_map<lwpid_t, uint64_t> orphan_sigs;   // host signal bits, same
-  int nlive = 0;                                       // LWPs that have not called _lwp_exit
+  int nlive = 0;             // LWPs that have not called _lwp_exit
 
-  std::mutex ctl_mu;  // lwpctl mapping
+  std::mutex ctl_mu;         // lwpctl mapping
   std::atomic<char*> lwpctl_base{nullptr};
 
   int pipe_r = -1, pipe_w = -1;  // kick handler -> dispatcher
@@ -340,12 +340,9 @@ pb::SyscallReturn channel_read(Lwp& l) {
     case pb::LwpEvent::kRet:
       LWPD_KERNEL_RETURN();
       return std::move(*ev.mutable_ret());
-    case pb::LwpEvent::kProcExited:
-      proc_exit_now(ev.proc_exited());
-    case pb::LwpEvent::kExited:
-      park_forever();
-    default:
-      break;
+    case pb::LwpEvent::kProcExited: proc_exit_now(ev.proc_exited());
+    case pb::LwpEvent::kExited: park_forever();
+    default: break;
   }
   die_lost("unexpected LWP channel event");
 }
@@ -367,7 +364,7 @@ pb::SyscallReturn channel_call(Lwp& l, const pb::Syscall& sc) {
   if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
   pb::SyscallReturn r = channel_read(l);
   long wait_ms = r.error() == pb::ERRNO_ERESTART ? kRestartSignalWaitMs
-                 : r.error() == pb::ERRNO_EINTR  ? kEintrSignalWaitMs
+               : r.error() == pb::ERRNO_EINTR    ? kEintrSignalWaitMs
                                                  : 0;
   if (wait_ms > 0) {
     struct timespec t0, t1;
@@ -532,12 +529,8 @@ void control_main(Process* p) {
   pb::SessionEvent ev;
   while (p->sess->Read(&ev)) {
     switch (ev.msg_case()) {
-      case pb::SessionEvent::kKick:
-        on_kick(*p, ev.kick());
-        break;
-      case pb::SessionEvent::kSignal:
-        on_signal(*p, ev.signal());
-        break;
+      case pb::SessionEvent::kKick: on_kick(*p, ev.kick()); break;
+      case pb::SessionEvent::kSignal: on_signal(*p, ev.signal()); break;
       case pb::SessionEvent::kLwpExited: {
         std::lock_guard g(p->mu);
         p->orphan_kicks.erase(ev.lwp_exited().lid());
@@ -547,8 +540,7 @@ void control_main(Process* p) {
       case pb::SessionEvent::kProcExited:
         if (!p->detaching.load()) proc_exit_now(ev.proc_exited());
         break;
-      default:
-        break;
+      default: break;
     }
   }
   if (p->detaching.load()) return;
@@ -618,8 +610,9 @@ void send_sigrestart(Process& p) {
   for (int h = 1; h < _NSIG; h++) {
     struct sigaction sa;
     if (h == g_kick_signal || sigaction(h, nullptr, &sa) != 0) continue;
-    bool handler =
-        (sa.sa_flags & SA_SIGINFO) ? true : (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+    bool handler = (sa.sa_flags & SA_SIGINFO) ? true
+                                               : (sa.sa_handler != SIG_DFL &&
+                                                  sa.sa_handler != SIG_IGN);
     if (!handler || !(sa.sa_flags & SA_RESTART)) continue;
     if (int nb = nb_signo(h)) mask |= uint64_t{1} << (nb - 1);
   }
@@ -867,7 +860,7 @@ std::string host_comm() {
 
 bool install_kick_handler() {
   g_kick_signal = SIGRTMIN + 3;
-  struct sigaction sa {};
+  struct sigaction sa{};
   sa.sa_sigaction = kick_handler;
   sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
   sigfillset(&sa.sa_mask);
@@ -1018,13 +1011,11 @@ void _lwp_makecontext(ucontext_t* uc, void (*start)(void*), void* arg, void* pri
   uc->uc_stack.ss_size = stack_size;
   uc->uc_stack.ss_flags = 0;
   uc->uc_link = nullptr;
-  auto hi = [](const void* v) {
-    return static_cast<unsigned>(reinterpret_cast<uint64_t>(v) >> 32);
-  };
+  auto hi = [](const void* v) { return static_cast<unsigned>(reinterpret_cast<uint64_t>(v) >> 32); };
   auto lo = [](const void* v) { return static_cast<unsigned>(reinterpret_cast<uint64_t>(v)); };
   const void* s = reinterpret_cast<const void*>(start);
-  makecontext(uc, reinterpret_cast<void (*)()>(&lwp_trampoline), 6, hi(s), lo(s), hi(arg), lo(arg),
-              hi(priv), lo(priv));
+  makecontext(uc, reinterpret_cast<void (*)()>(&lwp_trampoline), 6, hi(s), lo(s), hi(arg),
+              lo(arg), hi(priv), lo(priv));
   uc->uc_mcontext.gregs[REG_EFL] = 0x202;  // IF | the must-be-one bit; getcontext leaves it unset
   uc->uc_flags = _UC_CPU | _UC_SIGMASK | _UC_STACK | _UC_TLSBASE;
 }
@@ -1081,8 +1072,8 @@ lwpid_t _lwp_self(void) {
 }
 
 // Shorthand for the wrappers below: the calling LWP or -1/EPERM.
-#define LWPD_SELF_OR_FAIL(l) \
-  Lwp* l = t_self;           \
+#define LWPD_SELF_OR_FAIL(l)                 \
+  Lwp* l = t_self;                           \
   if (proc() == nullptr || l == nullptr) return fail(EPERM)
 
 int _lwp_wait(lwpid_t wait_for, lwpid_t* departed) {
@@ -1090,8 +1081,7 @@ int _lwp_wait(lwpid_t wait_for, lwpid_t* departed) {
   pb::Syscall sc;
   sc.mutable_lwp_wait()->set_wait_for(wait_for);
   pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() == pb::ERRNO_OK && departed != nullptr)
-    *departed = static_cast<lwpid_t>(r.retval());
+  if (r.error() == pb::ERRNO_OK && departed != nullptr) *departed = static_cast<lwpid_t>(r.retval());
   return result(r);
 }
 
@@ -1169,8 +1159,8 @@ int _lwp_ctl(int features, struct lwpctl** address) {
   return 0;
 }
 
-int _lwp_park(clockid_t clock_id, int flags, struct timespec* ts, lwpid_t unpark, const void* hint,
-              const void* unparkhint) {
+int _lwp_park(clockid_t clock_id, int flags, struct timespec* ts, lwpid_t unpark,
+              const void* hint, const void* unparkhint) {
   LWPD_SELF_OR_FAIL(l);
   pb::Syscall sc;
   auto* a = sc.mutable_lwp_park();
@@ -1295,8 +1285,7 @@ int _sched_getaffinity(pid_t pid, lwpid_t lid, size_t size, cpu_set_t* set) {
   if (r.error() != pb::ERRNO_OK) return result(r);
   auto* bytes = reinterpret_cast<unsigned char*>(set);
   memset(bytes, 0, size);
-  for (size_t i = 0; i < size && i < 8; i++)
-    bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
+  for (size_t i = 0; i < size && i < 8; i++) bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
   return 0;
 }
 
