@@ -3,18 +3,29 @@
 #
 #   1. install missing Debian packages          (scripts/install-deps.sh)
 #   2. build build/ and run every test           (ctest)
-#   3. build build-tsan/ (ThreadSanitizer) and run the tests labelled "tsan" (ctest -L tsan)
-#   4. build build-asan/ (AddressSanitizer + LeakSanitizer) and run the emulated kernel's
-#      suites under it (ctest -L emul; the end-to-end suites are not yet ASan-clean-checked)
+#   3. build build-tsan/ (ThreadSanitizer) and run every test in it but the TSan exclusions
+#   4. build build-asan/ (AddressSanitizer + LeakSanitizer) and run every test in it but the
+#      ASan exclusions
+#
+# Sanitizer coverage is by exclusion: a test added later runs under both sanitizers unless it
+# is named in tsan_exclude / asan_exclude below (ctest -E regexes), each with its reason. Labels
+# ("emul", "server", "client", "lwpstat", "python", "bench", ...) only group tests; no label
+# selects a sanitizer stage. Reports fail the test: TSan (halt_on_error, exit 66) and ASan/LSan
+# abort the process that saw them, daemon or client, and every test checks its processes' exits.
+# Suppressions: tests/tsan.supp and tests/lsan.supp, only for Debian's uninstrumented libraries.
 #
 # Exits non-zero if any step fails; a failed build skips only its own ctest step.
-# Knobs: CTEST_PARALLEL_LEVEL (ctest's own, default serial), LWPD_TEST_TIMEOUT (seconds per
-# test without its own TIMEOUT property, default 600).
+# Knobs: CTEST_PARALLEL_LEVEL (ctest's own; default 2 here: the tests start their own daemons
+# on private sockets), LWPD_TEST_TIMEOUT (seconds per test without its own TIMEOUT property,
+# default 600). Measured with -j2 on a 2-core box shared with other builds (load ~8): ctest
+# build-tsan/ 198 tests in 330 s, build-asan/ 202 tests in 229 s; each sanitizer build ~15-25
+# min there, a fraction of that on an idle box.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
 timeout=${LWPD_TEST_TIMEOUT:-600}
+ctest_args=(--output-on-failure --timeout "$timeout" -j "${CTEST_PARALLEL_LEVEL:-2}")
 summary=()
 failed=0
 
@@ -45,19 +56,34 @@ if ! step "install deps" bash scripts/install-deps.sh; then
 fi
 
 if step "build (build/)" bash scripts/build.sh; then
-  step "ctest (build/)" ctest --test-dir build --output-on-failure --timeout "$timeout"
+  step "ctest (build/)" ctest --test-dir build "${ctest_args[@]}"
 else
   skip "ctest (build/)" "build failed"
 fi
+
+# Tests that cannot run under TSan (ctest -E regex), with why:
+#   ClientSched\.(SuspendStops|FourSpinners)  an LWP spinning in pure user code is stopped by
+#       the kick signal; TSan defers asynchronous signals until the thread next enters an
+#       intercepted function, which a spinner never does, so the kick never lands.
+#   ClientSignal\.HandlerMakingCallsInterruptsCalls  its user signal handler makes _lwp_*
+#       calls, which in the shim allocate (protobuf, gRPC): TSan rightly reports "signal-unsafe
+#       call inside of a signal". A known limitation of the shim (NetBSD's calls are
+#       async-signal-safe system calls), not hidden with report_signal_unsafe=0.
+#   bench_smoke  a performance run: its iteration counts and M5's 10,000 LWPs take minutes
+#       under TSan's 5-15x slowdown, and the code paths it drives are the e2e tests'.
+tsan_exclude='^(ClientSched\.(SuspendStopsASpinnerAndContinueRestartsIt|FourSpinnersOnTwoVcpus)|ClientSignal\.HandlerMakingCallsInterruptsCalls|bench_smoke)$'
+# Tests that cannot run under ASan (ctest -E regex): none.
+asan_exclude=''
+
 
 # halt_on_error: a report fails the test instead of scrolling by.
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
 if step "build (build-tsan/)" bash scripts/build.sh --sanitize thread; then
   # --no-tests=error: a TSan stage that ran nothing must not look green.
-  step "ctest -L tsan (build-tsan/)" ctest --test-dir build-tsan -L tsan --no-tests=error \
-    --output-on-failure --timeout "$timeout"
+  step "ctest (build-tsan/)" ctest --test-dir build-tsan ${tsan_exclude:+-E "$tsan_exclude"} \
+    --no-tests=error "${ctest_args[@]}"
 else
-  skip "ctest -L tsan (build-tsan/)" "build failed"
+  skip "ctest (build-tsan/)" "build failed"
 fi
 
 # detect_leaks: every process that exits normally (the daemon on SIGTERM, test programs) must
@@ -65,10 +91,10 @@ fi
 export ASAN_OPTIONS="detect_leaks=1 abort_on_error=0${ASAN_OPTIONS:+ $ASAN_OPTIONS}"
 export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp print_suppressions=0${LSAN_OPTIONS:+ $LSAN_OPTIONS}"
 if step "build (build-asan/)" bash scripts/build.sh --sanitize address; then
-  step "ctest -L emul (build-asan/)" ctest --test-dir build-asan -L emul --no-tests=error \
-    --output-on-failure --timeout "$timeout"
+  step "ctest (build-asan/)" ctest --test-dir build-asan ${asan_exclude:+-E "$asan_exclude"} \
+    --no-tests=error "${ctest_args[@]}"
 else
-  skip "ctest -L emul (build-asan/)" "build failed"
+  skip "ctest (build-asan/)" "build failed"
 fi
 
 print_summary

@@ -77,10 +77,11 @@ grpc::ServerUnaryReactor* finish_now(grpc::CallbackServerContext* ctx, const Sta
 class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::SessionEvent> {
  public:
   SessionReactor(Daemon& d, grpc::CallbackServerContext* ctx) : d_(d), ctx_(ctx) {
-    StartRead(&req_);
+    Read(&req_);
   }
 
   void OnReadDone(bool ok) override {
+    ReactionScope rs(HbKey());
     std::shared_ptr<Session> s = session();
     if (!ok) {
       // Half-closed or broken: the process goes, as if killed. If the stream
@@ -98,10 +99,11 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
     } else if (!Handle(*s)) {
       return;
     }
-    StartRead(&req_);
+    Read(&req_);
   }
 
   void OnCancel() override {
+    ReactionScope rs(HbKey());
     if (auto s = session()) {
       spdlog::debug("session pid {}: cancelled, killing", s->pid);
       d_.sessions.abandon(*s);
@@ -110,6 +112,7 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
   }
 
   void OnDone() override {
+    LWPD_REACTION_BEGINS(HbKey());  // every other reaction has returned
     if (auto s = session()) {
       s->port->detach_session(this);
       d_.sessions.abandon(*s);  // no-op unless the stream ended with the process alive
@@ -198,11 +201,12 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
     } else if (s_ == nullptr) {
       FinishNow(kBadToken);
     } else {
-      StartRead(&req_);
+      Read(&req_);
     }
   }
 
   void OnReadDone(bool ok) override {
+    ReactionScope rs(HbKey());
     if (!ok) {
       End(Status::OK);  // the client closed its side
       return;
@@ -212,12 +216,16 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
       End(st);
       return;
     }
-    if (!Finishing()) StartRead(&req_);
+    if (!Finishing()) Read(&req_);
   }
 
-  void OnCancel() override { End(Status(StatusCode::CANCELLED, "channel cancelled")); }
+  void OnCancel() override {
+    ReactionScope rs(HbKey());
+    End(Status(StatusCode::CANCELLED, "channel cancelled"));
+  }
 
   void OnDone() override {
+    LWPD_REACTION_BEGINS(HbKey());  // every other reaction has returned
     if (lwpid_t lid = lid_.load(std::memory_order_acquire); lid != 0)
       s_->port->close_channel(lid, this);
     delete this;
@@ -306,18 +314,33 @@ class EntryReactor final : public grpc::ServerUnaryReactor, public ReturnTarget 
 
   void Deliver(const v1::SyscallReturn& r) override {
     *resp_ = r;
-    Finish(Status::OK);
+    End(Status::OK);
   }
-  void Exited() override { Finish(Status(StatusCode::ABORTED, "LWP exited")); }
+  void Exited() override { End(Status(StatusCode::ABORTED, "LWP exited")); }
   void ProcExited(const v1::ExitStatus&) override {
-    Finish(Status(StatusCode::ABORTED, "process exited"));
+    End(Status(StatusCode::ABORTED, "process exited"));
   }
-  void Fail(const Status& st) override { Finish(st); }
+  void Fail(const Status& st) override { End(st); }
 
   void OnCancel() override {
-    if (s_->port->cancel_entry(lid_, this)) Finish(Status(StatusCode::CANCELLED, "cancelled"));
+    ReactionScope rs(this);
+    if (s_->port->cancel_entry(lid_, this)) End(Status(StatusCode::CANCELLED, "cancelled"));
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    LWPD_REACTION_BEGINS(this);  // after the handler and every other reaction
+    delete this;
+  }
+
+  // Finish, with the hand-off gRPC makes to OnDone.
+  void End(const Status& st) {
+    LWPD_HANDOFF_TO_GRPC(this);
+    Finish(st);
+  }
+  // The method handler returns the reactor to gRPC.
+  EntryReactor* Returned() {
+    LWPD_HANDOFF_TO_GRPC(this);
+    return this;
+  }
 
   server::Session& session() { return *s_; }
   lwpid_t lid() const { return lid_; }
@@ -347,8 +370,8 @@ grpc::ServerUnaryReactor* KernelService::Start(grpc::CallbackServerContext* ctx,
   if (s == nullptr) return finish_now(ctx, kBadToken);
   auto* r = new EntryReactor(std::move(s), req->lid(), resp);
   GrpcPort::Check c = r->session().port->start_wait(r->lid(), r);
-  if (c != GrpcPort::Check::kOk && c != GrpcPort::Check::kDelivered) r->Finish(check_status(d_, c));
-  return r;
+  if (c != GrpcPort::Check::kOk && c != GrpcPort::Check::kDelivered) r->End(check_status(d_, c));
+  return r->Returned();
 }
 
 grpc::ServerUnaryReactor* KernelService::Trap(grpc::CallbackServerContext* ctx,
@@ -360,13 +383,13 @@ grpc::ServerUnaryReactor* KernelService::Trap(grpc::CallbackServerContext* ctx,
   auto& ss = r->session();
   GrpcPort::Check c = ss.port->begin_entry(r->lid(), r, 0);
   if (c != GrpcPort::Check::kOk) {
-    r->Finish(check_status(d_, c));
-    return r;
+    r->End(check_status(d_, c));
+    return r->Returned();
   }
   d_.entries.fetch_add(1, std::memory_order_relaxed);
   emul::EntryStatus st = d_.kernel.trap(ss.proc, r->lid());
-  if (st != emul::EntryStatus::kOk && ss.port->abort_entry(r->lid(), r)) r->Finish(entry_status(st));
-  return r;
+  if (st != emul::EntryStatus::kOk && ss.port->abort_entry(r->lid(), r)) r->End(entry_status(st));
+  return r->Returned();
 }
 
 grpc::ServerUnaryReactor* KernelService::Call(grpc::CallbackServerContext* ctx,
@@ -380,13 +403,13 @@ grpc::ServerUnaryReactor* KernelService::Call(grpc::CallbackServerContext* ctx,
   auto& ss = r->session();
   GrpcPort::Check c = ss.port->begin_entry(r->lid(), r, emul::syscall_number(*args));
   if (c != GrpcPort::Check::kOk) {
-    r->Finish(check_status(d_, c));
-    return r;
+    r->End(check_status(d_, c));
+    return r->Returned();
   }
   d_.entries.fetch_add(1, std::memory_order_relaxed);
   emul::EntryStatus st = d_.kernel.syscall(ss.proc, r->lid(), std::move(*args));
-  if (st != emul::EntryStatus::kOk && ss.port->abort_entry(r->lid(), r)) r->Finish(entry_status(st));
-  return r;
+  if (st != emul::EntryStatus::kOk && ss.port->abort_entry(r->lid(), r)) r->End(entry_status(st));
+  return r->Returned();
 }
 
 }  // namespace lwpd::server

@@ -72,11 +72,16 @@ static void consumer(void *arg) {
   }
 }
 
+/* The LWPs' stacks, freed once both have been waited for. */
+static char *stacks[2];
+static int nstacks;
+
 static lwpid_t spawn(void (*fn)(void *), unsigned long flags) {
   ucontext_t uc;
   char *stack = malloc(STACK_SIZE);
   lwpid_t lid;
   if (stack == NULL) exit(1);
+  stacks[nstacks++] = stack;
   _lwp_makecontext(&uc, fn, NULL, NULL, stack, STACK_SIZE);
   if (_lwp_create(&uc, flags, &lid) == -1) {
     perror("_lwp_create");
@@ -104,6 +109,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  for (int i = 0; i < nstacks; i++) free(stacks[i]); /* both LWPs are gone */
   long long expect = (long long)items * (items + 1) / 2;
   printf("pid %d: %ld items, sum %lld (expected %lld)\n", (int)lwpd_getpid(), items,
          consumed_sum, expect);

@@ -136,6 +136,40 @@
 #undef sigmask
 #include "lwpd/v1/kernel.grpc.pb.h"
 
+// ThreadSanitizer keeps a shadow call stack per thread; a created LWP's thread switches
+// between two stacks (home and the user's) with swapcontext(), which TSan does not follow.
+// Each stack is therefore a TSan fiber, and every switch is announced (flag 0: the switch
+// synchronises, as it does: both stacks run on one thread, one at a time).
+#if defined(__SANITIZE_THREAD__)
+extern "C" {
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+}
+#define LWPD_FIBER_CURRENT() __tsan_get_current_fiber()
+#define LWPD_FIBER_CREATE() __tsan_create_fiber(0)
+#define LWPD_FIBER_DESTROY(f) __tsan_destroy_fiber(f)
+#define LWPD_FIBER_SWITCH(f) __tsan_switch_to_fiber((f), 0)
+// LWPs synchronise through the daemon (_lwp_continue, _lwp_unpark, _lwp_wait, _lwp_create...),
+// i.e. through another process, where TSan cannot follow. The daemon handles one process's
+// kernel entries in an order (its process lock), so each entry is a release and each return
+// an acquire of one per-process object: user code ordered by the emulated kernel is ordered
+// for TSan too (over-approximating it as one lock, as NetBSD's p_lock mostly is).
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+static char g_tsan_kernel_order;
+#define LWPD_KERNEL_ENTRY() __tsan_release(&g_tsan_kernel_order)
+#define LWPD_KERNEL_RETURN() __tsan_acquire(&g_tsan_kernel_order)
+#else
+#define LWPD_FIBER_CURRENT() nullptr
+#define LWPD_FIBER_CREATE() nullptr
+#define LWPD_FIBER_DESTROY(f) ((void)(f))
+#define LWPD_FIBER_SWITCH(f) ((void)(f))
+#define LWPD_KERNEL_ENTRY() ((void)0)
+#define LWPD_KERNEL_RETURN() ((void)0)
+#endif
+
 namespace lwpd::client {
 namespace {
 
@@ -264,6 +298,8 @@ struct Lwp {
   std::shared_ptr<Lwp> creating;     // _lwp_create in progress: started by after_return
   bool exit_req = false;             // _lwp_exit() requested
   pb::SyscallReturn resp;            // written by home before swapping back
+  void* home_fiber = nullptr;        // TSan fibers of the two stacks (null without TSan)
+  void* user_fiber = nullptr;
 };
 
 // The LWP the calling thread is. Initial-exec TLS: read by the kick handler.
@@ -371,7 +407,9 @@ pb::SyscallReturn channel_read(Lwp& l) {
   pb::LwpEvent ev;
   if (!l.ch->Read(&ev)) die_lost("the LWP channel broke");
   switch (ev.msg_case()) {
-    case pb::LwpEvent::kRet: return std::move(*ev.mutable_ret());
+    case pb::LwpEvent::kRet:
+      LWPD_KERNEL_RETURN();
+      return std::move(*ev.mutable_ret());
     case pb::LwpEvent::kProcExited: proc_exit_now(ev.proc_exited());
     case pb::LwpEvent::kExited: park_forever();
     default: break;
@@ -392,6 +430,7 @@ pb::SyscallReturn channel_call(Lwp& l, const pb::Syscall& sc) {
   pb::LwpRequest rq;
   *rq.mutable_syscall() = sc;
   const uint32_t seq0 = l.sig_seq.load();
+  LWPD_KERNEL_ENTRY();
   if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
   pb::SyscallReturn r = channel_read(l);
   long wait_ms = r.error() == pb::ERRNO_ERESTART ? kRestartSignalWaitMs
@@ -413,6 +452,7 @@ pb::SyscallReturn channel_call(Lwp& l, const pb::Syscall& sc) {
 uint64_t channel_trap(Lwp& l, uint64_t gen) {
   pb::LwpRequest rq;
   rq.set_trap(gen);
+  LWPD_KERNEL_ENTRY();
   if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
   return channel_read(l).gen();
 }
@@ -421,6 +461,7 @@ uint64_t channel_trap(Lwp& l, uint64_t gen) {
 void channel_exit(Lwp& l) {
   pb::LwpRequest rq;
   rq.mutable_syscall()->mutable_lwp_exit();
+  LWPD_KERNEL_ENTRY();
   if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
   pb::LwpEvent ev;
   while (l.ch->Read(&ev)) {
@@ -691,6 +732,7 @@ pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
     l.req = &sc;
     l.exit_req = false;
     l.user_ptr = &me;
+    LWPD_FIBER_SWITCH(l.home_fiber);
     swapcontext(&me, &l.home);
     pb::SyscallReturn r = std::move(l.resp);
     pthread_sigmask(SIG_SETMASK, &old, nullptr);  // pending signals are delivered here
@@ -760,8 +802,11 @@ void* lwp_thread_main(void* argp) {
   channel_open(p, l);
   uint64_t gen = channel_read(l).gen();  // RETURN_START
   l.has_home = true;
+  l.home_fiber = LWPD_FIBER_CURRENT();
+  l.user_fiber = LWPD_FIBER_CREATE();
   for (;;) {
     leave_kernel(l, gen);
+    LWPD_FIBER_SWITCH(l.user_fiber);
     swapcontext(&l.home, l.user_ptr);  // user code runs until its next call
     l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
     if (l.exit_req) break;
@@ -770,6 +815,7 @@ void* lwp_thread_main(void* argp) {
     gen = l.resp.gen();
   }
   // Off the user's stack for good: now the daemon may report the LWP gone.
+  LWPD_FIBER_DESTROY(l.user_fiber);
   channel_exit(l);
   channel_close(l);
   drop_rekick(l);
@@ -1102,6 +1148,7 @@ void _lwp_exit(void) {
   l->ustate.store(pack(gen_of(l->ustate.load()), kKernel));
   if (l->has_home) {
     l->exit_req = true;
+    LWPD_FIBER_SWITCH(l->home_fiber);
     setcontext(&l->home);  // never comes back
     abort();
   }

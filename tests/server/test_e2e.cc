@@ -16,6 +16,16 @@ using namespace std::chrono_literals;
 using grpc::StatusCode;
 namespace nb = ::lwpd::netbsd;
 
+// Time bounds stretched in sanitizer builds: a TSan daemon runs several times slower (its
+// shutdown alone measured 2.7 s here), which says nothing about promptness.
+#if defined(__SANITIZE_THREAD__)
+constexpr int kSlow = 5;
+#elif defined(__SANITIZE_ADDRESS__)
+constexpr int kSlow = 2;
+#else
+constexpr int kSlow = 1;
+#endif
+
 class E2E : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -374,12 +384,12 @@ TEST_F(E2E, SigtermExitsZeroPromptlyAndEndsSessions) {
     std::this_thread::sleep_for(5ms);
   }
   auto t0 = std::chrono::steady_clock::now();
-  auto st = d_->terminate(5s);
+  auto st = d_->terminate(5s * kSlow);
   auto took = std::chrono::steady_clock::now() - t0;
-  ASSERT_TRUE(st.has_value()) << "lwpd did not exit within 5 s of SIGTERM";
+  ASSERT_TRUE(st.has_value()) << "lwpd did not exit within " << 5 * kSlow << " s of SIGTERM";
   EXPECT_TRUE(WIFEXITED(*st)) << *st;
   EXPECT_EQ(WEXITSTATUS(*st), 0);
-  EXPECT_LT(took, 2s);
+  EXPECT_LT(took, 2s * kSlow);
   t.join();
   EXPECT_EQ(parked.error_code(), StatusCode::UNAVAILABLE) << parked.error_message();
   grpc::Status fin;
