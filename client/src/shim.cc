@@ -42,8 +42,8 @@
 // dispatcher's pipe, futex wait until the Trap returns. NetBSD signal 36
 // (SIGRTMIN+3 there too) therefore cannot be delivered to an LWP: it is dropped.
 //
-// Kicks inside the C runtime. A thread interrupted inside libc, ld.so or
-// libgcc_s may hold one of their internal locks (a malloc arena, the loader
+// Kicks inside the C runtime. A thread interrupted inside libc, ld.so,
+// libgcc_s or a sanitizer runtime may hold one of their internal locks (a malloc arena, the loader
 // lock). Trapping it there would make the shim's own gRPC threads, which need
 // the same locks, wait for a thread that waits for a vCPU -- and the vCPUs may
 // be held by LWPs whose return or trap needs those gRPC threads: a deadlock
@@ -225,8 +225,11 @@ int g_nruntime_code = 0;
 bool is_runtime_lib(const char* path) {
   const char* base = strrchr(path, '/');
   base = base != nullptr ? base + 1 : path;
+  // The sanitizers' runtimes replace malloc (and hold their allocator's locks) in
+  // ASan/TSan builds.
   return strncmp(base, "libc.so", 7) == 0 || strncmp(base, "ld-linux", 8) == 0 ||
-         strncmp(base, "libgcc_s.so", 11) == 0;
+         strncmp(base, "libgcc_s.so", 11) == 0 || strncmp(base, "libasan.so", 10) == 0 ||
+         strncmp(base, "libtsan.so", 10) == 0;
 }
 
 void find_runtime_code() {
