@@ -88,7 +88,13 @@ ProcLock::ProcLock(Proc& p) : p_(p) { p_.mu.lock(); }
 
 ProcLock::~ProcLock() {
   proc_drain(p_);
+  // Tracing work that needs another process's lock runs after ours drops.
+  const pid_t notify = std::exchange(p_.trace_notify, 0);
+  std::vector<std::shared_ptr<Proc>> orphans = std::move(p_.trace_orphans);
+  p_.trace_orphans.clear();
   p_.mu.unlock();
+  if (notify != 0 || !orphans.empty())
+    trace_after_unlock(p_.kernel(), p_.pid, notify, std::move(orphans));
 }
 
 // ---- state machine ---------------------------------------------------------------
@@ -273,6 +279,7 @@ void proc_finish_exit(Proc& p, Lwp& last) {
   p.stat = ProcStat::kZomb;
   p.sflag &= ~PS_STOPPING;
   p.lwpctl.reset();
+  trace_proc_exited(p);
   p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcExit, .pid = p.pid, .lid = lid});
   p.port->lwp_exited(lid);
   p.port->proc_exited(p.xstat);
@@ -521,6 +528,21 @@ void lwp_wake(Lwp& l, WakeReason why) {
     case SleepKind::kKernel:
       if (why == WakeReason::kUnpark) lwp_end_sleep(l, SysReturn{});
       return;
+    case SleepKind::kTraceWait: {
+      // A tracer's wait(2): it re-examines its tracees from the user side.
+      SysReturn r = SysReturn::err(Errno::kEREISSUE);
+      if (why == WakeReason::kSignal) {
+        int sig = lwp_deliverable_signal(l);
+        r.error = sig ? lwp_sig_error(l, sig) : Errno::kEINTR;
+      } else if (why == WakeReason::kCancel) {
+        l.flag &= ~LW_CANCELLED;
+        r.error = Errno::kEINTR;
+      } else if (why == WakeReason::kExit || why == WakeReason::kTimeout) {
+        r.error = Errno::kEINTR;
+      }
+      lwp_end_sleep(l, std::move(r));
+      return;
+    }
     case SleepKind::kNone:
       return;
   }
@@ -594,6 +616,7 @@ void lwp_userret(Lwp& l) {
     proc_stop_check(p);
     return;
   }
+  if (trace_userret(l)) return;
   Scheduler& s = p.kernel().sched();
   if (s.take_resched(l)) {
     lwp_set_state(l, LwpStat::kRun, l.policy == NB_SCHED_FIFO);
@@ -631,7 +654,8 @@ void lwp_post_signal(Lwp& l, const SigInfo& si) {
 }
 
 // Signals that act on the whole process regardless of the target LWP.
-void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si) {
+void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si, bool catch_traced) {
+  if (catch_traced && trace_signal(p, target, si)) return;
   switch (si.signo) {
     case NB_SIGKILL:
       proc_exit_begin(p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
@@ -685,6 +709,7 @@ void proc_stop_check(Proc& p) {
   if (running == 0) {
     p.sflag &= ~PS_STOPPING;
     p.stat = ProcStat::kStop;
+    trace_note_stop(p);
   }
 }
 
