@@ -300,10 +300,10 @@ SysReturn pt_process_state(Proc& q, const PtraceArgs& a) {
 SysReturn pt_get_siginfo(Proc& q, const PtraceArgs& a) {
   if (a.data != PTRACE_SIGINFO_SIZE) return SysReturn::err(Errno::kEINVAL);
   SysReturn r;
-  r.trace.si_signo = q.trace_si.signo;
-  r.trace.si_code = q.trace_si.code;
-  r.trace.si_pid = q.trace_si.pid;
-  r.trace.si_uid = q.trace_si.uid;
+  r.trace.stop_signo = q.trace_si.signo;
+  r.trace.stop_code = q.trace_si.code;
+  r.trace.stop_pid = q.trace_si.pid;
+  r.trace.stop_uid = q.trace_si.uid;
   r.trace.psi_lwpid = q.trace_si.lid;
   return r;
 }

@@ -188,11 +188,12 @@ struct PtraceOut {
   SigSet sigmask = 0;       // PT_LWPSTATUS / PT_LWPNEXT
   std::string name;         // PT_LWPSTATUS / PT_LWPNEXT: pl_name ("" = unnamed)
   uint64_t private_ptr = 0; // PT_LWPSTATUS / PT_LWPNEXT: pl_private
-  int si_signo = 0;         // PT_GET_SIGINFO (NetBSD numbers)
-  int si_code = 0;
-  pid_t si_pid = 0;
-  uint32_t si_uid = 0;
+  int stop_signo = 0;         // PT_GET_SIGINFO (NetBSD numbers)
+  int stop_code = 0;
+  pid_t stop_pid = 0;
+  uint32_t stop_uid = 0;
   lwpid_t psi_lwpid = 0;    // PT_GET_SIGINFO: LWP the stop belongs to (0 = process)
+  bool operator==(const PtraceOut&) const = default;
 };
 
 // What wait(2) collected (retval is the pid, 0 for WNOHANG with nothing).
