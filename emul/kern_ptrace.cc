@@ -253,7 +253,8 @@ SysReturn pt_attach(Proc& q, const Proc& caller, TracerChange* ch) {
   q.trace_sigq.clear();
   trace_clear_stop(q);
   proc_post_signal(
-      q, nullptr, SigInfo{.signo = NB_SIGSTOP, .code = NB_SI_USER, .pid = caller.pid, .uid = caller.uid});
+      q, nullptr,
+      SigInfo{.signo = NB_SIGSTOP, .code = NB_SI_USER, .pid = caller.pid, .uid = caller.uid});
   ch->add = q.shared_from_this();
   return SysReturn{};
 }
