@@ -175,11 +175,11 @@ inline constexpr int PL_EVENT_NONE = 0;
 inline constexpr int PL_EVENT_SIGNAL = 1;
 inline constexpr int PL_EVENT_SUSPENDED = 2;
 // LP64 sizes of the structures whose size the caller passes as `data`.
-inline constexpr int PTRACE_EVENT_SIZE = 4;      // ptrace_event_t
-inline constexpr int PTRACE_STATE_SIZE = 8;      // ptrace_state_t
-inline constexpr int PTRACE_LWPINFO_SIZE = 8;    // struct ptrace_lwpinfo
-inline constexpr int PTRACE_LWPSTATUS_SIZE = 64; // struct ptrace_lwpstatus
-inline constexpr int PTRACE_SIGINFO_SIZE = 136;  // ptrace_siginfo_t
+inline constexpr int PTRACE_EVENT_SIZE = 4;       // ptrace_event_t
+inline constexpr int PTRACE_STATE_SIZE = 8;       // ptrace_state_t
+inline constexpr int PTRACE_LWPINFO_SIZE = 8;     // struct ptrace_lwpinfo
+inline constexpr int PTRACE_LWPSTATUS_SIZE = 64;  // struct ptrace_lwpstatus
+inline constexpr int PTRACE_SIGINFO_SIZE = 136;   // ptrace_siginfo_t
 inline constexpr int NB_WNOHANG = 0x1;
 
 // A NetBSD sigset_t reduced to the 64 signals the emulation knows: bit (sig-1).

@@ -102,9 +102,9 @@ struct Lwp {
   uint64_t pending_child_flags = 0;
 
   // Tracing (kern_ptrace.cc).
-  bool trace_create_done = false;  // [p] its creation was looked at for PTRACE_LWP_CREATE
-  bool trace_exit_pending = false; // [p] in _lwp_exit, exiting after its exit event
-  bool trace_exit_done = false;    // [p] its PTRACE_LWP_EXIT event was reported
+  bool trace_create_done = false;   // [p] its creation was looked at for PTRACE_LWP_CREATE
+  bool trace_exit_pending = false;  // [p] in _lwp_exit, exiting after its exit event
+  bool trace_exit_done = false;     // [p] its PTRACE_LWP_EXIT event was reported
 
   // Run-queue linkage, [c] of the Cpu `rq_cpu` whose queue holds it.
   Lwp* rq_next = nullptr;
@@ -161,16 +161,16 @@ class Proc : public std::enable_shared_from_this<Proc> {
   std::unique_ptr<LwpctlArea> lwpctl;  // [p] created on first _lwp_ctl
 
   // ---- tracing, as a tracee (kern_ptrace.cc) ----
-  pid_t tracer = 0;              // [p] pid of the tracing process, 0 = not traced
-  int trace_events = 0;          // [p] PTRACE_* event mask (pe_set_event)
-  int trace_xsig = 0;            // [p] signal of the trace stop being reported (p_xsig)
-  bool trace_waited = false;     // [p] that stop was collected by the tracer's wait
-  bool trace_exit_seen = false;  // [p] the tracer's wait collected the exit status
-  SigInfo trace_si;              // [p] siginfo of the last stop (lid 0 = whole process)
-  int trace_report_event = 0;    // [p] PTRACE_LWP_* of the last event stop, else 0
-  lwpid_t trace_report_lwp = 0;  // [p] LWP that reported it
+  pid_t tracer = 0;                // [p] pid of the tracing process, 0 = not traced
+  int trace_events = 0;            // [p] PTRACE_* event mask (pe_set_event)
+  int trace_xsig = 0;              // [p] signal of the trace stop being reported (p_xsig)
+  bool trace_waited = false;       // [p] that stop was collected by the tracer's wait
+  bool trace_exit_seen = false;    // [p] the tracer's wait collected the exit status
+  SigInfo trace_si;                // [p] siginfo of the last stop (lid 0 = whole process)
+  int trace_report_event = 0;      // [p] PTRACE_LWP_* of the last event stop, else 0
+  lwpid_t trace_report_lwp = 0;    // [p] LWP that reported it
   std::deque<SigInfo> trace_sigq;  // [p] signals caught while a stop was reported
-  pid_t trace_notify = 0;        // [p] tracer to notify once the lock drops (0 = none)
+  pid_t trace_notify = 0;          // [p] tracer to notify once the lock drops (0 = none)
 
   // ---- tracing, as a tracer ----
   // [p] Processes this one traces, by pid. The reference keeps an exited

@@ -58,7 +58,7 @@ struct Timespec {
   X(SchedSetaffinity, 348, "_sched_setaffinity", sys_sched_setaffinity) \
   X(SchedGetaffinity, 349, "_sched_getaffinity", sys_sched_getaffinity) \
   X(SchedYield, 350, "sched_yield", sys_sched_yield)                    \
-  X(LwpPark, 478, "___lwp_park60", sys_lwp_park)                       \
+  X(LwpPark, 478, "___lwp_park60", sys_lwp_park)                        \
   X(Wait, 449, "__wait450", sys_wait)
 
 // exit(2): end the whole process with `status` (other LWPs exit first).
@@ -179,20 +179,20 @@ using SysArgs = std::variant<LWPD_SYSCALLS(LWPD_SYSCALL_ARGS_TYPE) std::monostat
 
 // What ptrace(2) copies out (which fields depends on the request).
 struct PtraceOut {
-  int event_mask = 0;       // PT_GET_EVENT_MASK
-  int report_event = 0;     // PT_GET_PROCESS_STATE: pe_report_event
-  lwpid_t pe_lwp = 0;       // PT_GET_PROCESS_STATE: pe_lwp
-  lwpid_t lwpid = 0;        // PT_LWPINFO / PT_LWPSTATUS / PT_LWPNEXT: pl_lwpid
-  int pl_event = 0;         // PT_LWPINFO
-  SigSet sigpend = 0;       // PT_LWPSTATUS / PT_LWPNEXT
-  SigSet sigmask = 0;       // PT_LWPSTATUS / PT_LWPNEXT
-  std::string name;         // PT_LWPSTATUS / PT_LWPNEXT: pl_name ("" = unnamed)
-  uint64_t private_ptr = 0; // PT_LWPSTATUS / PT_LWPNEXT: pl_private
-  int stop_signo = 0;         // PT_GET_SIGINFO (NetBSD numbers)
+  int event_mask = 0;        // PT_GET_EVENT_MASK
+  int report_event = 0;      // PT_GET_PROCESS_STATE: pe_report_event
+  lwpid_t pe_lwp = 0;        // PT_GET_PROCESS_STATE: pe_lwp
+  lwpid_t lwpid = 0;         // PT_LWPINFO / PT_LWPSTATUS / PT_LWPNEXT: pl_lwpid
+  int pl_event = 0;          // PT_LWPINFO
+  SigSet sigpend = 0;        // PT_LWPSTATUS / PT_LWPNEXT
+  SigSet sigmask = 0;        // PT_LWPSTATUS / PT_LWPNEXT
+  std::string name;          // PT_LWPSTATUS / PT_LWPNEXT: pl_name ("" = unnamed)
+  uint64_t private_ptr = 0;  // PT_LWPSTATUS / PT_LWPNEXT: pl_private
+  int stop_signo = 0;        // PT_GET_SIGINFO (NetBSD numbers)
   int stop_code = 0;
   pid_t stop_pid = 0;
   uint32_t stop_uid = 0;
-  lwpid_t psi_lwpid = 0;    // PT_GET_SIGINFO: LWP the stop belongs to (0 = process)
+  lwpid_t psi_lwpid = 0;  // PT_GET_SIGINFO: LWP the stop belongs to (0 = process)
   bool operator==(const PtraceOut&) const = default;
 };
 
