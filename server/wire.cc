@@ -198,7 +198,7 @@ void encode(const emul::WaitArgs& a, v1::WaitArgs* w) {
 void ptrace_out_to_wire(const emul::PtraceOut& o, v1::PtraceOut* w) {
   w->set_event_mask(o.event_mask);
   w->set_report_event(o.report_event);
-  w->set_pe_lwp(o.pe_lwp);
+  w->set_report_lwp(o.pe_lwp);
   w->set_lwpid(o.lwpid);
   w->set_pl_event(o.pl_event);
   w->set_sigpend(o.sigpend);
