@@ -54,6 +54,10 @@
 // ProcLock runs the sleepers' continuations just before unlocking, so no
 // continuation runs while its waker is half-way through (e.g. a waiter
 // reaping an LWP that is still inside lwp_exit).
+//
+// Tracing (kern_ptrace.cc): work that needs another process's lock -- waking
+// a tracer's wait(2), killing the tracees of an exited tracer -- is recorded
+// under Proc::mu and run by ProcLock right after it unlocks, holding nothing.
 // ---------------------------------------------------------------------------
 
 #include <algorithm>
