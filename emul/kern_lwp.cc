@@ -196,6 +196,10 @@ KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, SigSet sigmask,
     l->cpu = creator->cpu;
     l->flag |= creator->flag & (LW_WEXIT | LW_WREBOOT | LW_WCORE);
   }
+  // A process's first LWP is not "created" for a tracer (NetBSD reports
+  // PTRACE_LWP_CREATE only from _lwp_create's new LWPs), even when an attach
+  // stops it before its first return to user mode.
+  if (creator == nullptr) l->trace_create_done = true;
   if (flags & LWP_DETACHED) {
     l->detached = true;
     p.ndlwps++;

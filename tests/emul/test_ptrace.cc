@@ -396,5 +396,28 @@ TEST(Ptrace, ExitStatusSurvivesRelease) {
   Finish(k, tr);
 }
 
+// Regression: a tracer attaching before the tracee's first LWP ever ran (one
+// vCPU, held by the tracer) saw a PTRACE_LWP_CREATE stop for that first LWP
+// once it was continued. Only LWPs made by _lwp_create report their creation.
+TEST(Ptrace, FirstLwpAttachedBeforeItRanReportsNoCreate) {
+  Kernel k(test_config(1));
+  std::atomic<pid_t> tpid{0};
+  auto tr = TestProc::start(k, [&](U& u) {
+    // Spin on the only vCPU until the tracee exists, then attach at once.
+    U_EXPECT(u, u.spin_until([&] { return tpid.load() != 0; }, kSpinLimit));
+    U_EXPECT_EQ(u, Pt(u, PT_ATTACH, tpid).error, Errno::kOk);
+    ExpectStop(u, tpid, NB_SIGSTOP);
+    U_EXPECT_EQ(u, Pt(u, PT_SET_EVENT_MASK, tpid, 4, {.event_mask = PTRACE_LWP_CREATE}).error,
+                Errno::kOk);
+    U_EXPECT_EQ(u, Pt(u, PT_CONTINUE, tpid).error, Errno::kOk);
+    SysReturn r = Wait(u, tpid);
+    U_EXPECT_EQ(u, static_cast<int>(r.wait.kind), static_cast<int>(WaitOut::kExited));
+  });
+  auto tee = TestProc::start(k, [](U&) {});
+  tpid = tee->pid();
+  Finish(k, tr);
+  Finish(k, tee);
+}
+
 }  // namespace
 }  // namespace lwpd::test
