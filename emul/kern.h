@@ -63,7 +63,9 @@ void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq);  //
 
 // ---- signals, stop/continue, process exit ----
 void lwp_post_signal(Lwp& l, const SigInfo& si);
-void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si);
+// `catch_traced`: a traced process's tracer sees the signal first (a stop);
+// false delivers it (PT_CONTINUE's signal).
+void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si, bool catch_traced = true);
 void proc_stop(Proc& p);
 void proc_continue(Proc& p);
 void proc_stop_check(Proc& p);
@@ -78,6 +80,28 @@ std::optional<SysReturn> lwp_suspend_check(Lwp& l);
 void lwp_suspend_arm(Lwp& t, const Lwp* caller);
 // _lwp_continue's body for target `t`.
 void lwp_continue_target(Lwp& t);
+
+// ---- tracing (kern_ptrace.cc) ----
+// ptrace(2) / wait(2) of LWP `lid` of `t`, which Kernel::syscall has marked
+// in the kernel and whose lock it has dropped: these calls lock other
+// processes, one at a time. Takes the locks itself.
+void trace_syscall(const std::shared_ptr<Proc>& t, lwpid_t lid, const SysArgs& args);
+Outcome sys_ptrace(Lwp& l, const PtraceArgs& a);  // not reached (see trace_syscall)
+Outcome sys_wait(Lwp& l, const WaitArgs& a);      // not reached (see trace_syscall)
+// A signal for a traced process becomes a trace stop; true = taken.
+bool trace_signal(Proc& p, Lwp* target, const SigInfo& si);
+// lwp_userret: report this LWP's create/exit event (or exit after it);
+// true = the LWP does not return to user now.
+bool trace_userret(Lwp& l);
+// _lwp_exit: true = the exit waits for userret to report PTRACE_LWP_EXIT.
+bool trace_lwp_exit(Lwp& l);
+// The process is now fully stopped: its tracer must be told.
+void trace_note_stop(Proc& p);
+// The process has exited: tell its tracer, orphan its own tracees.
+void trace_proc_exited(Proc& p);
+// Run by ProcLock after it unlocked `self`: notify a tracer, kill orphans.
+void trace_after_unlock(Kernel& k, pid_t self, pid_t notify,
+                        std::vector<std::shared_ptr<Proc>> orphans);
 
 // ---- the syscall layer (sys_lwp.cc) ----
 Outcome sys_dispatch(Lwp& l, const SysArgs& args);

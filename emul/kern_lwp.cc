@@ -54,6 +54,10 @@
 // ProcLock runs the sleepers' continuations just before unlocking, so no
 // continuation runs while its waker is half-way through (e.g. a waiter
 // reaping an LWP that is still inside lwp_exit).
+//
+// Tracing (kern_ptrace.cc): work that needs another process's lock -- waking
+// a tracer's wait(2), killing the tracees of an exited tracer -- is recorded
+// under Proc::mu and run by ProcLock right after it unlocks, holding nothing.
 // ---------------------------------------------------------------------------
 
 #include <algorithm>
@@ -88,7 +92,13 @@ ProcLock::ProcLock(Proc& p) : p_(p) { p_.mu.lock(); }
 
 ProcLock::~ProcLock() {
   proc_drain(p_);
+  // Tracing work that needs another process's lock runs after ours drops.
+  const pid_t notify = std::exchange(p_.trace_notify, 0);
+  std::vector<std::shared_ptr<Proc>> orphans = std::move(p_.trace_orphans);
+  p_.trace_orphans.clear();
   p_.mu.unlock();
+  if (notify != 0 || !orphans.empty())
+    trace_after_unlock(p_.kernel(), p_.pid, notify, std::move(orphans));
 }
 
 // ---- state machine ---------------------------------------------------------------
@@ -186,6 +196,10 @@ KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, SigSet sigmask,
     l->cpu = creator->cpu;
     l->flag |= creator->flag & (LW_WEXIT | LW_WREBOOT | LW_WCORE);
   }
+  // A process's first LWP is not "created" for a tracer (NetBSD reports
+  // PTRACE_LWP_CREATE only from _lwp_create's new LWPs), even when an attach
+  // stops it before its first return to user mode.
+  if (creator == nullptr) l->trace_create_done = true;
   if (flags & LWP_DETACHED) {
     l->detached = true;
     p.ndlwps++;
@@ -273,6 +287,7 @@ void proc_finish_exit(Proc& p, Lwp& last) {
   p.stat = ProcStat::kZomb;
   p.sflag &= ~PS_STOPPING;
   p.lwpctl.reset();
+  trace_proc_exited(p);
   p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcExit, .pid = p.pid, .lid = lid});
   p.port->lwp_exited(lid);
   p.port->proc_exited(p.xstat);
@@ -521,6 +536,21 @@ void lwp_wake(Lwp& l, WakeReason why) {
     case SleepKind::kKernel:
       if (why == WakeReason::kUnpark) lwp_end_sleep(l, SysReturn{});
       return;
+    case SleepKind::kTraceWait: {
+      // A tracer's wait(2): it re-examines its tracees from the user side.
+      SysReturn r = SysReturn::err(Errno::kEREISSUE);
+      if (why == WakeReason::kSignal) {
+        int sig = lwp_deliverable_signal(l);
+        r.error = sig ? lwp_sig_error(l, sig) : Errno::kEINTR;
+      } else if (why == WakeReason::kCancel) {
+        l.flag &= ~LW_CANCELLED;
+        r.error = Errno::kEINTR;
+      } else if (why == WakeReason::kExit || why == WakeReason::kTimeout) {
+        r.error = Errno::kEINTR;
+      }
+      lwp_end_sleep(l, std::move(r));
+      return;
+    }
     case SleepKind::kNone:
       return;
   }
@@ -594,6 +624,7 @@ void lwp_userret(Lwp& l) {
     proc_stop_check(p);
     return;
   }
+  if (trace_userret(l)) return;
   Scheduler& s = p.kernel().sched();
   if (s.take_resched(l)) {
     lwp_set_state(l, LwpStat::kRun, l.policy == NB_SCHED_FIFO);
@@ -631,7 +662,8 @@ void lwp_post_signal(Lwp& l, const SigInfo& si) {
 }
 
 // Signals that act on the whole process regardless of the target LWP.
-void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si) {
+void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si, bool catch_traced) {
+  if (catch_traced && trace_signal(p, target, si)) return;
   switch (si.signo) {
     case NB_SIGKILL:
       proc_exit_begin(p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
@@ -686,6 +718,7 @@ void proc_stop_check(Proc& p) {
     p.sflag &= ~PS_STOPPING;
     p.stat = ProcStat::kStop;
     p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcStop, .pid = p.pid});
+    trace_note_stop(p);
   }
 }
 

@@ -124,15 +124,24 @@ EntryStatus lwp_enter(Proc& p, lwpid_t lid, Lwp** out) {
 
 EntryStatus Kernel::syscall(const ProcRef& p, lwpid_t lid, SysArgs args) {
   if (std::holds_alternative<std::monostate>(args)) return EntryStatus::kBadArgs;
-  ProcLock g(*p);
-  Lwp* l = nullptr;
-  EntryStatus st = lwp_enter(*p, lid, &l);
-  if (st != EntryStatus::kOk) return st;
-  Outcome o = sys_dispatch(*l, args);
-  if (o.what == Outcome::kReturn) {
-    l->ret = std::move(o.ret);
-    lwp_userret(*l);
+  const bool trace_call =
+      std::holds_alternative<PtraceArgs>(args) || std::holds_alternative<WaitArgs>(args);
+  {
+    ProcLock g(*p);
+    Lwp* l = nullptr;
+    EntryStatus st = lwp_enter(*p, lid, &l);
+    if (st != EntryStatus::kOk) return st;
+    if (!trace_call) {
+      Outcome o = sys_dispatch(*l, args);
+      if (o.what == Outcome::kReturn) {
+        l->ret = std::move(o.ret);
+        lwp_userret(*l);
+      }
+      return EntryStatus::kOk;
+    }
   }
+  // The LWP stays LSONPROC in the kernel while the call locks other processes.
+  trace_syscall(p, lid, args);
   return EntryStatus::kOk;
 }
 
@@ -243,6 +252,8 @@ const char* wchan_name(SleepKind k) {
       return "exit";
     case SleepKind::kKernel:
       return "kernel";
+    case SleepKind::kTraceWait:
+      return "wait";
     case SleepKind::kNone:
       return "";
   }
@@ -355,6 +366,12 @@ std::string Kernel::check_invariants() const {
     if (p.zomblwp != nullptr && (p.zomblwp->stat != LwpStat::kZomb || !p.zomblwp->detached))
       err << "p_zomblwp holds a non-zombie; ";
     if (p.stat == ProcStat::kZomb && nlwps != 0) err << "exited process still has LWPs; ";
+    if (p.trace_waited && p.trace_xsig == 0) err << "trace stop collected without a signal; ";
+    if (p.tracer == 0 && (p.trace_xsig != 0 || p.trace_events != 0 || !p.trace_sigq.empty()))
+      err << "untraced process with trace state; ";
+    if (p.tracer == p.pid) err << "process traces itself; ";
+    for (const auto& [tpid, q] : p.tracees)
+      if (q == nullptr || q->pid != tpid) err << "tracee map entry " << tpid << " is wrong; ";
     std::string e = err.str();
     if (!e.empty()) return "pid " + std::to_string(p.pid) + ": " + e;
   }

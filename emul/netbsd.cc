@@ -38,6 +38,10 @@ const char* errno_name(Errno e) {
       return "ENAMETOOLONG";
     case Errno::kERESTART:
       return "ERESTART";
+    case Errno::kECHILD:
+      return "ECHILD";
+    case Errno::kEREISSUE:
+      return "EREISSUE";
   }
   return "E?";
 }
@@ -73,7 +77,10 @@ int errno_to_host(Errno e) {
     case Errno::kENAMETOOLONG:
       return ENAMETOOLONG;
     case Errno::kERESTART:
+    case Errno::kEREISSUE:
       return EINTR;
+    case Errno::kECHILD:
+      return ECHILD;
   }
   return EINVAL;
 }

@@ -18,6 +18,7 @@ enum class Errno : int32_t {
   kEPERM = 1,
   kESRCH = 3,
   kEINTR = 4,
+  kECHILD = 10,
   kEDEADLK = 11,
   kENOMEM = 12,
   kEFAULT = 14,
@@ -30,6 +31,9 @@ enum class Errno : int32_t {
   kENAMETOOLONG = 63,
   // Kernel-internal: the syscall is restarted transparently by the user side.
   kERESTART = -3,
+  // Kernel-internal (lwpd): a sleeping wait(2) was notified; the user side
+  // reissues the call at once, without waiting for a signal (unlike ERESTART).
+  kEREISSUE = -100,
 };
 
 const char* errno_name(Errno e);
@@ -144,6 +148,39 @@ inline constexpr int NB_SIGUSR2 = 31;
 inline constexpr int NB_SI_USER = 0;
 inline constexpr int NB_SI_LWP = -5;
 inline constexpr int NB_TRAP_LWP = 5;
+
+// ---- ptrace(2) (sys/ptrace.h), see ../shared/netbsd-lwp-semantics.md §5 ----------
+inline constexpr int PT_TRACE_ME = 0;
+inline constexpr int PT_CONTINUE = 7;
+inline constexpr int PT_KILL = 8;
+inline constexpr int PT_ATTACH = 9;
+inline constexpr int PT_DETACH = 10;
+inline constexpr int PT_LWPINFO = 13;
+inline constexpr int PT_SET_EVENT_MASK = 16;
+inline constexpr int PT_GET_EVENT_MASK = 17;
+inline constexpr int PT_GET_PROCESS_STATE = 18;
+inline constexpr int PT_GET_SIGINFO = 20;
+inline constexpr int PT_RESUME = 21;
+inline constexpr int PT_SUSPEND = 22;
+inline constexpr int PT_STOP = 23;
+inline constexpr int PT_LWPSTATUS = 24;
+inline constexpr int PT_LWPNEXT = 25;
+inline constexpr int PTRACE_FORK = 0x01;
+inline constexpr int PTRACE_VFORK = 0x02;
+inline constexpr int PTRACE_VFORK_DONE = 0x04;
+inline constexpr int PTRACE_LWP_CREATE = 0x08;
+inline constexpr int PTRACE_LWP_EXIT = 0x10;
+inline constexpr int PTRACE_POSIX_SPAWN = 0x20;
+inline constexpr int PL_EVENT_NONE = 0;
+inline constexpr int PL_EVENT_SIGNAL = 1;
+inline constexpr int PL_EVENT_SUSPENDED = 2;
+// LP64 sizes of the structures whose size the caller passes as `data`.
+inline constexpr int PTRACE_EVENT_SIZE = 4;       // ptrace_event_t
+inline constexpr int PTRACE_STATE_SIZE = 8;       // ptrace_state_t
+inline constexpr int PTRACE_LWPINFO_SIZE = 8;     // struct ptrace_lwpinfo
+inline constexpr int PTRACE_LWPSTATUS_SIZE = 64;  // struct ptrace_lwpstatus
+inline constexpr int PTRACE_SIGINFO_SIZE = 136;   // ptrace_siginfo_t
+inline constexpr int NB_WNOHANG = 0x1;
 
 // A NetBSD sigset_t reduced to the 64 signals the emulation knows: bit (sig-1).
 using SigSet = uint64_t;

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +36,7 @@ enum class SleepKind : uint8_t {
   kSuspendWait,  // _lwp_suspend waiting for its target, wmesg "lwpsusp"
   kExitWait,     // exit(2) waiting for the other LWPs to exit, uninterruptible
   kKernel,       // a generic uninterruptible kernel sleep (tests, internal)
+  kTraceWait,    // wait(2) of a tracer for its tracees, wmesg "wait"
 };
 
 // Why a sleeper is being woken.
@@ -98,6 +101,11 @@ struct Lwp {
   Lwp* pending_child = nullptr;
   uint64_t pending_child_flags = 0;
 
+  // Tracing (kern_ptrace.cc).
+  bool trace_create_done = false;   // [p] its creation was looked at for PTRACE_LWP_CREATE
+  bool trace_exit_pending = false;  // [p] in _lwp_exit, exiting after its exit event
+  bool trace_exit_done = false;     // [p] its PTRACE_LWP_EXIT event was reported
+
   // Run-queue linkage, [c] of the Cpu `rq_cpu` whose queue holds it.
   Lwp* rq_next = nullptr;
   Lwp* rq_prev = nullptr;
@@ -151,6 +159,26 @@ class Proc : public std::enable_shared_from_this<Proc> {
   bool draining = false;           // [p] deferred work is being run
 
   std::unique_ptr<LwpctlArea> lwpctl;  // [p] created on first _lwp_ctl
+
+  // ---- tracing, as a tracee (kern_ptrace.cc) ----
+  pid_t tracer = 0;                // [p] pid of the tracing process, 0 = not traced
+  int trace_events = 0;            // [p] PTRACE_* event mask (pe_set_event)
+  int trace_xsig = 0;              // [p] signal of the trace stop being reported (p_xsig)
+  bool trace_waited = false;       // [p] that stop was collected by the tracer's wait
+  bool trace_exit_seen = false;    // [p] the tracer's wait collected the exit status
+  SigInfo trace_si;                // [p] siginfo of the last stop (lid 0 = whole process)
+  int trace_report_event = 0;      // [p] PTRACE_LWP_* of the last event stop, else 0
+  lwpid_t trace_report_lwp = 0;    // [p] LWP that reported it
+  std::deque<SigInfo> trace_sigq;  // [p] signals caught while a stop was reported
+  pid_t trace_notify = 0;          // [p] tracer to notify once the lock drops (0 = none)
+
+  // ---- tracing, as a tracer ----
+  // [p] Processes this one traces, by pid. The reference keeps an exited
+  // tracee's status collectable after its session released the PID.
+  std::map<pid_t, std::shared_ptr<Proc>> tracees;
+  uint64_t trace_seq = 0;  // [p] ++ on every notification from a tracee
+  // [p] Tracees to kill once the lock drops: this tracer has exited.
+  std::vector<std::shared_ptr<Proc>> trace_orphans;
 
   // Lookups. find_lwp hides embryos and zombies (lwp_find); find_lwp_any
   // hides only embryos (proc_find_lwp).

@@ -60,6 +60,8 @@ Outcome sys_lwp_create(Lwp& l, const LwpCreateArgs& a) {
 }
 
 Outcome sys_lwp_exit(Lwp& l, const LwpExitArgs&) {
+  // A traced process reports the exit first: userret stops, then exits.
+  if (trace_lwp_exit(l)) return Outcome::of(SysReturn{});
   lwp_exit(l);
   return Outcome::gone();
 }

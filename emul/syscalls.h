@@ -36,6 +36,7 @@ struct Timespec {
 // X(Name, number, "user-visible name", handler in sys_lwp.cc)
 #define LWPD_SYSCALLS(X)                                                \
   X(ProcExit, 1, "exit", sys_proc_exit)                                 \
+  X(Ptrace, 26, "ptrace", sys_ptrace)                                   \
   X(LwpCreate, 309, "_lwp_create", sys_lwp_create)                      \
   X(LwpExit, 310, "_lwp_exit", sys_lwp_exit)                            \
   X(LwpSelf, 311, "_lwp_self", sys_lwp_self)                            \
@@ -57,7 +58,8 @@ struct Timespec {
   X(SchedSetaffinity, 348, "_sched_setaffinity", sys_sched_setaffinity) \
   X(SchedGetaffinity, 349, "_sched_getaffinity", sys_sched_getaffinity) \
   X(SchedYield, 350, "sched_yield", sys_sched_yield)                    \
-  X(LwpPark, 478, "___lwp_park60", sys_lwp_park)
+  X(LwpPark, 478, "___lwp_park60", sys_lwp_park)                        \
+  X(Wait, 449, "__wait450", sys_wait)
 
 // exit(2): end the whole process with `status` (other LWPs exit first).
 struct ProcExitArgs {
@@ -149,9 +151,56 @@ struct LwpParkArgs {
   uint64_t unparkhint = 0;
 };
 
+// ptrace(2). `addr` is never a user pointer: the structure it points to
+// travels by value (in `in` for the requests that read one) and the results
+// come back in SysReturn::trace. `data` is passed unchanged, so the kernel
+// applies NetBSD's size rules itself.
+struct PtraceIn {
+  int event_mask = 0;  // PT_SET_EVENT_MASK: ptrace_event_t.pe_set_event
+  lwpid_t lwpid = 0;   // PT_LWPINFO / PT_LWPSTATUS / PT_LWPNEXT: pl_lwpid
+};
+struct PtraceArgs {
+  int request = 0;
+  pid_t pid = 0;
+  bool addr_is_one = true;  // addr == (void *)1 (PT_CONTINUE: resume where stopped)
+  int data = 0;
+  PtraceIn in;
+};
+// wait4(2) for tracees (lwpd has no parent/child processes: a tracer waits
+// for the processes it traces). pid -1 = any tracee.
+struct WaitArgs {
+  pid_t pid = -1;
+  int options = 0;  // NB_WNOHANG
+};
+
 #define LWPD_SYSCALL_ARGS_TYPE(name, num, str, fn) name##Args,
 using SysArgs = std::variant<LWPD_SYSCALLS(LWPD_SYSCALL_ARGS_TYPE) std::monostate>;
 #undef LWPD_SYSCALL_ARGS_TYPE
+
+// What ptrace(2) copies out (which fields depends on the request).
+struct PtraceOut {
+  int event_mask = 0;        // PT_GET_EVENT_MASK
+  int report_event = 0;      // PT_GET_PROCESS_STATE: pe_report_event
+  lwpid_t pe_lwp = 0;        // PT_GET_PROCESS_STATE: pe_lwp
+  lwpid_t lwpid = 0;         // PT_LWPINFO / PT_LWPSTATUS / PT_LWPNEXT: pl_lwpid
+  int pl_event = 0;          // PT_LWPINFO
+  SigSet sigpend = 0;        // PT_LWPSTATUS / PT_LWPNEXT
+  SigSet sigmask = 0;        // PT_LWPSTATUS / PT_LWPNEXT
+  std::string name;          // PT_LWPSTATUS / PT_LWPNEXT: pl_name ("" = unnamed)
+  uint64_t private_ptr = 0;  // PT_LWPSTATUS / PT_LWPNEXT: pl_private
+  int stop_signo = 0;        // PT_GET_SIGINFO (NetBSD numbers)
+  int stop_code = 0;
+  pid_t stop_pid = 0;
+  uint32_t stop_uid = 0;
+  lwpid_t psi_lwpid = 0;  // PT_GET_SIGINFO: LWP the stop belongs to (0 = process)
+  bool operator==(const PtraceOut&) const = default;
+};
+
+// What wait(2) collected (retval is the pid, 0 for WNOHANG with nothing).
+struct WaitOut {
+  enum Kind : uint8_t { kNone, kStopped, kExited, kSignaled } kind = kNone;
+  int code = 0;  // stop signal, exit status or terminating signal (NetBSD numbers)
+};
 
 // Why an LWP returns to user mode.
 enum class ReturnKind : uint8_t {
@@ -171,6 +220,8 @@ struct SysReturn {
   int priority = 0;            // _sched_getparam
   CpuMask mask = 0;            // _sched_getaffinity
   int32_t lwpctl_slot = -1;    // _lwp_ctl: index of the caller's slot in the region
+  PtraceOut trace;             // ptrace
+  WaitOut wait;                // __wait450
 
   static SysReturn ok(int64_t v = 0) { return SysReturn{.retval = v}; }
   static SysReturn err(Errno e) { return SysReturn{.error = e}; }

@@ -94,6 +94,18 @@ emul::LwpParkArgs decode(const v1::LwpParkArgs& w) {
   return a;
 }
 
+emul::PtraceArgs decode(const v1::PtraceArgs& w) {
+  emul::PtraceArgs a;
+  a.request = w.request();
+  a.pid = w.pid();
+  a.addr_is_one = !w.addr_not_one();
+  a.data = w.data();
+  a.in.event_mask = w.event_mask();
+  a.in.lwpid = w.lwpid();
+  return a;
+}
+emul::WaitArgs decode(const v1::WaitArgs& w) { return {.pid = w.pid(), .options = w.options()}; }
+
 // ---- emul -> wire, one overload per syscall --------------------------------------
 
 void encode(const emul::ProcExitArgs& a, v1::ProcExitArgs* w) { w->set_status(a.status); }
@@ -170,6 +182,38 @@ void encode(const emul::LwpParkArgs& a, v1::LwpParkArgs* w) {
   w->set_unparkhint(a.unparkhint);
 }
 
+void encode(const emul::PtraceArgs& a, v1::PtraceArgs* w) {
+  w->set_request(a.request);
+  w->set_pid(a.pid);
+  w->set_addr_not_one(!a.addr_is_one);
+  w->set_data(a.data);
+  w->set_event_mask(a.in.event_mask);
+  w->set_lwpid(a.in.lwpid);
+}
+void encode(const emul::WaitArgs& a, v1::WaitArgs* w) {
+  w->set_pid(a.pid);
+  w->set_options(a.options);
+}
+
+void ptrace_out_to_wire(const emul::PtraceOut& o, v1::PtraceOut* w) {
+  w->set_event_mask(o.event_mask);
+  w->set_report_event(o.report_event);
+  w->set_report_lwp(o.pe_lwp);
+  w->set_lwpid(o.lwpid);
+  w->set_pl_event(o.pl_event);
+  w->set_sigpend(o.sigpend);
+  w->set_sigmask(o.sigmask);
+  w->set_name(o.name);
+  w->set_private_ptr(o.private_ptr);
+  v1::SigInfo* si = w->mutable_siginfo();
+  si->set_signo(o.stop_signo);
+  si->set_code(o.stop_code);
+  si->set_pid(o.stop_pid);
+  si->set_uid(o.stop_uid);
+  si->set_lid(o.psi_lwpid);
+  w->set_psi_lwpid(o.psi_lwpid);
+}
+
 // emul argument struct -> its proto message and oneof case.
 template <class T>
 struct WireOf;
@@ -234,6 +278,12 @@ void return_to_wire(const emul::SysReturn& r, uint64_t gen, v1::SyscallReturn* o
   out->set_mask(r.mask);
   out->set_lwpctl_slot(r.lwpctl_slot);
   out->set_gen(gen);
+  // Only ptrace and wait fill these; an empty PtraceOut is not sent.
+  if (!(r.trace == emul::PtraceOut{})) ptrace_out_to_wire(r.trace, out->mutable_ptrace());
+  if (r.wait.kind != emul::WaitOut::kNone) {
+    out->mutable_wait()->set_kind(static_cast<v1::WaitKind>(r.wait.kind));
+    out->mutable_wait()->set_code(r.wait.code);
+  }
 }
 
 void siginfo_to_wire(const emul::SigInfo& si, v1::SigInfo* out) {

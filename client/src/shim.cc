@@ -109,7 +109,6 @@
 // ---------------------------------------------------------------------------
 
 #include <fcntl.h>
-#include <grpcpp/grpcpp.h>
 #include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -128,6 +127,8 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+
+#include <grpcpp/grpcpp.h>
 
 #include "lwpd/lwp.h"
 #include "netbsd_map.h"
@@ -191,14 +192,13 @@ constexpr uint64_t gen_of(uint64_t s) { return s >> 2; }
 enum TrapState : uint32_t { kTrapWaiting = 0, kTrapResumed = 1, kTrapGone = 2 };
 
 void futex_wait(std::atomic<uint32_t>* w, uint32_t val) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr,
-          0);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, nullptr, nullptr, 0);
 }
 // Returns false on timeout.
 bool futex_wait_ms(std::atomic<uint32_t>* w, uint32_t val, long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts,
-                   nullptr, 0);
+  long r =
+      syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts, nullptr, 0);
   return !(r == -1 && errno == ETIMEDOUT);
 }
 void futex_wake(std::atomic<uint32_t>* w) {
@@ -272,13 +272,13 @@ bool in_runtime_critical(const void* uctx) {
 
 struct Lwp {
   lwpid_t lid = 0;
-  std::atomic<pid_t> tid{0};               // host thread id, 0 until the thread runs
+  std::atomic<pid_t> tid{0};                       // host thread id, 0 until the thread runs
   std::atomic<uint64_t> ustate{pack(0, kKernel)};  // mode|gen, see the top comment
-  std::atomic<uint64_t> kick_gen{0};       // highest kick gen latched by control
-  std::atomic<uint64_t> pend_sigs{0};      // host signals (bit sig-1) awaiting a thread
-  std::atomic<uint32_t> sig_seq{0};        // futex word: signals handed to the thread
+  std::atomic<uint64_t> kick_gen{0};               // highest kick gen latched by control
+  std::atomic<uint64_t> pend_sigs{0};              // host signals (bit sig-1) awaiting a thread
+  std::atomic<uint32_t> sig_seq{0};                // futex word: signals handed to the thread
   std::atomic<uint32_t> trap_state{kTrapResumed};  // futex word, see TrapState
-  uint64_t trap_gen = 0;                   // written before trap_state = kTrapResumed
+  uint64_t trap_gen = 0;                           // written before trap_state = kTrapResumed
 
   // Owned by the LWP's thread.
   std::unique_ptr<grpc::ClientContext> ch_ctx;
@@ -293,9 +293,9 @@ struct Lwp {
   // the wrong stack); the user side restores its own mask afterwards.
   bool has_home = false;
   ucontext_t home{};
-  ucontext_t user{};                 // the initial context, from _lwp_create
-  ucontext_t* user_ptr = &user;      // where home swaps back to
-  sigset_t start_mask{};             // the initial context's mask (trampoline sets it)
+  ucontext_t user{};             // the initial context, from _lwp_create
+  ucontext_t* user_ptr = &user;  // where home swaps back to
+  sigset_t start_mask{};         // the initial context's mask (trampoline sets it)
   bool start_mask_pending = false;
   const pb::Syscall* req = nullptr;  // set by the user side before swapping home
   std::shared_ptr<Lwp> creating;     // _lwp_create in progress: started by after_return
@@ -322,16 +322,16 @@ struct Process {
   std::string lwpctl_path;
   std::string endpoint;
 
-  std::mutex sess_wmu;       // Session writes
+  std::mutex sess_wmu;                 // Session writes
   uint64_t sigrestart = ~uint64_t{0};  // last mask sent (sess_wmu)
 
-  std::mutex mu;             // leaf: the fields below
+  std::mutex mu;  // leaf: the fields below
   std::unordered_map<lwpid_t, std::shared_ptr<Lwp>> lwps;
   std::unordered_map<lwpid_t, uint64_t> orphan_kicks;  // kicks for LWPs not yet known
   std::unordered_map<lwpid_t, uint64_t> orphan_sigs;   // host signal bits, same
-  int nlive = 0;             // LWPs that have not called _lwp_exit
+  int nlive = 0;                                       // LWPs that have not called _lwp_exit
 
-  std::mutex ctl_mu;         // lwpctl mapping
+  std::mutex ctl_mu;  // lwpctl mapping
   std::atomic<char*> lwpctl_base{nullptr};
 
   int pipe_r = -1, pipe_w = -1;  // kick handler -> dispatcher
@@ -437,7 +437,7 @@ pb::SyscallReturn channel_call(Lwp& l, const pb::Syscall& sc) {
   if (!l.ch->Write(rq)) die_lost("the LWP channel broke");
   pb::SyscallReturn r = channel_read(l);
   long wait_ms = r.error() == pb::ERRNO_ERESTART ? kRestartSignalWaitMs
-               : r.error() == pb::ERRNO_EINTR    ? kEintrSignalWaitMs
+                 : r.error() == pb::ERRNO_EINTR  ? kEintrSignalWaitMs
                                                  : 0;
   if (wait_ms > 0) {
     struct timespec t0, t1;
@@ -609,8 +609,12 @@ void control_main(Process* p) {
   pb::SessionEvent ev;
   while (p->sess->Read(&ev)) {
     switch (ev.msg_case()) {
-      case pb::SessionEvent::kKick: on_kick(*p, ev.kick()); break;
-      case pb::SessionEvent::kSignal: on_signal(*p, ev.signal()); break;
+      case pb::SessionEvent::kKick:
+        on_kick(*p, ev.kick());
+        break;
+      case pb::SessionEvent::kSignal:
+        on_signal(*p, ev.signal());
+        break;
       case pb::SessionEvent::kLwpExited: {
         std::lock_guard g(p->mu);
         p->orphan_kicks.erase(ev.lwp_exited().lid());
@@ -620,7 +624,8 @@ void control_main(Process* p) {
       case pb::SessionEvent::kProcExited:
         if (!p->detaching.load()) proc_exit_now(ev.proc_exited());
         break;
-      default: break;
+      default:
+        break;
     }
   }
   if (p->detaching.load()) return;
@@ -704,9 +709,8 @@ void send_sigrestart(Process& p) {
   for (int h = 1; h < _NSIG; h++) {
     struct sigaction sa;
     if (h == g_kick_signal || sigaction(h, nullptr, &sa) != 0) continue;
-    bool handler = (sa.sa_flags & SA_SIGINFO) ? true
-                                               : (sa.sa_handler != SIG_DFL &&
-                                                  sa.sa_handler != SIG_IGN);
+    bool handler =
+        (sa.sa_flags & SA_SIGINFO) ? true : (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
     if (!handler || !(sa.sa_flags & SA_RESTART)) continue;
     if (int nb = nb_signo(h)) mask |= uint64_t{1} << (nb - 1);
   }
@@ -748,11 +752,14 @@ pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
   return r;
 }
 
-// A syscall; ERESTART is reissued after the signal's handler ran in user mode.
+// A syscall; ERESTART is reissued after the signal's handler ran in user mode,
+// EREISSUE (a tracer's wait was notified) at once.
 pb::SyscallReturn sys(Lwp& l, const pb::Syscall& sc) {
   for (;;) {
     pb::SyscallReturn r = sys_once(l, sc);
-    if (r.kind() == pb::RETURN_SYSCALL && r.error() == pb::ERRNO_ERESTART) continue;
+    if (r.kind() == pb::RETURN_SYSCALL &&
+        (r.error() == pb::ERRNO_ERESTART || r.error() == pb::ERRNO_EREISSUE))
+      continue;
     return r;
   }
 }
@@ -1110,11 +1117,13 @@ void _lwp_makecontext(ucontext_t* uc, void (*start)(void*), void* arg, void* pri
   uc->uc_stack.ss_size = stack_size;
   uc->uc_stack.ss_flags = 0;
   uc->uc_link = nullptr;
-  auto hi = [](const void* v) { return static_cast<unsigned>(reinterpret_cast<uint64_t>(v) >> 32); };
+  auto hi = [](const void* v) {
+    return static_cast<unsigned>(reinterpret_cast<uint64_t>(v) >> 32);
+  };
   auto lo = [](const void* v) { return static_cast<unsigned>(reinterpret_cast<uint64_t>(v)); };
   const void* s = reinterpret_cast<const void*>(start);
-  makecontext(uc, reinterpret_cast<void (*)()>(&lwp_trampoline), 6, hi(s), lo(s), hi(arg),
-              lo(arg), hi(priv), lo(priv));
+  makecontext(uc, reinterpret_cast<void (*)()>(&lwp_trampoline), 6, hi(s), lo(s), hi(arg), lo(arg),
+              hi(priv), lo(priv));
   uc->uc_mcontext.gregs[REG_EFL] = 0x202;  // IF | the must-be-one bit; getcontext leaves it unset
   uc->uc_flags = _UC_CPU | _UC_SIGMASK | _UC_STACK | _UC_TLSBASE;
 }
@@ -1172,8 +1181,8 @@ lwpid_t _lwp_self(void) {
 }
 
 // Shorthand for the wrappers below: the calling LWP or -1/EPERM.
-#define LWPD_SELF_OR_FAIL(l)                 \
-  Lwp* l = t_self;                           \
+#define LWPD_SELF_OR_FAIL(l) \
+  Lwp* l = t_self;           \
   if (proc() == nullptr || l == nullptr) return fail(EPERM)
 
 int _lwp_wait(lwpid_t wait_for, lwpid_t* departed) {
@@ -1181,7 +1190,8 @@ int _lwp_wait(lwpid_t wait_for, lwpid_t* departed) {
   pb::Syscall sc;
   sc.mutable_lwp_wait()->set_wait_for(wait_for);
   pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() == pb::ERRNO_OK && departed != nullptr) *departed = static_cast<lwpid_t>(r.retval());
+  if (r.error() == pb::ERRNO_OK && departed != nullptr)
+    *departed = static_cast<lwpid_t>(r.retval());
   return result(r);
 }
 
@@ -1259,8 +1269,8 @@ int _lwp_ctl(int features, struct lwpctl** address) {
   return 0;
 }
 
-int _lwp_park(clockid_t clock_id, int flags, struct timespec* ts, lwpid_t unpark,
-              const void* hint, const void* unparkhint) {
+int _lwp_park(clockid_t clock_id, int flags, struct timespec* ts, lwpid_t unpark, const void* hint,
+              const void* unparkhint) {
   LWPD_SELF_OR_FAIL(l);
   pb::Syscall sc;
   auto* a = sc.mutable_lwp_park();
@@ -1385,7 +1395,8 @@ int _sched_getaffinity(pid_t pid, lwpid_t lid, size_t size, cpu_set_t* set) {
   if (r.error() != pb::ERRNO_OK) return result(r);
   auto* bytes = reinterpret_cast<unsigned char*>(set);
   memset(bytes, 0, size);
-  for (size_t i = 0; i < size && i < 8; i++) bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
+  for (size_t i = 0; i < size && i < 8; i++)
+    bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
   return 0;
 }
 
@@ -1397,3 +1408,147 @@ int lwpd_yield(void) {
 }
 
 }  // extern "C"
+
+// ---- tracing ---------------------------------------------------------------------------
+
+namespace {
+
+namespace pbt = ::lwpd::v1;
+
+constexpr int kNbLwpstatusSize = 64;  // NetBSD's sizeof(struct ptrace_lwpstatus), LP64
+constexpr int kNbNsigT = 64;
+
+// The size NetBSD would see for a caller's `data` bytes of our (larger)
+// struct ptrace_lwpstatus: the whole struct is NetBSD's whole struct.
+int nb_lwpstatus_size(int data) {
+  if (data < static_cast<int>(sizeof(lwpid_t))) return data;
+  if (data > static_cast<int>(sizeof(struct ptrace_lwpstatus))) return kNbLwpstatusSize + 1;
+  return kNbLwpstatusSize;
+}
+
+bool needs_addr(int req) {
+  switch (req) {
+    case LWPD_PT_SET_EVENT_MASK:
+    case LWPD_PT_GET_EVENT_MASK:
+    case LWPD_PT_GET_PROCESS_STATE:
+    case LWPD_PT_GET_SIGINFO:
+    case LWPD_PT_LWPINFO:
+    case LWPD_PT_LWPSTATUS:
+    case LWPD_PT_LWPNEXT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Build the request: host signal numbers in `data` become NetBSD's, the
+// input fields of `addr` travel by value. false: no NetBSD signal (EINVAL).
+bool ptrace_call(int req, pid_t pid, void* addr, int data, pbt::PtraceArgs* a) {
+  a->set_request(req);
+  a->set_pid(pid);
+  a->set_addr_not_one(addr != reinterpret_cast<void*>(1));
+  if ((req == LWPD_PT_CONTINUE || req == LWPD_PT_DETACH) && data > 0) {
+    if (data >= _NSIG) {
+      data = kNbNsigT;  // out of range there too: EINVAL from the kernel
+    } else if ((data = nb_signo(data)) == 0) {
+      return false;
+    }
+  }
+  if (req == LWPD_PT_LWPSTATUS || req == LWPD_PT_LWPNEXT) data = nb_lwpstatus_size(data);
+  a->set_data(data);
+  if (req == LWPD_PT_SET_EVENT_MASK)
+    a->set_event_mask(static_cast<ptrace_event_t*>(addr)->pe_set_event);
+  if (req == LWPD_PT_LWPINFO) a->set_lwpid(static_cast<struct ptrace_lwpinfo*>(addr)->pl_lwpid);
+  if (req == LWPD_PT_LWPSTATUS || req == LWPD_PT_LWPNEXT)
+    a->set_lwpid(static_cast<struct ptrace_lwpstatus*>(addr)->pl_lwpid);
+  return true;
+}
+
+void lwpstatus_out(const pbt::PtraceOut& o, void* addr, int data) {
+  struct ptrace_lwpstatus st;
+  memset(&st, 0, sizeof st);
+  st.pl_lwpid = o.lwpid();
+  host_sigset(o.sigpend(), &st.pl_sigpend);
+  host_sigset(o.sigmask(), &st.pl_sigmask);
+  memcpy(st.pl_name, o.name().data(), std::min(o.name().size(), sizeof st.pl_name - 1));
+  st.pl_private = reinterpret_cast<void*>(o.private_ptr());
+  memcpy(addr, &st, std::min(static_cast<size_t>(data), sizeof st));
+}
+
+void siginfo_out(const pbt::PtraceOut& o, void* addr) {
+  auto* psi = static_cast<ptrace_siginfo_t*>(addr);
+  memset(psi, 0, sizeof *psi);
+  psi->psi_siginfo.si_signo = host_signo(o.siginfo().signo());
+  psi->psi_siginfo.si_code = o.siginfo().code();
+  psi->psi_siginfo.si_pid = o.siginfo().pid();
+  psi->psi_siginfo.si_uid = o.siginfo().uid();
+  psi->psi_lwpid = o.psi_lwpid();
+}
+
+// Copy the request's results out to `addr`.
+void ptrace_out(int req, const pbt::PtraceOut& o, void* addr, int data) {
+  switch (req) {
+    case LWPD_PT_GET_EVENT_MASK:
+      static_cast<ptrace_event_t*>(addr)->pe_set_event = o.event_mask();
+      break;
+    case LWPD_PT_GET_PROCESS_STATE: {
+      auto* ps = static_cast<ptrace_state_t*>(addr);
+      ps->pe_report_event = o.report_event();
+      ps->pe_lwp = o.report_lwp();
+      break;
+    }
+    case LWPD_PT_GET_SIGINFO:
+      siginfo_out(o, addr);
+      break;
+    case LWPD_PT_LWPINFO: {
+      auto* li = static_cast<struct ptrace_lwpinfo*>(addr);
+      li->pl_lwpid = o.lwpid();
+      li->pl_event = o.pl_event();
+      break;
+    }
+    case LWPD_PT_LWPSTATUS:
+    case LWPD_PT_LWPNEXT:
+      lwpstatus_out(o, addr, data);
+      break;
+    default:
+      break;
+  }
+}
+
+// A Linux wait status from what the daemon collected.
+int wait_status(const pbt::WaitOut& w) {
+  switch (w.kind()) {
+    case pbt::WAIT_STOPPED:
+      return (host_signo(w.code()) << 8) | 0x7f;
+    case pbt::WAIT_EXITED:
+      return (w.code() & 0xff) << 8;
+    case pbt::WAIT_SIGNALED:
+      return host_signo(w.code()) & 0x7f;
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
+int lwpd_ptrace(int request, pid_t pid, void* addr, int data) {
+  LWPD_SELF_OR_FAIL(l);
+  if (needs_addr(request) && addr == nullptr) return fail(EFAULT);
+  pb::Syscall sc;
+  if (!ptrace_call(request, pid, addr, data, sc.mutable_ptrace())) return fail(EINVAL);
+  pb::SyscallReturn r = sys(*l, sc);
+  if (r.error() == pb::ERRNO_OK) ptrace_out(request, r.ptrace(), addr, data);
+  return result(r);
+}
+
+pid_t lwpd_waitpid(pid_t pid, int* status, int options) {
+  LWPD_SELF_OR_FAIL(l);
+  pb::Syscall sc;
+  sc.mutable_wait()->set_pid(pid);
+  // WNOHANG is 1 on both systems; any other bit is passed on (EINVAL there).
+  sc.mutable_wait()->set_options(options);
+  pb::SyscallReturn r = sys(*l, sc);
+  if (r.error() != pb::ERRNO_OK) return result(r);
+  if (status != nullptr && r.retval() != 0) *status = wait_status(r.wait());
+  return static_cast<pid_t>(r.retval());
+}

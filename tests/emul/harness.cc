@@ -57,7 +57,9 @@ SysReturn U::sys(const SysArgs& a) {
       throw LwpGone{};
     }
     SysReturn r = await_return();
-    if (r.kind == ReturnKind::kSyscall && r.error == Errno::kERESTART) continue;
+    if (r.kind == ReturnKind::kSyscall &&
+        (r.error == Errno::kERESTART || r.error == Errno::kEREISSUE))
+      continue;
     return r;
   }
 }

@@ -13,13 +13,13 @@ namespace nb = ::lwpd::netbsd;
 TEST(Wire, EverySyscallHasItsOneofMember) {
   int n = 0;
 #define CHECK_ONE(name, num, str, fn)                                                   \
-  {                                                                                      \
+  {                                                                                     \
     const auto* f = v1::Syscall::descriptor()->FindFieldByNumber(v1::Syscall::k##name); \
-    ASSERT_NE(f, nullptr) << #name;                                                      \
-    ASSERT_NE(f->message_type(), nullptr) << #name;                                      \
-    EXPECT_EQ(f->message_type()->full_name(), "lwpd.v1." #name "Args");                  \
-    EXPECT_EQ(emul::syscall_number(emul::SysArgs{emul::name##Args{}}), num);             \
-    n++;                                                                                 \
+    ASSERT_NE(f, nullptr) << #name;                                                     \
+    ASSERT_NE(f->message_type(), nullptr) << #name;                                     \
+    EXPECT_EQ(f->message_type()->full_name(), "lwpd.v1." #name "Args");                 \
+    EXPECT_EQ(emul::syscall_number(emul::SysArgs{emul::name##Args{}}), num);            \
+    n++;                                                                                \
   }
   LWPD_SYSCALLS(CHECK_ONE)
 #undef CHECK_ONE
@@ -72,6 +72,42 @@ TEST(Wire, RoundTrip) {
   EXPECT_EQ(ub.targets, u.targets);
 
   EXPECT_FALSE(syscall_from_wire(v1::Syscall{}).has_value());
+}
+
+TEST(Wire, PtraceAndWaitRoundTrip) {
+  emul::PtraceArgs a{.request = nb::PT_LWPSTATUS, .pid = 7, .addr_is_one = false, .data = 64};
+  a.in = {.event_mask = nb::PTRACE_LWP_EXIT, .lwpid = 9};
+  auto b = std::get<emul::PtraceArgs>(*syscall_from_wire(syscall_to_wire(a)));
+  EXPECT_EQ(b.request, a.request);
+  EXPECT_EQ(b.pid, 7);
+  EXPECT_FALSE(b.addr_is_one);
+  EXPECT_EQ(b.data, 64);
+  EXPECT_EQ(b.in.event_mask, nb::PTRACE_LWP_EXIT);
+  EXPECT_EQ(b.in.lwpid, 9);
+  auto w = std::get<emul::WaitArgs>(
+      *syscall_from_wire(syscall_to_wire(emul::WaitArgs{.pid = -1, .options = nb::NB_WNOHANG})));
+  EXPECT_EQ(w.pid, -1);
+  EXPECT_EQ(w.options, nb::NB_WNOHANG);
+
+  emul::SysReturn r = emul::SysReturn::ok(7);
+  r.wait = {.kind = emul::WaitOut::kStopped, .code = nb::NB_SIGTRAP};
+  r.trace.report_event = nb::PTRACE_LWP_CREATE;
+  r.trace.pe_lwp = 12;
+  r.trace.name = "thread 12";
+  v1::SyscallReturn out;
+  return_to_wire(r, 1, &out);
+  EXPECT_EQ(out.wait().kind(), v1::WAIT_STOPPED);
+  EXPECT_EQ(out.wait().code(), nb::NB_SIGTRAP);
+  EXPECT_EQ(out.ptrace().report_event(), nb::PTRACE_LWP_CREATE);
+  EXPECT_EQ(out.ptrace().report_lwp(), 12);
+  EXPECT_EQ(out.ptrace().name(), "thread 12");
+  // Other calls carry neither.
+  v1::SyscallReturn plain;
+  return_to_wire(emul::SysReturn::ok(1), 1, &plain);
+  EXPECT_FALSE(plain.has_ptrace());
+  EXPECT_FALSE(plain.has_wait());
+  EXPECT_EQ(errno_to_wire(nb::Errno::kECHILD), v1::ERRNO_ECHILD);
+  EXPECT_EQ(errno_to_wire(nb::Errno::kEREISSUE), v1::ERRNO_EREISSUE);
 }
 
 TEST(Wire, ZeroRflagsMeansTheDefault) {
