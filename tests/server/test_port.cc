@@ -1,9 +1,9 @@
 // GrpcPort and the session table against a real emulated kernel, without
-// gRPC: fake transports stand in for the reactors. These run under TSan (the
-// e2e tests cannot: Debian's gRPC is not instrumented, see CMakeLists.txt),
-// so they are where the daemon's own locking — vCPU threads calling the port
-// under the process lock while transport threads register, cancel and enter —
-// is checked for races.
+// gRPC: fake transports stand in for the reactors. Without gRPC in the way
+// (Debian's is not instrumented; the e2e suites run under TSan with the
+// suppressions of tests/tsan.supp), these are where the daemon's own locking —
+// vCPU threads calling the port under the process lock while transport
+// threads register, cancel and enter — is checked for races most directly.
 #include <gtest/gtest.h>
 
 #include <atomic>
