@@ -207,7 +207,8 @@ TEST(Port, ConcurrentEntriesOnUnaryAndChannelTransports) {
   EXPECT_TRUE(eventually([&] { return fs.exited() == 1; }));
   // Reaped by the janitor: token dead, PID released.
   EXPECT_TRUE(eventually([&] { return ss.find(s->token) == nullptr; }));
-  EXPECT_TRUE(k.snapshot_procs().empty());
+  // The janitor drops the token first, then releases the PID: wait for both.
+  EXPECT_TRUE(eventually([&] { return k.snapshot_procs().empty(); }));
   EXPECT_EQ(k.check_invariants(), "");
   s->port->detach_session(&fs);
 }
@@ -247,7 +248,8 @@ TEST(Port, AbandonEndsEveryWaiterOnce) {
   EXPECT_TRUE(eventually([&] { return fs.exited() == 1; }));
   EXPECT_EQ(fs.finishes(), 1);
   EXPECT_TRUE(eventually([&] { return ss.find(s->token) == nullptr; }));
-  EXPECT_TRUE(k.snapshot_procs().empty());
+  // The janitor drops the token first, then releases the PID: wait for both.
+  EXPECT_TRUE(eventually([&] { return k.snapshot_procs().empty(); }));
   s->port->detach_session(&fs);
 }
 
