@@ -90,7 +90,7 @@ std::string describe_status(int st) {
   return "child status " + std::to_string(st);
 }
 
-static int finish_child(pid_t pid, int timeout_s) {
+int finish_child(pid_t pid, int timeout_s) {
   int st = 0;
   if (!wait_pid(pid, timeout_s, &st)) {
     kill(pid, SIGKILL);
@@ -100,11 +100,10 @@ static int finish_child(pid_t pid, int timeout_s) {
   return st;
 }
 
-int run_child(const std::function<void()>& body, int timeout_s) {
+pid_t start_child(const std::function<void()>& body) {
   fflush(stdout);
   fflush(stderr);
   pid_t pid = fork();
-  if (pid < 0) return -1;
   if (pid == 0) {
     if (lwpd_attach(g_daemon.endpoint.c_str()) != 0) {
       perror("lwpd_attach");
@@ -113,6 +112,12 @@ int run_child(const std::function<void()>& body, int timeout_s) {
     body();
     _lwp_exit();
   }
+  return pid;
+}
+
+int run_child(const std::function<void()>& body, int timeout_s) {
+  pid_t pid = start_child(body);
+  if (pid < 0) return -1;
   return finish_child(pid, timeout_s);
 }
 

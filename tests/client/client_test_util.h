@@ -31,6 +31,10 @@ const Daemon& daemon();
 // _lwp_exit() when `body` returns. Returns the child's wait status, or -1 on timeout
 // (the child is then killed).
 int run_child(const std::function<void()>& body, int timeout_s = 30);
+// The two halves of run_child, for several children at once (fork from the test's main
+// thread only: ThreadSanitizer does not support forking a multi-threaded process).
+pid_t start_child(const std::function<void()>& body);  // -1 if fork failed
+int finish_child(pid_t pid, int timeout_s);            // wait status, -1 on timeout (killed)
 // Fork/exec `argv` with LWPD_ENDPOINT set; wait status or -1 on timeout.
 int run_program(const std::vector<std::string>& argv, int timeout_s = 60);
 std::string describe_status(int st);

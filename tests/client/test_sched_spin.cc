@@ -5,7 +5,7 @@
 
 #include "client_test_util.h"
 
-#include <thread>
+#include <algorithm>
 #include <vector>
 
 namespace lwpd::clienttest {
@@ -139,31 +139,36 @@ void churn_heap(int n) {
 }
 
 TEST(ClientSched, KickInsideMallocDoesNotStallTheDaemon) {
-  constexpr int kProcs = 6, kLwps = 120;
-  std::vector<std::thread> runners;
-  std::atomic<int> ok{0};
+  constexpr int kProcs = 6, kLwps = 120, kTimeoutS = 100;
+  std::vector<pid_t> kids;
   for (int i = 0; i < kProcs; i++) {
-    runners.emplace_back([&ok] {
-      int st = run_child([] {
-        std::vector<lwpid_t> lids;
-        for (int j = 0; j < kLwps; j++) {
-          churn_heap(200);
-          lids.push_back(spawn(park_once, nullptr, 0, 16 * 1024));
-        }
-        for (lwpid_t l : lids) {
-          int e = _lwp_unpark(l, nullptr);
-          C_CHECK(e == 0 || errno == ESRCH);
-        }
-        for (int j = 0; j < kLwps; j++) {
-          churn_heap(50);
-          C_OK(_lwp_wait(0, nullptr));
-        }
-      }, 100);
-      if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok.fetch_add(1);
+    pid_t pid = start_child([] {
+      std::vector<lwpid_t> lids;
+      for (int j = 0; j < kLwps; j++) {
+        churn_heap(200);
+        lids.push_back(spawn(park_once, nullptr, 0, 16 * 1024));
+      }
+      for (lwpid_t l : lids) {
+        int e = _lwp_unpark(l, nullptr);
+        C_CHECK(e == 0 || errno == ESRCH);
+      }
+      for (int j = 0; j < kLwps; j++) {
+        churn_heap(50);
+        C_OK(_lwp_wait(0, nullptr));
+      }
     });
+    ASSERT_GT(pid, 0);
+    kids.push_back(pid);
   }
-  for (auto& t : runners) t.join();
-  EXPECT_EQ(ok.load(), kProcs);
+  // One deadline for all: they run at the same time.
+  const long deadline = now_ms() + kTimeoutS * 1000L;
+  int ok = 0;
+  for (pid_t pid : kids) {
+    int left_s = static_cast<int>(std::max(1L, (deadline - now_ms()) / 1000));
+    int st = finish_child(pid, left_s);
+    if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+  }
+  EXPECT_EQ(ok, kProcs);
 }
 
 TEST(ClientExample, ProducerConsumer) {
