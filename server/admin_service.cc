@@ -6,6 +6,7 @@
 // registers a waiter with the WatchHub before arming the suspension, and the kernel's
 // state event (or the LWP's death) finishes the call from the hub's pump thread.
 
+#include "server/hb_annotate.h"
 #include "server/services.h"
 #include "server/wire.h"
 
@@ -58,20 +59,26 @@ class SuspendReactor final : public grpc::ServerUnaryReactor {
       fill(d_, pid_, e,
            e == netbsd::Errno::kOk ? netbsd::LwpStat::kSuspended : std::optional<netbsd::LwpStat>{},
            resp_);
+      LWPD_HANDOFF_TO_GRPC(this);  // to OnDone (hb_annotate.h)
       Finish(grpc::Status::OK);
     });
     auto r = d_.kernel.lwp_suspend_ext(p, lid_);
     if (r.ok() && r.value() != netbsd::LwpStat::kSuspended) return;  // the waiter finishes
     if (!d_.watch->cancel_waiter(id_)) return;                       // an event claimed it already
     fill(d_, pid_, r.error(), r.ok() ? std::optional(r.value()) : std::nullopt, resp_);
+    LWPD_HANDOFF_TO_GRPC(this);
     Finish(grpc::Status::OK);
   }
 
   void OnCancel() override {
+    ReactionScope rs(this);
     if (d_.watch->cancel_waiter(id_))
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "suspend cancelled (still requested)"));
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    LWPD_REACTION_BEGINS(this);  // after the handler and every other reaction
+    delete this;
+  }
 
  private:
   Daemon& d_;
@@ -118,6 +125,7 @@ grpc::ServerUnaryReactor* AdminService::SuspendLwp(grpc::CallbackServerContext* 
     return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lid must be > 0"));
   auto* r = new SuspendReactor(d_, req->pid(), req->lid(), resp);
   r->start(p);
+  LWPD_HANDOFF_TO_GRPC(r);  // the handler returns the reactor to gRPC
   return r;
 }
 

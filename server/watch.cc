@@ -2,6 +2,8 @@
 
 #include "server/watch.h"
 
+#include "server/hb_annotate.h"
+
 #include <algorithm>
 #include <optional>
 
@@ -110,6 +112,7 @@ class Watcher {
       event_to_wire(s.e, out_.add_events());
     }
     if (trailing_lost_ > 0) marker(v1::WATCH_DROPPED, trailing_lost_, out_.add_events());
+    LWPD_HANDOFF_TO_GRPC(r_);  // to the OnWriteDone this write starts (hb_annotate.h)
     r_->StartWrite(&out_);
   }
 
@@ -156,6 +159,7 @@ class Watcher {
   void finish_locked() {
     if (finished_) return;
     finished_ = true;
+    LWPD_HANDOFF_TO_GRPC(r_);
     r_->Finish(*finish_);
   }
 
@@ -186,14 +190,21 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchReply> {
       : hub_(hub), w_(std::make_shared<Watcher>(hub, this, pid, cap)) {}
   std::shared_ptr<Watcher> watcher() const { return w_; }
 
-  void OnWriteDone(bool ok) override { w_->write_done(ok); }
+  void OnWriteDone(bool ok) override {
+    ReactionScope rs(HbKey());
+    w_->write_done(ok);
+  }
   void OnCancel() override {
+    ReactionScope rs(HbKey());
     w_->finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
   }
   void OnDone() override {
+    LWPD_REACTION_BEGINS(HbKey());  // after the handler and every other reaction
     hub_.remove(w_);
     delete this;
   }
+  // The address of the TSan hand-off annotations: the one the Watcher knows as r_.
+  void* HbKey() { return static_cast<grpc::ServerWriteReactor<v1::WatchReply>*>(this); }
 
  private:
   WatchHub& hub_;
@@ -246,6 +257,7 @@ grpc::ServerWriteReactor<v1::WatchReply>* WatchHub::start_watch(pid_t pid, uint3
     return r;
   }
   w->pump();  // WATCH_SUBSCRIBED, then whatever arrived since add()
+  LWPD_HANDOFF_TO_GRPC(r->HbKey());  // the handler returns the reactor to gRPC
   return r;
 }
 
