@@ -122,6 +122,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -536,7 +537,10 @@ void dispatcher_main(Process* p) {
     auto* t = new TrapCall;
     add_token(&t->ctx, *p);
     t->req.set_lid(l->lid);
-    p->stub->async()->Trap(&t->ctx, &t->req, &t->resp, [t, l, p](grpc::Status st) {
+    // The callback runs on a libgrpc thread after the Trap's return: for TSan, a kernel
+    // entry and its return; the release comes once the callback object exists.
+    std::function<void(grpc::Status)> done = [t, l, p](grpc::Status st) {
+      LWPD_KERNEL_RETURN();
       if (st.ok()) {
         l->trap_gen = t->resp.gen();
         l->trap_state.store(kTrapResumed, std::memory_order_release);
@@ -548,7 +552,9 @@ void dispatcher_main(Process* p) {
       }
       futex_wake(&l->trap_state);
       delete t;
-    });
+    };
+    LWPD_KERNEL_ENTRY();
+    p->stub->async()->Trap(&t->ctx, &t->req, &t->resp, std::move(done));
   }
 }
 
