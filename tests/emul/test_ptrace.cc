@@ -400,7 +400,11 @@ TEST(Ptrace, ExitStatusSurvivesRelease) {
 // vCPU, held by the tracer) saw a PTRACE_LWP_CREATE stop for that first LWP
 // once it was continued. Only LWPs made by _lwp_create report their creation.
 TEST(Ptrace, FirstLwpAttachedBeforeItRanReportsNoCreate) {
-  Kernel k(test_config(1));
+  // No time slicing: the tracee must not get the vCPU (and exit) before the attach, however
+  // slow the host (a 20 ms slice was not enough under ThreadSanitizer).
+  KernelConfig cfg = test_config(1);
+  cfg.quantum = std::chrono::hours(1);
+  Kernel k(cfg);
   std::atomic<pid_t> tpid{0};
   auto tr = TestProc::start(k, [&](U& u) {
     // Spin on the only vCPU until the tracee exists, then attach at once.
