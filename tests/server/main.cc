@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstring>
 #include <thread>
-#include <vector>
 
 #include "daemon.h"
 
@@ -23,19 +22,21 @@ int child_client(const char* address, int n) {
   if (!p.ok()) return 1;
   v1::SyscallReturn r;
   if (!p.start(p.pid(), &r).ok()) return 2;
-  std::vector<int32_t> lids;
-  for (int i = 0; i < n; i++) {
-    lwpd::emul::LwpCreateArgs a;
-    a.uc_flags = nb::UC_CPU;
-    if (!p.call(p.pid(), a, &r).ok() || r.error() != v1::ERRNO_OK) return 3;
-    lids.push_back(static_cast<int32_t>(r.retval()));
-  }
   auto park = [](int32_t lid, bool start) {
     v1::SyscallReturn rr;
     if (start && !p.start(lid, &rr).ok()) return;
     for (;;) p.call(lid, lwpd::emul::LwpParkArgs{}, &rr, std::chrono::hours(1));
   };
-  for (int32_t lid : lids) std::thread(park, lid, true).detach();
+  // Each new LWP gets its thread at once, as a real client does: a started LWP holds a
+  // vCPU until its thread takes the start and parks, and this client ignores kicks, so
+  // if the creator were preempted (a slow host: a 100 ms slice) by LWPs nobody drives,
+  // it would never get a vCPU back.
+  for (int i = 0; i < n; i++) {
+    lwpd::emul::LwpCreateArgs a;
+    a.uc_flags = nb::UC_CPU;
+    if (!p.call(p.pid(), a, &r).ok() || r.error() != v1::ERRNO_OK) return 3;
+    std::thread(park, static_cast<int32_t>(r.retval()), true).detach();
+  }
   std::thread(park, p.pid(), false).detach();
   std::printf("%d\n", p.pid());
   std::fflush(stdout);
