@@ -116,13 +116,26 @@ grpc::ServerUnaryReactor* AdminService::SignalProc(grpc::CallbackServerContext* 
   return done(ctx, grpc::Status::OK);
 }
 
+namespace {
+
+// admit() for a request naming one LWP, then INVALID_ARGUMENT for a lid <= 0.
+emul::ProcRef admit_lwp(const Daemon& d, const grpc::CallbackServerContext* ctx,
+                        const v1::LwpTarget& req, grpc::Status* st) {
+  emul::ProcRef p = admit(d, ctx, req.pid(), st);
+  if (p != nullptr && req.lid() <= 0) {
+    *st = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lid must be > 0");
+    return nullptr;
+  }
+  return p;
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* AdminService::SuspendLwp(grpc::CallbackServerContext* ctx,
                                                    const v1::LwpTarget* req, v1::AdminReply* resp) {
   grpc::Status st;
-  emul::ProcRef p = admit(d_, ctx, req->pid(), &st);
+  emul::ProcRef p = admit_lwp(d_, ctx, *req, &st);
   if (p == nullptr) return done(ctx, st);
-  if (req->lid() <= 0)
-    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lid must be > 0"));
   auto* r = new SuspendReactor(d_, req->pid(), req->lid(), resp);
   r->start(p);
   LWPD_HANDOFF_TO_GRPC(r);  // the handler returns the reactor to gRPC
@@ -132,10 +145,8 @@ grpc::ServerUnaryReactor* AdminService::SuspendLwp(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* AdminService::ResumeLwp(grpc::CallbackServerContext* ctx,
                                                   const v1::LwpTarget* req, v1::AdminReply* resp) {
   grpc::Status st;
-  emul::ProcRef p = admit(d_, ctx, req->pid(), &st);
+  emul::ProcRef p = admit_lwp(d_, ctx, *req, &st);
   if (p == nullptr) return done(ctx, st);
-  if (req->lid() <= 0)
-    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "lid must be > 0"));
   auto r = d_.kernel.lwp_continue_ext(p, req->lid());
   fill(d_, req->pid(), r.error(), r.ok() ? std::optional(r.value()) : std::nullopt, resp);
   return done(ctx, grpc::Status::OK);

@@ -18,8 +18,7 @@ bool is_admin(const Daemon& d, const grpc::CallbackServerContext* ctx) {
   if (got.size() != want.size()) return false;
   // Constant time in the token's content: no early exit on the first mismatch.
   unsigned char diff = 0;
-  for (size_t i = 0; i < want.size(); i++)
-    diff |= static_cast<unsigned char>(got[i] ^ want[i]);
+  for (size_t i = 0; i < want.size(); i++) diff |= static_cast<unsigned char>(got[i] ^ want[i]);
   return diff == 0;
 }
 

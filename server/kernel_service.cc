@@ -27,7 +27,8 @@ using grpc::StatusCode;
 
 Status entry_status(emul::EntryStatus st) {
   switch (st) {
-    case emul::EntryStatus::kOk: return Status::OK;
+    case emul::EntryStatus::kOk:
+      return Status::OK;
     case emul::EntryStatus::kNoSuchLwp:
       return Status(StatusCode::NOT_FOUND, emul::entry_status_name(st));
     case emul::EntryStatus::kBadArgs:
@@ -42,7 +43,8 @@ Status entry_status(emul::EntryStatus st) {
 Status check_status(const Daemon& d, GrpcPort::Check c) {
   switch (c) {
     case GrpcPort::Check::kOk:
-    case GrpcPort::Check::kDelivered: return Status::OK;
+    case GrpcPort::Check::kDelivered:
+      return Status::OK;
     case GrpcPort::Check::kNoSuchLwp:
       return Status(StatusCode::NOT_FOUND, "no such LWP in this process");
     case GrpcPort::Check::kBusy:
@@ -76,9 +78,7 @@ grpc::ServerUnaryReactor* finish_now(grpc::CallbackServerContext* ctx, const Sta
 
 class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::SessionEvent> {
  public:
-  SessionReactor(Daemon& d, grpc::CallbackServerContext* ctx) : d_(d), ctx_(ctx) {
-    Read(&req_);
-  }
+  SessionReactor(Daemon& d, grpc::CallbackServerContext* ctx) : d_(d), ctx_(ctx) { Read(&req_); }
 
   void OnReadDone(bool ok) override {
     ReactionScope rs(HbKey());
@@ -185,8 +185,8 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
 
   Daemon& d_;
   [[maybe_unused]] grpc::CallbackServerContext* const ctx_;
-  v1::SessionRequest req_;  // owned by the one outstanding read
-  std::mutex mu_;           // leaf
+  v1::SessionRequest req_;      // owned by the one outstanding read
+  std::mutex mu_;               // leaf
   std::shared_ptr<Session> s_;  // [mu_] set once by Attach
 };
 
@@ -269,9 +269,8 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
         if (lid == 0) return Status(StatusCode::INVALID_ARGUMENT, "syscall before LwpOpen");
         auto args = syscall_from_wire(req_.syscall());
         if (!args) return Status(StatusCode::INVALID_ARGUMENT, "Syscall has no call set");
-        return Enter(lid, emul::syscall_number(*args), [&] {
-          return d_.kernel.syscall(s_->proc, lid, std::move(*args));
-        });
+        return Enter(lid, emul::syscall_number(*args),
+                     [&] { return d_.kernel.syscall(s_->proc, lid, std::move(*args)); });
       }
       case v1::LwpRequest::kTrap:
         if (lid == 0) return Status(StatusCode::INVALID_ARGUMENT, "trap before LwpOpen");
@@ -301,8 +300,8 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
 
   Daemon& d_;
   const std::shared_ptr<Session> s_;
-  v1::LwpRequest req_;                 // owned by the one outstanding read
-  std::atomic<lwpid_t> lid_{0};        // bound LWP; set once by OnReadDone
+  v1::LwpRequest req_;           // owned by the one outstanding read
+  std::atomic<lwpid_t> lid_{0};  // bound LWP; set once by OnReadDone
 };
 
 // ---- unary Start / Trap / Call -------------------------------------------------------------
@@ -398,7 +397,8 @@ grpc::ServerUnaryReactor* KernelService::Call(grpc::CallbackServerContext* ctx,
   auto s = authenticate(d_, ctx);
   if (s == nullptr) return finish_now(ctx, kBadToken);
   auto args = syscall_from_wire(req->syscall());
-  if (!args) return finish_now(ctx, Status(StatusCode::INVALID_ARGUMENT, "LwpCall carries no syscall"));
+  if (!args)
+    return finish_now(ctx, Status(StatusCode::INVALID_ARGUMENT, "LwpCall carries no syscall"));
   auto* r = new EntryReactor(std::move(s), req->lid(), resp);
   auto& ss = r->session();
   GrpcPort::Check c = ss.port->begin_entry(r->lid(), r, emul::syscall_number(*args));

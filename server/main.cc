@@ -12,10 +12,6 @@
 
 // The project headers come first: <signal.h> defines a `sigmask` macro that
 // would break the generated LwpCreateArgs::sigmask() accessor.
-#include "emul/kernel.h"
-#include "server/services.h"
-#include "server/sessions.h"
-
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,13 +19,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <CLI/CLI.hpp>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <cerrno>
@@ -41,6 +30,17 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "emul/kernel.h"
+#include "server/services.h"
+#include "server/sessions.h"
 
 namespace {
 
@@ -75,7 +75,7 @@ std::string dir_of(const std::string& path) {
 // mkdir -p with `mode` for the directories it creates.
 bool make_dirs(const std::string& dir, mode_t mode) {
   if (dir.empty()) return false;
-  struct stat st{};
+  struct stat st {};
   if (::stat(dir.c_str(), &st) == 0) return S_ISDIR(st.st_mode);
   if (!make_dirs(dir_of(dir), mode) && dir_of(dir) != dir) return false;
   if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) return false;
@@ -86,7 +86,7 @@ bool make_dirs(const std::string& dir, mode_t mode) {
 // A socket file left by a daemon that died is removed; one that still
 // accepts connections belongs to a running daemon: refuse to start.
 bool clear_stale_socket(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return true;
   if (!S_ISSOCK(st.st_mode)) {
     spdlog::error("{} exists and is not a socket", path);
@@ -122,10 +122,18 @@ std::string write_admin_token(const std::string& path) {
 
 void kernel_log(int level, const std::string& msg) {
   switch (level) {
-    case 0: spdlog::debug("kernel: {}", msg); break;
-    case 1: spdlog::info("kernel: {}", msg); break;
-    case 2: spdlog::warn("kernel: {}", msg); break;
-    default: spdlog::error("kernel: {}", msg); break;
+    case 0:
+      spdlog::debug("kernel: {}", msg);
+      break;
+    case 1:
+      spdlog::info("kernel: {}", msg);
+      break;
+    case 2:
+      spdlog::warn("kernel: {}", msg);
+      break;
+    default:
+      spdlog::error("kernel: {}", msg);
+      break;
   }
 }
 
@@ -207,7 +215,8 @@ int run(const Options& o) {
   }
 
   emul::KernelConfig kcfg;
-  kcfg.ncpus = o.cpus > 0 ? o.cpus : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  kcfg.ncpus =
+      o.cpus > 0 ? o.cpus : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   kcfg.quantum = std::chrono::milliseconds(o.quantum_ms);
   kcfg.runtime_dir = runtime_dir;
   kcfg.log = kernel_log;

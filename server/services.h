@@ -23,14 +23,14 @@ namespace lwpd::server {
 struct Daemon {
   emul::Kernel& kernel;
   Sessions& sessions;
-  uint32_t uid = 0;               // credentials given to every emulated process
-  std::string runtime_dir;        // where lwpctl region files appear
-  std::string admin_token;        // grants admin rights (metadata "lwpd-admin-token"); set once
+  uint32_t uid = 0;         // credentials given to every emulated process
+  std::string runtime_dir;  // where lwpctl region files appear
+  std::string admin_token;  // grants admin rights (metadata "lwpd-admin-token"); set once
   std::string version;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  std::atomic<uint64_t> entries{0};         // kernel entries served (relaxed counter)
-  std::atomic<bool> shutting_down{false};   // new requests get UNAVAILABLE
-  WatchHub* watch = nullptr;  // the kernel's observer (Watch, SuspendLwp); set once
+  std::atomic<uint64_t> entries{0};        // kernel entries served (relaxed counter)
+  std::atomic<bool> shutting_down{false};  // new requests get UNAVAILABLE
+  WatchHub* watch = nullptr;               // the kernel's observer (Watch, SuspendLwp); set once
 };
 
 class KernelService final : public v1::Kernel::CallbackService {
@@ -81,8 +81,8 @@ class AdminService final : public v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* SignalProc(grpc::CallbackServerContext* ctx,
                                        const v1::SignalProcRequest* req,
                                        v1::AdminReply* resp) override;
-  grpc::ServerUnaryReactor* SuspendLwp(grpc::CallbackServerContext* ctx,
-                                       const v1::LwpTarget* req, v1::AdminReply* resp) override;
+  grpc::ServerUnaryReactor* SuspendLwp(grpc::CallbackServerContext* ctx, const v1::LwpTarget* req,
+                                       v1::AdminReply* resp) override;
   grpc::ServerUnaryReactor* ResumeLwp(grpc::CallbackServerContext* ctx, const v1::LwpTarget* req,
                                       v1::AdminReply* resp) override;
 

@@ -9,11 +9,11 @@
 // non-blocking StartWrite/Finish (which never run a reaction inline).
 #pragma once
 
-#include <grpcpp/grpcpp.h>
-
 #include <deque>
 #include <mutex>
 #include <optional>
+
+#include <grpcpp/grpcpp.h>
 
 #include "server/hb_annotate.h"
 
@@ -111,10 +111,10 @@ class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventS
   }
 
   std::mutex wmu_;
-  std::deque<Ev> q_;           // [wmu_] front is in flight while writing_
-  bool writing_ = false;       // [wmu_]
+  std::deque<Ev> q_;                    // [wmu_] front is in flight while writing_
+  bool writing_ = false;                // [wmu_]
   std::optional<grpc::Status> finish_;  // [wmu_] requested final status
-  bool finished_ = false;      // [wmu_] Finish() called
+  bool finished_ = false;               // [wmu_] Finish() called
 };
 
 }  // namespace lwpd::server

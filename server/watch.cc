@@ -2,10 +2,10 @@
 
 #include "server/watch.h"
 
-#include "server/hb_annotate.h"
-
 #include <algorithm>
 #include <optional>
+
+#include "server/hb_annotate.h"
 
 namespace lwpd::server {
 
@@ -256,7 +256,7 @@ grpc::ServerWriteReactor<v1::WatchReply>* WatchHub::start_watch(pid_t pid, uint3
     w->finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "lwpd is shutting down"));
     return r;
   }
-  w->pump();  // WATCH_SUBSCRIBED, then whatever arrived since add()
+  w->pump();                         // WATCH_SUBSCRIBED, then whatever arrived since add()
   LWPD_HANDOFF_TO_GRPC(r->HbKey());  // the handler returns the reactor to gRPC
   return r;
 }

@@ -1,11 +1,11 @@
 #include "server/wire.h"
 
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/reflection.h>
-
 #include <cassert>
 #include <type_traits>
 #include <variant>
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
 
 namespace lwpd::server {
 
@@ -217,11 +217,11 @@ void ptrace_out_to_wire(const emul::PtraceOut& o, v1::PtraceOut* w) {
 // emul argument struct -> its proto message and oneof case.
 template <class T>
 struct WireOf;
-#define LWPD_WIRE_OF(name, num, str, fn)                                     \
-  template <>                                                                \
-  struct WireOf<emul::name##Args> {                                          \
-    using type = v1::name##Args;                                             \
-    static constexpr v1::Syscall::CallCase kCase = v1::Syscall::k##name;     \
+#define LWPD_WIRE_OF(name, num, str, fn)                                 \
+  template <>                                                            \
+  struct WireOf<emul::name##Args> {                                      \
+    using type = v1::name##Args;                                         \
+    static constexpr v1::Syscall::CallCase kCase = v1::Syscall::k##name; \
   };
 LWPD_SYSCALLS(LWPD_WIRE_OF)
 #undef LWPD_WIRE_OF
@@ -231,9 +231,9 @@ LWPD_SYSCALLS(LWPD_WIRE_OF)
 std::optional<emul::SysArgs> syscall_from_wire(const v1::Syscall& s) {
   const Message& m = s;
   switch (s.call_case()) {
-#define LWPD_WIRE_DECODE(name, num, str, fn)                                         \
-  case v1::Syscall::k##name:                                                         \
-    return emul::SysArgs{decode(static_cast<const v1::name##Args&>(                  \
+#define LWPD_WIRE_DECODE(name, num, str, fn)                        \
+  case v1::Syscall::k##name:                                        \
+    return emul::SysArgs{decode(static_cast<const v1::name##Args&>( \
         m.GetReflection()->GetMessage(m, syscall_field(v1::Syscall::k##name))))};
     LWPD_SYSCALLS(LWPD_WIRE_DECODE)
 #undef LWPD_WIRE_DECODE
@@ -262,9 +262,15 @@ v1::Errno errno_to_wire(netbsd::Errno e) { return static_cast<v1::Errno>(static_
 
 void return_to_wire(const emul::SysReturn& r, uint64_t gen, v1::SyscallReturn* out) {
   switch (r.kind) {
-    case emul::ReturnKind::kSyscall: out->set_kind(v1::RETURN_SYSCALL); break;
-    case emul::ReturnKind::kStart: out->set_kind(v1::RETURN_START); break;
-    case emul::ReturnKind::kResume: out->set_kind(v1::RETURN_RESUME); break;
+    case emul::ReturnKind::kSyscall:
+      out->set_kind(v1::RETURN_SYSCALL);
+      break;
+    case emul::ReturnKind::kStart:
+      out->set_kind(v1::RETURN_START);
+      break;
+    case emul::ReturnKind::kResume:
+      out->set_kind(v1::RETURN_RESUME);
+      break;
   }
   out->set_error(errno_to_wire(r.error));
   out->set_retval(r.retval);

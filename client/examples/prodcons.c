@@ -11,24 +11,25 @@
  *   usage: lwp_prodcons [items]      (daemon endpoint from $LWPD_ENDPOINT)
  */
 #include <errno.h>
-#include <lwpd/lwp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include <lwpd/lwp.h>
 
 #define RING 16
 #define STACK_SIZE (64 * 1024)
 
 static int ring[RING];
-static atomic_uint head;  /* next slot to consume */
-static atomic_uint tail;  /* next slot to fill */
+static atomic_uint head; /* next slot to consume */
+static atomic_uint tail; /* next slot to fill */
 static atomic_int producer_waiting, consumer_waiting;
 static lwpid_t producer_lid, consumer_lid;
 static long items = 10000;
 static long long consumed_sum;
 
 /* Park until `ready()` holds; `flag` tells the other side to unpark us. */
-static void wait_until(int (*ready)(void), atomic_int *flag, const void *hint) {
+static void wait_until(int (*ready)(void), atomic_int* flag, const void* hint) {
   while (!ready()) {
     atomic_store(flag, 1);
     if (!ready()) {
@@ -42,7 +43,7 @@ static void wait_until(int (*ready)(void), atomic_int *flag, const void *hint) {
   }
 }
 
-static void wake(atomic_int *flag, lwpid_t lid, const void *hint) {
+static void wake(atomic_int* flag, lwpid_t lid, const void* hint) {
   if (atomic_load(flag) && _lwp_unpark(lid, hint) == -1 && errno != ESRCH) {
     perror("_lwp_unpark");
     exit(1);
@@ -52,7 +53,7 @@ static void wake(atomic_int *flag, lwpid_t lid, const void *hint) {
 static int not_full(void) { return atomic_load(&tail) - atomic_load(&head) < RING; }
 static int not_empty(void) { return atomic_load(&tail) != atomic_load(&head); }
 
-static void producer(void *arg) {
+static void producer(void* arg) {
   (void)arg;
   for (long i = 1; i <= items; i++) {
     wait_until(not_full, &producer_waiting, &tail);
@@ -62,7 +63,7 @@ static void producer(void *arg) {
   }
 }
 
-static void consumer(void *arg) {
+static void consumer(void* arg) {
   (void)arg;
   for (long i = 1; i <= items; i++) {
     wait_until(not_empty, &consumer_waiting, &head);
@@ -73,12 +74,12 @@ static void consumer(void *arg) {
 }
 
 /* The LWPs' stacks, freed once both have been waited for. */
-static char *stacks[2];
+static char* stacks[2];
 static int nstacks;
 
-static lwpid_t spawn(void (*fn)(void *), unsigned long flags) {
+static lwpid_t spawn(void (*fn)(void*), unsigned long flags) {
   ucontext_t uc;
-  char *stack = malloc(STACK_SIZE);
+  char* stack = malloc(STACK_SIZE);
   lwpid_t lid;
   if (stack == NULL) exit(1);
   stacks[nstacks++] = stack;
@@ -90,7 +91,7 @@ static lwpid_t spawn(void (*fn)(void *), unsigned long flags) {
   return lid;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc > 1) items = atol(argv[1]);
   if (lwpd_attach(NULL) == -1) {
     perror("lwpd_attach");
@@ -111,8 +112,8 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < nstacks; i++) free(stacks[i]); /* both LWPs are gone */
   long long expect = (long long)items * (items + 1) / 2;
-  printf("pid %d: %ld items, sum %lld (expected %lld)\n", (int)lwpd_getpid(), items,
-         consumed_sum, expect);
+  printf("pid %d: %ld items, sum %lld (expected %lld)\n", (int)lwpd_getpid(), items, consumed_sum,
+         expect);
   if (lwpd_detach() == -1) perror("lwpd_detach");
   return consumed_sum == expect ? 0 : 1;
 }

@@ -285,7 +285,7 @@ struct Lwp {
   std::unique_ptr<grpc::ClientContext> ch_ctx;
   std::unique_ptr<grpc::ClientReaderWriter<pb::LwpRequest, pb::LwpEvent>> ch;
   void* altstack = nullptr;
-  timer_t rekick{};          // re-sends the kick signal to this thread (deferred kicks)
+  timer_t rekick{};  // re-sends the kick signal to this thread (deferred kicks)
   bool has_rekick = false;
 
   // Created LWPs only: the pthread's own context and the user's. Switches in
@@ -414,9 +414,12 @@ pb::SyscallReturn channel_read(Lwp& l) {
     case pb::LwpEvent::kRet:
       LWPD_KERNEL_RETURN();
       return std::move(*ev.mutable_ret());
-    case pb::LwpEvent::kProcExited: proc_exit_now(ev.proc_exited());
-    case pb::LwpEvent::kExited: park_forever();
-    default: break;
+    case pb::LwpEvent::kProcExited:
+      proc_exit_now(ev.proc_exited());
+    case pb::LwpEvent::kExited:
+      park_forever();
+    default:
+      break;
   }
   die_lost("unexpected LWP channel event");
 }
@@ -970,7 +973,7 @@ std::string host_comm() {
 bool install_kick_handler() {
   g_kick_signal = SIGRTMIN + 3;
   find_runtime_code();
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_sigaction = kick_handler;
   sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
   sigfillset(&sa.sa_mask);

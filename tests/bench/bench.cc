@@ -40,12 +40,7 @@
 #include "lwpd/v1/kernel.grpc.pb.h"
 #undef sigmask
 
-#include "bench_util.h"
-
-#include <benchmark/benchmark.h>
-#include <grpcpp/grpcpp.h>
 #include <linux/futex.h>
-#include <lwpd/lwp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -66,6 +61,12 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <benchmark/benchmark.h>
+#include <grpcpp/grpcpp.h>
+#include <lwpd/lwp.h>
+
+#include "bench_util.h"
 
 #undef sigmask
 
@@ -453,23 +454,26 @@ void sigstop_handler(int) {
 
 bool futex_wait_ms(std::atomic<uint32_t>* w, uint32_t val, long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts,
-                   nullptr, 0);
+  long r =
+      syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT_PRIVATE, val, &ts, nullptr, 0);
   return !(r == -1 && errno == ETIMEDOUT);
 }
 
 void BM_B4_signal_stop_rtt(benchmark::State& st) {
   static const int kSig = SIGRTMIN + 5;
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = sigstop_handler;
   sigfillset(&sa.sa_mask);
   sigaction(kSig, &sa, nullptr);
   Spin s;
   pthread_t th;
-  pthread_create(&th, nullptr, [](void* a) -> void* {
-    lwp_spinner(a);
-    return nullptr;
-  }, &s);
+  pthread_create(
+      &th, nullptr,
+      [](void* a) -> void* {
+        lwp_spinner(a);
+        return nullptr;
+      },
+      &s);
   wait_spinning(s);
   uint64_t resent = 0;
   for (auto _ : st) {
@@ -553,7 +557,8 @@ void register_benchmarks() {
 [[noreturn]] void micro_child(int out_fd) {
   if (lwpd_attach(g_lwpd_ep.c_str()) != 0) die("lwpd_attach");
   g_echo_chan = grpc::CreateChannel(g_echo_ep, grpc::InsecureChannelCredentials());
-  g_inspect = pb::Inspect::NewStub(grpc::CreateChannel(g_lwpd_ep, grpc::InsecureChannelCredentials()));
+  g_inspect =
+      pb::Inspect::NewStub(grpc::CreateChannel(g_lwpd_ep, grpc::InsecureChannelCredentials()));
 
   std::vector<std::string> args = {"lwpd_bench"};
   if (g_cfg.reps > 1) {
@@ -677,7 +682,8 @@ M5Result run_m5() {
   close(pfd[0]);
 
   // From here on this process uses gRPC; it forks no more.
-  auto insp = pb::Inspect::NewStub(grpc::CreateChannel(g_lwpd_ep, grpc::InsecureChannelCredentials()));
+  auto insp =
+      pb::Inspect::NewStub(grpc::CreateChannel(g_lwpd_ep, grpc::InsecureChannelCredentials()));
   int nprocs = 0;
   while (ready == r.procs && now_ns() < deadline) {
     r.parked = count_parked(*insp, &nprocs);
@@ -686,14 +692,14 @@ M5Result run_m5() {
   }
   r.setup_s = (now_ns() - t0) / 1e9;
   if (ready != r.procs || r.parked < r.lwps) {
-    fprintf(stderr, "M5: only %d/%d processes ready, %d/%d LWPs parked\n", ready, r.procs,
-            r.parked, r.lwps);
+    fprintf(stderr, "M5: only %d/%d processes ready, %d/%d LWPs parked\n", ready, r.procs, r.parked,
+            r.lwps);
     grpc::ClientContext c;
     pb::ListCpusReply cpus;
     if (insp->ListCpus(&c, pb::ListCpusRequest(), &cpus).ok())
       for (const auto& cpu : cpus.cpus())
-        fprintf(stderr, "M5: vCPU %d runs %d.%d, %d queued, %" PRIu64 " preemptions\n",
-                cpu.index(), cpu.cur_pid(), cpu.cur_lid(), cpu.runq_len(), cpu.preemptions());
+        fprintf(stderr, "M5: vCPU %d runs %d.%d, %d queued, %" PRIu64 " preemptions\n", cpu.index(),
+                cpu.cur_pid(), cpu.cur_lid(), cpu.runq_len(), cpu.preemptions());
   } else {
     std::this_thread::sleep_for(std::chrono::milliseconds(g_cfg.quick ? 100 : 500));
     const ProcSnap s0 = snap_proc(g_daemon_pid);
@@ -771,7 +777,9 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
     auto it = res.find(k);
     return it == res.end() ? NAN : it->second;
   };
-  auto us = [](double ns) { return std::isnan(ns) ? std::string("n/a") : fmt("%.1f us", ns / 1e3); };
+  auto us = [](double ns) {
+    return std::isnan(ns) ? std::string("n/a") : fmt("%.1f us", ns / 1e3);
+  };
   auto ratio_row = [&](const std::string& fig, double l, double b, const std::string& bname,
                        double target) {
     Row r{fig, us(l), us(b) + " (" + bname + ")", "n/a", "none", "-"};
@@ -825,11 +833,13 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
                            {"B4_signal_stop_rtt", "pthread_kill stop of a spinning thread, acked"}};
   for (auto& ref : refs) printf("  %-24s %10s  %s\n", ref[0], us(get(ref[0])).c_str(), ref[1]);
 
-  printf("\nWhere the time goes (medians, per operation; M2 per hand-off, M4 per"
-         " suspend+continue cycle)\n");
-  printf("  srv = the server process (lwpd, or the echo server for B0*), all threads; vcpu = lwpd's\n"
-         "  vCPU workers; cbq = gRPC callback threads of the server; cli = the client process (for\n"
-         "  M4 cli_cpu_us includes the spinning LWP). csw = context switches.\n");
+  printf(
+      "\nWhere the time goes (medians, per operation; M2 per hand-off, M4 per"
+      " suspend+continue cycle)\n");
+  printf(
+      "  srv = the server process (lwpd, or the echo server for B0*), all threads; vcpu = lwpd's\n"
+      "  vCPU workers; cbq = gRPC callback threads of the server; cli = the client process (for\n"
+      "  M4 cli_cpu_us includes the spinning LWP). csw = context switches.\n");
   printf("  %-38s %8s %8s %10s %8s %10s %8s %10s %8s %10s\n", "benchmark", "entries", "srv_csw",
          "srv_cpu_us", "vcpu_csw", "vcpu_cpu", "cbq_csw", "cbq_cpu", "cli_csw", "cli_cpu_us");
   for (const char* b : {"B0_bare_stream_rtt", "B0u_bare_unary_rtt", "M1_lwpd_getprivate",
@@ -847,19 +857,20 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
            c("cli_csw").c_str(), c("cli_cpu_us").c_str());
   }
   if (g_cfg.m5 && m5.ok) {
-    printf("\nM5 details: %d LWPs parked in %d processes; daemon threads %d -> %d; RSS %.1f ->"
-           " %.1f MiB (Inspect.Stats rss_bytes %.1f MiB); idle CPU %.3f%% (schedstat) /"
-           " %.2f%% (utime+stime, %ld Hz ticks) over %.2f s; setup %.1f s, teardown %.1f s\n",
-           m5.parked, m5.procs, m5.threads_before, m5.threads_after, m5.rss_before / 1048576.0,
-           m5.rss_after / 1048576.0, m5.stats_rss / 1048576.0, m5.idle_cpu_pct,
-           m5.idle_cpu_pct_ticks, clock_ticks_per_s(), m5.idle_s, m5.setup_s, m5.teardown_s);
+    printf(
+        "\nM5 details: %d LWPs parked in %d processes; daemon threads %d -> %d; RSS %.1f ->"
+        " %.1f MiB (Inspect.Stats rss_bytes %.1f MiB); idle CPU %.3f%% (schedstat) /"
+        " %.2f%% (utime+stime, %ld Hz ticks) over %.2f s; setup %.1f s, teardown %.1f s\n",
+        m5.parked, m5.procs, m5.threads_before, m5.threads_after, m5.rss_before / 1048576.0,
+        m5.rss_after / 1048576.0, m5.stats_rss / 1048576.0, m5.idle_cpu_pct, m5.idle_cpu_pct_ticks,
+        clock_ticks_per_s(), m5.idle_s, m5.setup_s, m5.teardown_s);
   }
   // The smoke test wants every figure produced.
   bool complete = true;
-  for (const char* k : {"B0_bare_stream_rtt", "M1_lwpd_getprivate",
-                        "M1w_lwpd_getprivate_slow_watcher", "M2_lwpd_park_handoff_x2",
-                        "M3_lwpd_create_wait", "B3_pthread_create_join",
-                        "M4_lwpd_suspend_spinning", "B4_signal_stop_rtt"})
+  for (const char* k :
+       {"B0_bare_stream_rtt", "M1_lwpd_getprivate", "M1w_lwpd_getprivate_slow_watcher",
+        "M2_lwpd_park_handoff_x2", "M3_lwpd_create_wait", "B3_pthread_create_join",
+        "M4_lwpd_suspend_spinning", "B4_signal_stop_rtt"})
     if (std::isnan(get(k)) && g_cfg.bench_args.empty()) complete = false;
   if (g_cfg.m5 && !m5.ok) complete = false;
   return complete;

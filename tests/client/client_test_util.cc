@@ -38,8 +38,8 @@ class DaemonEnv : public ::testing::Environment {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       std::string listen = g_daemon.endpoint;
-      execl(LWPD_BINARY, "lwpd", "--listen", listen.c_str(), "--runtime-dir",
-            g_daemon.dir.c_str(), "--cpus", "2", "--quantum-ms", "20", "--log-level", "warn",
+      execl(LWPD_BINARY, "lwpd", "--listen", listen.c_str(), "--runtime-dir", g_daemon.dir.c_str(),
+            "--cpus", "2", "--quantum-ms", "20", "--log-level", "warn",
             static_cast<char*>(nullptr));
       perror("exec lwpd");
       _exit(127);
@@ -77,8 +77,8 @@ const auto* g_env = ::testing::AddGlobalTestEnvironment(new DaemonEnv);
 const Daemon& daemon() { return g_daemon; }
 
 void child_fail(const char* file, int line, const std::string& what) {
-  fprintf(stderr, "[child %d, lwp %d] %s:%d: CHECK failed: %s\n", getpid(), _lwp_self(), file,
-          line, what.c_str());
+  fprintf(stderr, "[child %d, lwp %d] %s:%d: CHECK failed: %s\n", getpid(), _lwp_self(), file, line,
+          what.c_str());
   fflush(stderr);
   _exit(1);
 }

@@ -6,9 +6,6 @@
 // (C_CHECK and friends); gtest's macros are only used in the parent.
 #pragma once
 
-#include <gtest/gtest.h>
-#include <lwpd/lwp.h>
-
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -16,6 +13,9 @@
 #include <cstring>
 #include <functional>
 #include <string>
+
+#include <gtest/gtest.h>
+#include <lwpd/lwp.h>
 
 namespace lwpd::clienttest {
 
@@ -40,8 +40,7 @@ int run_program(const std::vector<std::string>& argv, int timeout_s = 60);
 std::string describe_status(int st);
 
 // Spawn an LWP running fn(arg) on a fresh malloc'd stack.
-lwpid_t spawn(void (*fn)(void*), void* arg, unsigned long flags = 0,
-              size_t stack = 64 * 1024);
+lwpid_t spawn(void (*fn)(void*), void* arg, unsigned long flags = 0, size_t stack = 64 * 1024);
 // Sleep in the emulated kernel (a timed _lwp_park), tolerating early returns.
 void ksleep_ms(int ms);
 // Host monotonic time in milliseconds.
@@ -51,42 +50,41 @@ long now_ms();
 
 }  // namespace lwpd::clienttest
 
-#define C_CHECK(cond)                                                                   \
-  do {                                                                                  \
-    if (!(cond))                                                                        \
-      ::lwpd::clienttest::child_fail(__FILE__, __LINE__,                               \
-                                     std::string(#cond) + " (errno " +                 \
-                                         std::to_string(errno) + " " + strerror(errno) + \
-                                         ")");                                          \
+#define C_CHECK(cond)                                                                             \
+  do {                                                                                            \
+    if (!(cond))                                                                                  \
+      ::lwpd::clienttest::child_fail(                                                             \
+          __FILE__, __LINE__,                                                                     \
+          std::string(#cond) + " (errno " + std::to_string(errno) + " " + strerror(errno) + ")"); \
   } while (0)
 
-#define C_EQ(a, b)                                                                       \
-  do {                                                                                   \
-    long long _a = static_cast<long long>(a), _b = static_cast<long long>(b);            \
-    if (_a != _b)                                                                        \
-      ::lwpd::clienttest::child_fail(__FILE__, __LINE__,                                \
-                                     std::string(#a " == " #b ": ") + std::to_string(_a) + \
-                                         " vs " + std::to_string(_b));                  \
+#define C_EQ(a, b)                                                                            \
+  do {                                                                                        \
+    long long _a = static_cast<long long>(a), _b = static_cast<long long>(b);                 \
+    if (_a != _b)                                                                             \
+      ::lwpd::clienttest::child_fail(                                                         \
+          __FILE__, __LINE__,                                                                 \
+          std::string(#a " == " #b ": ") + std::to_string(_a) + " vs " + std::to_string(_b)); \
   } while (0)
 
 // `call` fails with -1 and errno `e`.
-#define C_ERR(call, e)                                                                   \
-  do {                                                                                   \
-    errno = 0;                                                                           \
-    long long _r = static_cast<long long>(call);                                         \
-    int _e = errno;                                                                      \
-    if (_r != -1 || _e != (e))                                                           \
-      ::lwpd::clienttest::child_fail(__FILE__, __LINE__,                                \
-                                     std::string(#call ": expected -1/" #e ", got ") +   \
-                                         std::to_string(_r) + "/" + strerror(_e));       \
+#define C_ERR(call, e)                                                                 \
+  do {                                                                                 \
+    errno = 0;                                                                         \
+    long long _r = static_cast<long long>(call);                                       \
+    int _e = errno;                                                                    \
+    if (_r != -1 || _e != (e))                                                         \
+      ::lwpd::clienttest::child_fail(__FILE__, __LINE__,                               \
+                                     std::string(#call ": expected -1/" #e ", got ") + \
+                                         std::to_string(_r) + "/" + strerror(_e));     \
   } while (0)
 
 #define C_OK(call) C_EQ((call), 0)
 
 // The scenario passes when the child exits with status 0.
-#define EXPECT_CHILD_OK(...)                                                       \
-  do {                                                                             \
-    int _st = ::lwpd::clienttest::run_child(__VA_ARGS__);                          \
-    EXPECT_TRUE(_st != -1 && WIFEXITED(_st) && WEXITSTATUS(_st) == 0)               \
-        << ::lwpd::clienttest::describe_status(_st);                               \
+#define EXPECT_CHILD_OK(...)                                          \
+  do {                                                                \
+    int _st = ::lwpd::clienttest::run_child(__VA_ARGS__);             \
+    EXPECT_TRUE(_st != -1 && WIFEXITED(_st) && WEXITSTATUS(_st) == 0) \
+        << ::lwpd::clienttest::describe_status(_st);                  \
   } while (0)

@@ -100,7 +100,9 @@ TEST(ClientLwpCreate, MainLidIsPidAndNewLidIsFresh) {
   });
 }
 
-void with_private(void*) { g_seen = static_cast<lwpid_t>(reinterpret_cast<intptr_t>(_lwp_getprivate())); }
+void with_private(void*) {
+  g_seen = static_cast<lwpid_t>(reinterpret_cast<intptr_t>(_lwp_getprivate()));
+}
 
 TEST(ClientLwpCreate, PrivateFromMakecontext) {
   EXPECT_CHILD_OK([] {
@@ -130,15 +132,15 @@ TEST(ClientLwpWait, JoinLike) {
     C_ERR(_lwp_wait(_lwp_self(), nullptr), EDEADLK);  // self-join
     lwpid_t lids[25];
     for (int i = 0; i < 25; i++)
-      lids[i] = spawn(touch_stack, reinterpret_cast<void*>(size_t(i) * 1024),
-                      0, 64 * 1024 + size_t(i) * 4096);
+      lids[i] = spawn(touch_stack, reinterpret_cast<void*>(size_t(i) * 1024), 0,
+                      64 * 1024 + size_t(i) * 4096);
     for (int i = 0; i < 25; i++) {
       lwpid_t d = 0;
       C_OK(_lwp_wait(lids[i], &d));
       C_EQ(d, lids[i]);
     }
     C_ERR(_lwp_wait(lids[0], nullptr), ESRCH);  // second join
-    C_ERR(_lwp_detach(lids[1]), ESRCH);          // detach after join
+    C_ERR(_lwp_detach(lids[1]), ESRCH);         // detach after join
   });
 }
 

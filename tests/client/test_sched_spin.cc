@@ -3,10 +3,10 @@
 // Plus the example program.
 #include <pthread.h>
 
-#include "client_test_util.h"
-
 #include <algorithm>
 #include <vector>
+
+#include "client_test_util.h"
 
 namespace lwpd::clienttest {
 namespace {
@@ -65,24 +65,27 @@ void* observe(void*) {
 }
 
 TEST(ClientSched, FourSpinnersOnTwoVcpus) {
-  EXPECT_CHILD_OK([] {
-    lwpid_t lids[4];
-    for (int i = 0; i < 4; i++) lids[i] = spawn(spin_counting, reinterpret_cast<void*>(intptr_t(i)));
-    while (g_ready.load() < 4) ksleep_ms(1);
-    pthread_t obs;
-    C_OK(pthread_create(&obs, nullptr, observe, nullptr));
-    ksleep_ms(300);
-    long before[4];
-    for (int i = 0; i < 4; i++) before[i] = g_count[i].load();
-    ksleep_ms(1000);  // quantum 20 ms: every spinner gets slices
-    for (int i = 0; i < 4; i++) C_CHECK(g_count[i].load() > before[i]);
-    g_stop = 1;
-    pthread_join(obs, nullptr);
-    for (int i = 0; i < 4; i++) C_OK(_lwp_wait(lids[i], nullptr));
-    C_CHECK(g_samples.load() > 100);
-    C_CHECK(g_max_on_cpu.load() <= 2);
-    C_CHECK(g_max_on_cpu.load() >= 1);
-  }, 60);
+  EXPECT_CHILD_OK(
+      [] {
+        lwpid_t lids[4];
+        for (int i = 0; i < 4; i++)
+          lids[i] = spawn(spin_counting, reinterpret_cast<void*>(intptr_t(i)));
+        while (g_ready.load() < 4) ksleep_ms(1);
+        pthread_t obs;
+        C_OK(pthread_create(&obs, nullptr, observe, nullptr));
+        ksleep_ms(300);
+        long before[4];
+        for (int i = 0; i < 4; i++) before[i] = g_count[i].load();
+        ksleep_ms(1000);  // quantum 20 ms: every spinner gets slices
+        for (int i = 0; i < 4; i++) C_CHECK(g_count[i].load() > before[i]);
+        g_stop = 1;
+        pthread_join(obs, nullptr);
+        for (int i = 0; i < 4; i++) C_OK(_lwp_wait(lids[i], nullptr));
+        C_CHECK(g_samples.load() > 100);
+        C_CHECK(g_max_on_cpu.load() <= 2);
+        C_CHECK(g_max_on_cpu.load() >= 1);
+      },
+      60);
 }
 
 // Many LWPs at once, each mixing calls with user-mode spinning (so kicks, preemption and
@@ -101,20 +104,22 @@ void mixed_worker(void* arg) {
 }
 
 TEST(ClientSched, SixtyFourLwps) {
-  EXPECT_CHILD_OK([] {
-    constexpr int kN = 64;
-    lwpid_t lids[kN];
-    for (int i = 0; i < kN; i++)
-      lids[i] = spawn(mixed_worker, reinterpret_cast<void*>(intptr_t(i)), LWP_SUSPENDED);
-    for (int i = 0; i < kN; i++) C_OK(_lwp_continue(lids[i]));
-    for (int i = 0; i < kN; i++) {
-      lwpid_t d = 0;
-      C_OK(_lwp_wait(0, &d));
-      C_CHECK(d != 0);
-    }
-    C_EQ(g_done.load(), kN);
-    C_ERR(_lwp_wait(0, nullptr), ESRCH);
-  }, 120);
+  EXPECT_CHILD_OK(
+      [] {
+        constexpr int kN = 64;
+        lwpid_t lids[kN];
+        for (int i = 0; i < kN; i++)
+          lids[i] = spawn(mixed_worker, reinterpret_cast<void*>(intptr_t(i)), LWP_SUSPENDED);
+        for (int i = 0; i < kN; i++) C_OK(_lwp_continue(lids[i]));
+        for (int i = 0; i < kN; i++) {
+          lwpid_t d = 0;
+          C_OK(_lwp_wait(0, &d));
+          C_CHECK(d != 0);
+        }
+        C_EQ(g_done.load(), kN);
+        C_ERR(_lwp_wait(0, nullptr), ESRCH);
+      },
+      120);
 }
 
 // The race behind the 10,000-LWP stall (docs/PERFORMANCE.md, M5): a creator kicked while

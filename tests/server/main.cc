@@ -2,12 +2,13 @@
 // killed-client test: it attaches, parks its main LWP and N more, prints its
 // pid and waits to be killed (a separate exec'd process, so gRPC state is not
 // shared across fork).
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "daemon.h"
 

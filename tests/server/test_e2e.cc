@@ -1,11 +1,12 @@
 // End-to-end tests: a real lwpd child process driven through the generated
 // C++ stubs, the way any client (the shim, Python) talks to it.
-#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "daemon.h"
 
@@ -77,8 +78,7 @@ TEST_F(E2E, AttachStartSelfCreateChannelExitWait) {
   EXPECT_GT(p.pid(), 0);
   EXPECT_EQ(p.token().size(), 32u);
   EXPECT_EQ(p.attached().ncpus(), 2);
-  EXPECT_EQ(p.attached().lwpctl_path(),
-            d_->runtime_dir() + "/lwpctl." + std::to_string(p.pid()));
+  EXPECT_EQ(p.attached().lwpctl_path(), d_->runtime_dir() + "/lwpctl." + std::to_string(p.pid()));
 
   v1::SyscallReturn r;
   ASSERT_TRUE(p.start(p.pid(), &r).ok());
@@ -136,7 +136,8 @@ TEST_F(E2E, AttachStartSelfCreateChannelExitWait) {
 
   // The process is released: gone from the table, its token dead.
   auto end = std::chrono::steady_clock::now() + 1s;
-  while (has_pid(p.pid()) && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(5ms);
+  while (has_pid(p.pid()) && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(5ms);
   EXPECT_FALSE(has_pid(p.pid()));
   EXPECT_EQ(p.call(p.pid(), emul::LwpSelfArgs{}, &r).error_code(), StatusCode::UNAUTHENTICATED);
 }

@@ -4,14 +4,14 @@
 // suppressions of tests/tsan.supp), these are where the daemon's own locking —
 // vCPU threads calling the port under the process lock while transport
 // threads register, cancel and enter — is checked for races most directly.
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "server/grpc_port.h"
 #include "server/sessions.h"
