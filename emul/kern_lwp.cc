@@ -96,9 +96,12 @@ ProcLock::~ProcLock() {
   const pid_t notify = std::exchange(p_.trace_notify, 0);
   std::vector<std::shared_ptr<Proc>> orphans = std::move(p_.trace_orphans);
   p_.trace_orphans.clear();
+  std::vector<std::function<void()>> fire;
+  if (!p_.trace_fire.empty()) fire.swap(p_.trace_fire);
   p_.mu.unlock();
   if (notify != 0 || !orphans.empty())
     trace_after_unlock(p_.kernel(), p_.pid, notify, std::move(orphans));
+  for (auto& f : fire) f();  // a debugger's woken waits, after every lock is dropped
 }
 
 // ---- state machine ---------------------------------------------------------------

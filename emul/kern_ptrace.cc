@@ -43,11 +43,24 @@
 // Tracer exit: as NetBSD's exit1() does with "orphaned traced process"es,
 // every live tracee is killed (SIGKILL) once the tracer's lock drops.
 //
+// Debuggers (Kernel::debugger_*): a tracer that is no emulated process -- a
+// client holding the daemon's admin token (the Trace service). It is a Proc
+// without LWPs, port or place in the process table (Kernel::debuggers_, seen
+// only by tracer_lookup), with a PID from the process allocator so a tracee's
+// `tracer` is unambiguous. Its ptrace runs synchronously on the caller's
+// thread; its wait either answers at once or registers a callback under a
+// caller-chosen key (dbg_waiters), run by the tracer notification above (the
+// same trace_seq protocol: a notification between the scan and the
+// registration is seen as a moved trace_seq) after every lock is dropped.
+// Closing it is a tracer's exit: tracees killed, callbacks run, PID freed by
+// the last call in progress (DebuggerCall).
+//
 // Lock order: as kern_lwp.cc (table_mu_ -> Proc::mu); never two Proc locks.
 // ---------------------------------------------------------------------------
 
 #include <cassert>
 #include <climits>
+#include <optional>
 
 #include "emul/kern.h"
 
@@ -477,36 +490,50 @@ std::vector<std::shared_ptr<Proc>> wait_candidates(const Proc& t, pid_t pid) {
   return v;
 }
 
+bool wait_args_ok(const WaitArgs& a) {
+  return !(a.options & ~NB_WNOHANG) && a.pid != 0 && a.pid >= -1;
+}
+
+// One look at the tracees of `t` (a process or a debugger): the result, or nullopt when
+// the caller must sleep -- unless t's trace_seq moved from `*seq0` meanwhile (checked by
+// the caller under the lock it sleeps with). Errors: ECHILD (no such tracee).
+std::optional<SysReturn> wait_pass(Proc& t, const WaitArgs& a, uint64_t* seq0) {
+  std::vector<std::shared_ptr<Proc>> cands;
+  {
+    ProcLock g(t);
+    *seq0 = t.trace_seq;
+    cands = wait_candidates(t, a.pid);
+  }
+  WaitScan s = wait_scan(cands, t.pid);
+  ProcLock g(t);
+  if (s.who) {
+    if (s.out.kind != WaitOut::kStopped) t.tracees.erase(s.who->pid);
+    SysReturn r = SysReturn::ok(s.who->pid);
+    r.wait = s.out;
+    return r;
+  }
+  if (s.owned == 0) return SysReturn::err(Errno::kECHILD);
+  if (a.options & NB_WNOHANG) return SysReturn::ok(0);
+  return std::nullopt;
+}
+
 // Errors: ECHILD (no such tracee), EINVAL (options), EINTR/ERESTART.
 void trace_wait(const std::shared_ptr<Proc>& t, lwpid_t lid, const WaitArgs& a) {
-  for (;;) {
-    std::vector<std::shared_ptr<Proc>> cands;
-    uint64_t seq0 = 0;
-    {
-      ProcLock g(*t);
-      if ((a.options & ~NB_WNOHANG) || a.pid == 0 || a.pid < -1) {
-        trace_return(*t, lid, SysReturn::err(Errno::kEINVAL));
-        return;
-      }
-      seq0 = t->trace_seq;
-      cands = wait_candidates(*t, a.pid);
-    }
-    WaitScan s = wait_scan(cands, t->pid);
+  if (!wait_args_ok(a)) {
     ProcLock g(*t);
-    if (s.who) {
-      if (s.out.kind != WaitOut::kStopped) t->tracees.erase(s.who->pid);
-      SysReturn r = SysReturn::ok(s.who->pid);
-      r.wait = s.out;
-      trace_return(*t, lid, std::move(r));
-      return;
-    }
-    if (s.owned == 0) return trace_return(*t, lid, SysReturn::err(Errno::kECHILD));
-    if (a.options & NB_WNOHANG) return trace_return(*t, lid, SysReturn::ok(0));
+    trace_return(*t, lid, SysReturn::err(Errno::kEINVAL));
+    return;
+  }
+  for (;;) {
+    uint64_t seq0 = 0;
+    std::optional<SysReturn> r = wait_pass(*t, a, &seq0);
+    ProcLock g(*t);
+    if (r) return trace_return(*t, lid, std::move(*r));
     if (t->trace_seq != seq0) continue;  // a tracee changed meanwhile: look again
     Lwp* l = t->find_lwp(lid);
     assert(l != nullptr);
-    if (auto r = lwp_sleep(*l, SleepSpec{.kind = SleepKind::kTraceWait})) {
-      trace_return(*t, lid, std::move(*r));
+    if (auto slept = lwp_sleep(*l, SleepSpec{.kind = SleepKind::kTraceWait})) {
+      trace_return(*t, lid, std::move(*slept));
     }
     return;
   }
@@ -573,9 +600,12 @@ void trace_proc_exited(Proc& p) {
 void trace_after_unlock(Kernel& k, pid_t self, pid_t notify,
                         std::vector<std::shared_ptr<Proc>> orphans) {
   if (notify != 0) {
-    if (std::shared_ptr<Proc> t = k.proc_lookup(notify)) {
+    if (std::shared_ptr<Proc> t = k.tracer_lookup(notify)) {
       ProcLock g(*t);
       t->trace_seq++;
+      // A debugger's waits: their callbacks run when g drops (ProcLock).
+      for (auto& [key, fn] : t->dbg_waiters) t->trace_fire.push_back(std::move(fn));
+      t->dbg_waiters.clear();
       std::vector<Lwp*> waiters;
       for (Lwp* o : t->order)
         if (o->sleep.kind == SleepKind::kTraceWait) waiters.push_back(o);
@@ -608,6 +638,118 @@ void trace_syscall(const std::shared_ptr<Proc>& t, lwpid_t lid, const SysArgs& a
   if (ch.add) t->tracees[a.pid] = ch.add;
   if (ch.remove) t->tracees.erase(a.pid);
   trace_return(*t, lid, std::move(r));
+}
+
+// ---- debuggers (Kernel::debugger_*) -------------------------------------------------
+
+namespace {
+
+// Brackets one call on a debugger: refused once it is closed. The last call to end
+// after debugger_close releases the PID, so a tracee that a racing PT_ATTACH gave to
+// the closing debugger has lost that tracer (killed as an orphan) before the PID can
+// name anyone else.
+class DebuggerCall {
+ public:
+  explicit DebuggerCall(const ProcRef& d) : d_(d) {
+    ProcLock g(*d_);
+    open_ = !d_->dbg_closed;
+    if (open_) d_->dbg_calls++;
+  }
+  ~DebuggerCall() {
+    if (!open_) return;
+    bool last = false;
+    {
+      ProcLock g(*d_);
+      last = --d_->dbg_calls == 0 && d_->dbg_closed;
+    }
+    if (last) d_->kernel().debugger_forget(d_);
+  }
+  DebuggerCall(const DebuggerCall&) = delete;
+  DebuggerCall& operator=(const DebuggerCall&) = delete;
+  bool open() const { return open_; }
+
+ private:
+  const ProcRef& d_;
+  bool open_ = false;
+};
+
+}  // namespace
+
+KResult<ProcRef> Kernel::debugger_open(uint32_t uid) {
+  const pid_t pid = TRY(ids_->alloc_pid());
+  auto d = std::make_shared<Proc>(*this, pid, ProcSpec{.uid = uid, .comm = "debugger"},
+                                  /*is_debugger=*/true);
+  std::lock_guard t(table_mu_);
+  debuggers_.emplace(pid, d);
+  return d;
+}
+
+std::optional<SysReturn> Kernel::debugger_ptrace(const ProcRef& d, const PtraceArgs& a) {
+  assert(d->debugger);
+  DebuggerCall call(d);
+  if (!call.open()) return std::nullopt;
+  TracerChange ch;
+  SysReturn r = ptrace_on(*d, a, &ch);
+  ProcLock g(*d);
+  if (ch.add) {
+    if (d->dbg_closed) {
+      d->trace_orphans.push_back(ch.add);  // attached during the close: dies with it
+    } else {
+      d->tracees[a.pid] = ch.add;
+    }
+  }
+  if (ch.remove) d->tracees.erase(a.pid);
+  return r;
+}
+
+Kernel::DebuggerWait Kernel::debugger_wait(const ProcRef& d, const WaitArgs& a, uint64_t key,
+                                           std::function<void()> on_change) {
+  assert(d->debugger);
+  DebuggerCall call(d);
+  if (!call.open()) return DebuggerWait{.kind = DebuggerWait::kClosed};
+  if (!wait_args_ok(a)) return DebuggerWait{.ret = SysReturn::err(Errno::kEINVAL)};
+  for (;;) {
+    uint64_t seq0 = 0;
+    std::optional<SysReturn> r = wait_pass(*d, a, &seq0);
+    ProcLock g(*d);
+    if (r) return DebuggerWait{.ret = std::move(*r)};
+    if (d->trace_seq != seq0) continue;  // a tracee changed meanwhile: look again
+    // Closed during the pass: its waiters have been run already; this one never would.
+    if (d->dbg_closed) return DebuggerWait{.kind = DebuggerWait::kClosed};
+    const bool fresh = d->dbg_waiters.emplace(key, std::move(on_change)).second;
+    assert(fresh && "debugger_wait: key already pending");
+    (void)fresh;
+    return DebuggerWait{.kind = DebuggerWait::kPending};
+  }
+}
+
+bool Kernel::debugger_wait_cancel(const ProcRef& d, uint64_t key) {
+  ProcLock g(*d);
+  return d->dbg_waiters.erase(key) == 1;
+}
+
+void Kernel::debugger_close(const ProcRef& d) {
+  assert(d->debugger);
+  bool release = false;
+  {
+    ProcLock g(*d);
+    if (d->dbg_closed) return;
+    d->dbg_closed = true;
+    for (auto& [pid, q] : d->tracees) d->trace_orphans.push_back(q);
+    d->tracees.clear();
+    for (auto& [key, fn] : d->dbg_waiters) d->trace_fire.push_back(std::move(fn));
+    d->dbg_waiters.clear();
+    release = d->dbg_calls == 0;
+  }  // ProcLock: the orphans are killed, then the waits' callbacks run
+  if (release) debugger_forget(d);
+}
+
+void Kernel::debugger_forget(const ProcRef& d) {
+  std::lock_guard t(table_mu_);
+  auto it = debuggers_.find(d->pid);
+  if (it == debuggers_.end() || it->second != d) return;
+  debuggers_.erase(it);
+  ids_->free_pid(d->pid);
 }
 
 // The dispatcher's entries: Kernel::syscall hands these calls to

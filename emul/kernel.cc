@@ -18,12 +18,13 @@ using namespace netbsd;
 
 // ---- Proc --------------------------------------------------------------------------
 
-Proc::Proc(Kernel& k, pid_t id, ProcSpec spec)
+Proc::Proc(Kernel& k, pid_t id, ProcSpec spec, bool is_debugger)
     : pid(id),
       uid(spec.uid),
       comm(std::move(spec.comm)),
       port(std::move(spec.port)),
       rlimit_nthr(spec.rlimit_nthr >= 0 ? spec.rlimit_nthr : std::min(k.config().maxlwp, MAXUPRC)),
+      debugger(is_debugger),
       k_(k) {}
 
 Proc::~Proc() = default;
@@ -64,6 +65,7 @@ Kernel::~Kernel() {
   callout_.reset();
   std::lock_guard g(table_mu_);
   procs_.clear();
+  debuggers_.clear();
 }
 
 KResult<ProcRef> Kernel::proc_create(ProcSpec spec) {
@@ -210,6 +212,13 @@ ProcRef Kernel::proc_lookup(pid_t pid) const {
   return it == procs_.end() ? nullptr : it->second;
 }
 
+ProcRef Kernel::tracer_lookup(pid_t pid) const {
+  std::lock_guard t(table_mu_);
+  if (auto it = procs_.find(pid); it != procs_.end()) return it->second;
+  auto it = debuggers_.find(pid);
+  return it == debuggers_.end() ? nullptr : it->second;
+}
+
 pid_t Kernel::proc_pid(const ProcRef& p) const { return p->pid; }
 
 void Kernel::emit(KEvent e) const {
@@ -324,11 +333,41 @@ std::vector<CpuInfo> Kernel::snapshot_cpus() const { return sched_->snapshot(); 
 
 // ---- invariants ----------------------------------------------------------------------
 
+std::string Kernel::check_debuggers(const std::vector<ProcRef>& dbgs) const {
+  std::ostringstream err;
+  for (const auto& dr : dbgs) {
+    ProcLock g(*dr);
+    const Proc& d = *dr;
+    if (!d.debugger) err << "non-debugger in the debugger table; ";
+    if (d.nlwps != 0 || !d.lwps.empty() || !d.order.empty()) err << "debugger with LWPs; ";
+    if (d.tracer != 0) err << "debugger is traced; ";
+    if (d.dbg_calls < 0) err << "negative call count; ";
+    if (d.dbg_closed && (!d.tracees.empty() || !d.dbg_waiters.empty()))
+      err << "closed debugger still traces or waits; ";
+    for (const auto& [tpid, q] : d.tracees)
+      if (q == nullptr || q->pid != tpid || q->debugger)
+        err << "tracee map entry " << tpid << " is wrong; ";
+    if (std::string e = err.str(); !e.empty()) return "debugger " + std::to_string(d.pid) + ": " + e;
+  }
+  return "";
+}
+
 std::string Kernel::check_invariants() const {
   std::ostringstream err;
-  for (auto& pr : table_copy(table_mu_, procs_)) {
+  std::vector<ProcRef> procs, dbgs;
+  {
+    std::lock_guard g(table_mu_);
+    for (auto& [pid, p] : procs_) procs.push_back(p);
+    for (auto& [pid, d] : debuggers_) {
+      dbgs.push_back(d);
+      if (procs_.count(pid) != 0) return "debugger pid " + std::to_string(pid) + " is a process";
+    }
+  }
+  if (std::string e = check_debuggers(dbgs); !e.empty()) return e;
+  for (auto& pr : procs) {
     ProcLock g(*pr);
     const Proc& p = *pr;
+    if (p.debugger) err << "debugger in the process table; ";
     int nlwps = 0, nrlwps = 0, nzlwps = 0, ndlwps = 0, nlwpwait = 0, cv = 0;
     for (const Lwp* l : p.order) {
       nlwps++;

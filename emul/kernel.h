@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -164,6 +165,39 @@ class Kernel {
   // Forget an exited process and free its PID. Errors: EBUSY (still alive).
   KResult<void> proc_release(const ProcRef& p);
 
+  // ---- debuggers: tracers that are not emulated processes (kern_ptrace.cc) ----
+  // A debugger traces processes like an attached process's ptrace(2)/wait(2) do, for a
+  // client that is no emulated process (the Trace service). It has a PID from the
+  // process allocator, so a tracee's `tracer` never names a process while it lives, but
+  // no LWPs, and it is never in the process table: proc_lookup, snapshots, PT_ATTACH
+  // and signals do not see it. Its end (debugger_close) is a tracer's exit: every
+  // tracee is killed (SIGKILL), as NetBSD's exit1() kills an orphaned traced process.
+
+  // Errors: EAGAIN (no PID available).
+  KResult<ProcRef> debugger_open(uint32_t uid);
+  // ptrace(2) by the debugger, synchronously: the same requests, errors and results as
+  // the syscall (kern_ptrace.cc). nullopt: the debugger is closed.
+  std::optional<SysReturn> debugger_ptrace(const ProcRef& dbg, const PtraceArgs& a);
+  struct DebuggerWait {
+    enum Kind { kDone, kPending, kClosed } kind = kDone;
+    SysReturn ret;  // kDone: wait(2)'s result (a collected stop/exit, ECHILD, EINVAL,
+                    // or 0 for WNOHANG with nothing to collect)
+  };
+  // wait(2) by the debugger. Either the result at once, or kPending: nothing to collect
+  // yet, and `on_change` is registered under `key` (the caller's name for it, unique
+  // among the debugger's pending waits). `on_change` runs exactly once, on whatever
+  // thread notices, holding no lock -- when a tracee stops or exits (the caller then
+  // waits again) or the debugger closes -- unless debugger_wait_cancel removed it
+  // first. kClosed: the debugger is closed.
+  DebuggerWait debugger_wait(const ProcRef& dbg, const WaitArgs& a, uint64_t key,
+                             std::function<void()> on_change);
+  // True iff the pending wait `key` was still registered (its on_change will not run).
+  bool debugger_wait_cancel(const ProcRef& dbg, uint64_t key);
+  // The debugger's end: its tracees are killed, its pending waits' callbacks run (their
+  // next debugger_wait says kClosed), and its PID is released once no call is in
+  // progress. Idempotent.
+  void debugger_close(const ProcRef& dbg);
+
   ProcRef proc_lookup(pid_t pid) const;
   pid_t proc_pid(const ProcRef& p) const;
   std::vector<ProcInfo> snapshot_procs() const;
@@ -186,11 +220,17 @@ class Kernel {
     if (cfg_.log) cfg_.log(level, msg);
   }
   void emit(KEvent e) const;
+  // A tracer to notify: a process or a debugger.
+  ProcRef tracer_lookup(pid_t pid) const;
+  // Drop a closed debugger from the table and free its PID (once, by the last user).
+  void debugger_forget(const ProcRef& dbg);
   // Per-uid count of non-first LWPs (RLIMIT_NTHR accounting).
   bool uid_nthr_add(uint32_t uid, int limit);  // false: over the limit
   void uid_nthr_sub(uint32_t uid);
 
  private:
+  std::string check_debuggers(const std::vector<ProcRef>& dbgs) const;
+
   KernelConfig cfg_;
   std::unique_ptr<IdAllocator> ids_;
   std::unique_ptr<Callout> callout_;
@@ -198,6 +238,7 @@ class Kernel {
 
   mutable std::mutex table_mu_;               // lock order: first
   std::unordered_map<pid_t, ProcRef> procs_;  // table_mu_
+  std::unordered_map<pid_t, ProcRef> debuggers_;  // table_mu_ (kern_ptrace.cc)
 
   mutable std::atomic<uint64_t> event_seq_{0};
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -126,7 +127,8 @@ inline constexpr uint32_t PS_WEXIT = 0x2;
 
 class Proc : public std::enable_shared_from_this<Proc> {
  public:
-  Proc(Kernel& k, pid_t id, ProcSpec spec);
+  // `is_debugger`: a tracer that is not an emulated process (Kernel::debugger_open).
+  Proc(Kernel& k, pid_t id, ProcSpec spec, bool is_debugger = false);
   ~Proc();
 
   Kernel& kernel() const { return k_; }
@@ -136,6 +138,7 @@ class Proc : public std::enable_shared_from_this<Proc> {
   const std::string comm;                // [k]
   const std::shared_ptr<UserPort> port;  // [k]
   const int rlimit_nthr;                 // [k]
+  const bool debugger;                   // [k] no LWPs, no port, never in the process table
 
   mutable std::mutex mu;
 
@@ -179,6 +182,15 @@ class Proc : public std::enable_shared_from_this<Proc> {
   uint64_t trace_seq = 0;  // [p] ++ on every notification from a tracee
   // [p] Tracees to kill once the lock drops: this tracer has exited.
   std::vector<std::shared_ptr<Proc>> trace_orphans;
+  // [p] Callbacks to run once the lock drops, holding nothing (woken debugger waits).
+  std::vector<std::function<void()>> trace_fire;
+
+  // ---- a debugger's own state (kern_ptrace.cc, Kernel::debugger_*) ----
+  bool dbg_closed = false;  // [p] debugger_close ran: no new calls, no tracees
+  int dbg_calls = 0;        // [p] debugger_ptrace / debugger_wait calls in progress
+  // [p] Pending waits by the caller's key: each callback runs once, when a tracee
+  // notifies (trace_seq moves) or the debugger closes, unless cancelled first.
+  std::map<uint64_t, std::function<void()>> dbg_waiters;
 
   // Lookups. find_lwp hides embryos and zombies (lwp_find); find_lwp_any
   // hides only embryos (proc_find_lwp).

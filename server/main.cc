@@ -1,11 +1,12 @@
 // lwpd: the daemon. Parses the flags, builds the emulated kernel and the gRPC
-// server (Kernel + Inspect + Admin services, grpc.health.v1, reflection), and shuts
+// server (Kernel + Inspect + Admin + Trace services, grpc.health.v1, reflection), and shuts
 // down cleanly on SIGTERM/SIGINT.
 //
 // Shutdown sequence (run by main once the signal thread reports a signal):
 //   1. refuse new requests and report NOT_SERVING on health;
-//   2. end every session's transports and every watch stream with UNAVAILABLE
-//      (streams that would otherwise live as long as their process / client);
+//   2. end every session's transports, every watch stream and every trace
+//      session with UNAVAILABLE (streams that would otherwise live as long as
+//      their process / client; closing a debugger also ends its pending Waits);
 //   3. Server::Shutdown with a deadline (then gRPC cancels what is left) —
 //      when it returns every reactor is done;
 //   4. drop the sessions, then the kernel (stops the vCPUs).
@@ -234,6 +235,7 @@ int run(const Options& o) {
   server::KernelService kernel_svc(d);
   server::InspectService inspect_svc(d);
   server::AdminService admin_svc(d);
+  server::TraceService trace_svc(d);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -244,6 +246,7 @@ int run(const Options& o) {
   b.RegisterService(&kernel_svc);
   b.RegisterService(&inspect_svc);
   b.RegisterService(&admin_svc);
+  b.RegisterService(&trace_svc);
   std::unique_ptr<grpc::Server> server = b.BuildAndStart();
   if (server == nullptr) {
     spdlog::error("cannot start the gRPC server (bad or busy --listen address?)");
@@ -273,6 +276,7 @@ int run(const Options& o) {
   const grpc::Status bye(grpc::StatusCode::UNAVAILABLE, "lwpd is shutting down");
   sessions.shutdown(bye);
   watch.shutdown(bye);
+  trace_svc.shutdown(bye);  // closes the debuggers: their pending Waits end too
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
   ::unlink(admin_file.c_str());  // the token dies with this daemon

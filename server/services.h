@@ -4,12 +4,14 @@
 //            token ("lwpd-token" metadata) and acts on its own process only.
 //   Inspect  read-only snapshots of the kernel and the Watch event stream; no token.
 //   Admin    signal any process, suspend/resume any LWP; needs the admin token.
+//   Trace    ptrace/wait for a debugger that is no emulated process; admin token to open.
 // Rules (STYLE.md): a reaction never blocks and holds no lock across
 // reactions; every reactor finishes exactly once and cleans up in OnDone.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "emul/kernel.h"
@@ -88,6 +90,33 @@ class AdminService final : public v1::Admin::CallbackService {
 
  private:
   Daemon& d_;
+};
+
+// Trace: debuggers (emul Kernel::debugger_*) for admin-token holders that are not
+// emulated processes. Session opens one and lives as long as it; Ptrace and Wait carry
+// the session's trace token ("lwpd-trace-token"). See trace_service.cc.
+class TraceService final : public v1::Trace::CallbackService {
+ public:
+  explicit TraceService(Daemon& d);
+  ~TraceService() override;
+
+  grpc::ServerBidiReactor<v1::TraceSessionRequest, v1::TraceSessionEvent>* Session(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* Ptrace(grpc::CallbackServerContext* ctx, const v1::PtraceArgs* req,
+                                   v1::SyscallReturn* resp) override;
+  grpc::ServerUnaryReactor* Wait(grpc::CallbackServerContext* ctx, const v1::WaitArgs* req,
+                                 v1::SyscallReturn* resp) override;
+
+  // Daemon shutdown: ends every trace session's stream with `st` and closes its debugger
+  // (tracees killed, pending Waits finished with UNAVAILABLE); new sessions are refused.
+  void shutdown(const grpc::Status& st);
+  size_t sessions() const;
+
+  class Table;  // the open sessions by trace token (trace_service.cc)
+
+ private:
+  Daemon& d_;
+  std::unique_ptr<Table> table_;
 };
 
 // True iff the request carries the daemon's admin token in its "lwpd-admin-token" metadata

@@ -243,6 +243,9 @@ std::optional<emul::SysArgs> syscall_from_wire(const v1::Syscall& s) {
   return std::nullopt;  // a case number this daemon does not know
 }
 
+emul::PtraceArgs ptrace_from_wire(const v1::PtraceArgs& w) { return decode(w); }
+emul::WaitArgs wait_from_wire(const v1::WaitArgs& w) { return decode(w); }
+
 v1::Syscall syscall_to_wire(const emul::SysArgs& a) {
   v1::Syscall s;
   std::visit(

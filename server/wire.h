@@ -22,6 +22,10 @@ namespace emul = ::lwpd::emul;
 // is malformed: INVALID_ARGUMENT).
 std::optional<emul::SysArgs> syscall_from_wire(const v1::Syscall& s);
 
+// The two tracing calls on their own (the Trace service's Ptrace and Wait).
+emul::PtraceArgs ptrace_from_wire(const v1::PtraceArgs& w);
+emul::WaitArgs wait_from_wire(const v1::WaitArgs& w);
+
 // Encode an emul argument struct (clients and tests use it to build requests).
 v1::Syscall syscall_to_wire(const emul::SysArgs& a);
 

@@ -1,0 +1,321 @@
+// The Trace service: debuggers for whoever holds the daemon's admin token without being
+// an emulated process (lwpstat trace, a debugger in any language). The tracing itself is
+// the emulated kernel's (Kernel::debugger_*, kern_ptrace.cc); this file maps it to gRPC.
+//
+// Reactors and what ends them:
+//   SessionReactor  one debugger. Opened in the constructor (admin token checked); the
+//                   first event is TraceOpened. Ends -- debugger closed, i.e. its
+//                   tracees killed and its pending Waits finished -- when the client
+//                   half-closes (OK), cancels or disconnects (CANCELLED), or the daemon
+//                   shuts down (shutdown(): UNAVAILABLE); OnDone closes it in any case.
+//   WaitReactor     one Wait. Finished at once, or by the kernel's on_change callback
+//                   (which re-waits: a change may be another tracee's, or a stop already
+//                   collected), or by OnCancel when it takes the registration back.
+//                   Exactly one of them owns the reactor at a time: the registration
+//                   exists only while no thread does, and it is claimed exactly once
+//                   (fired by the kernel, or debugger_wait_cancel returning true).
+//   Ptrace          synchronous: the default reactor.
+//
+// Locking: Table::mu_ is taken with no kernel lock held and is held only around the map
+// and the non-blocking FinishNow of a session stream (Table::mu_ -> the stream's leaf).
+// Kernel calls are made holding nothing of ours.
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "server/services.h"
+#include "server/stream.h"
+#include "server/wire.h"
+
+namespace lwpd::server {
+
+namespace {
+
+using grpc::Status;
+using grpc::StatusCode;
+
+const Status kNoAdmin(StatusCode::UNAUTHENTICATED,
+                      "admin token missing or wrong (metadata lwpd-admin-token)");
+const Status kNoTrace(StatusCode::UNAUTHENTICATED,
+                      "trace token missing or unknown (metadata lwpd-trace-token)");
+const Status kShuttingDown(StatusCode::UNAVAILABLE, "lwpd is shutting down");
+
+// One open debugger, shared by its session reactor and the calls made with its token.
+struct TraceSession {
+  std::string token;
+  emul::ProcRef dbg;
+  int32_t pid = 0;
+};
+
+class SessionReactor;
+
+}  // namespace
+
+class TraceService::Table {
+ public:
+  // False after shutdown(): the session must not open.
+  bool add(const std::shared_ptr<TraceSession>& s, SessionReactor* r) {
+    std::lock_guard g(mu_);
+    if (closed_) return false;
+    by_token_.emplace(s->token, Entry{s, r});
+    return true;
+  }
+  void remove(const std::string& token) {
+    std::lock_guard g(mu_);
+    by_token_.erase(token);
+  }
+  std::shared_ptr<TraceSession> find(const grpc::CallbackServerContext* ctx) const {
+    const auto& md = ctx->client_metadata();
+    auto it = md.find("lwpd-trace-token");
+    if (it == md.end()) return nullptr;
+    std::lock_guard g(mu_);
+    auto e = by_token_.find(std::string(it->second.data(), it->second.size()));
+    return e == by_token_.end() ? nullptr : e->second.s;
+  }
+  // Finishes every session's stream; returns their debuggers for the caller to close.
+  std::vector<emul::ProcRef> shutdown(const Status& st);
+  size_t size() const {
+    std::lock_guard g(mu_);
+    return by_token_.size();
+  }
+
+ private:
+  struct Entry {
+    std::shared_ptr<TraceSession> s;
+    SessionReactor* r;  // valid while in the map: OnDone removes it before deleting
+  };
+  mutable std::mutex mu_;
+  bool closed_ = false;                                // [mu_]
+  std::unordered_map<std::string, Entry> by_token_;  // [mu_]
+};
+
+namespace {
+
+Status closed_status(const Daemon& d) {
+  if (d.shutting_down.load(std::memory_order_relaxed)) return kShuttingDown;
+  return Status(StatusCode::ABORTED, "the trace session has ended");
+}
+
+// ---- Session --------------------------------------------------------------------------
+
+class SessionReactor final
+    : public QueuedBidiReactor<v1::TraceSessionRequest, v1::TraceSessionEvent> {
+ public:
+  SessionReactor(Daemon& d, TraceService::Table& t, const grpc::CallbackServerContext* ctx)
+      : d_(d), t_(t) {
+    Status st = Open(ctx);
+    if (!st.ok()) {
+      FinishNow(st);
+      return;
+    }
+    v1::TraceSessionEvent ev;
+    ev.mutable_opened()->set_pid(s_->pid);
+    ev.mutable_opened()->set_token(s_->token);
+    Send(std::move(ev));
+    Read(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    ReactionScope rs(HbKey());
+    if (!ok) {  // half-closed by the client, or broken: the session ends
+      End(Status::OK);
+      return;
+    }
+    if (!req_.name().empty())
+      spdlog::info("trace session: debugger pid {} is '{}'", s_->pid, req_.name().substr(0, 64));
+    Read(&req_);
+  }
+
+  void OnCancel() override {
+    ReactionScope rs(HbKey());
+    End(Status(StatusCode::CANCELLED, "trace session cancelled"));
+  }
+
+  void OnDone() override {
+    LWPD_REACTION_BEGINS(HbKey());  // every other reaction has returned
+    Close();
+    delete this;
+  }
+
+ private:
+  // Checks the admin token and opens the debugger.
+  Status Open(const grpc::CallbackServerContext* ctx) {
+    if (!is_admin(d_, ctx)) return kNoAdmin;
+    if (d_.shutting_down.load(std::memory_order_relaxed)) return kShuttingDown;
+    auto r = d_.kernel.debugger_open(0);  // uid 0: the admin token may trace any process
+    if (!r.ok())
+      return Status(StatusCode::RESOURCE_EXHAUSTED,
+                    std::string("cannot open a debugger: ") + netbsd::errno_name(r.error()));
+    auto s = std::make_shared<TraceSession>();
+    s->dbg = r.release();
+    s->pid = d_.kernel.proc_pid(s->dbg);
+    s->token = random_token();
+    if (!t_.add(s, this)) {
+      d_.kernel.debugger_close(s->dbg);
+      return kShuttingDown;
+    }
+    s_ = std::move(s);
+    spdlog::info("trace session: debugger pid {} opened", s_->pid);
+    return Status::OK;
+  }
+
+  // The debugger's end (once): its token stops working first, then the kernel kills its
+  // tracees and finishes its pending Waits.
+  void Close() {
+    if (s_ == nullptr || closed_.exchange(true)) return;
+    t_.remove(s_->token);
+    d_.kernel.debugger_close(s_->dbg);
+    spdlog::info("trace session: debugger pid {} closed", s_->pid);
+  }
+  void End(const Status& st) {
+    Close();
+    FinishNow(st);
+  }
+
+  Daemon& d_;
+  TraceService::Table& t_;
+  std::shared_ptr<TraceSession> s_;  // set once by the constructor
+  v1::TraceSessionRequest req_;      // owned by the one outstanding read
+  std::atomic<bool> closed_{false};
+};
+
+// ---- Wait -----------------------------------------------------------------------------
+
+std::atomic<uint64_t> g_wait_key{1};
+
+class WaitReactor final : public grpc::ServerUnaryReactor {
+ public:
+  WaitReactor(Daemon& d, std::shared_ptr<TraceSession> s, emul::WaitArgs a,
+              v1::SyscallReturn* resp)
+      : d_(d), s_(std::move(s)), a_(a), resp_(resp), cancelled_(std::make_shared<Flag>()) {}
+
+  // Returns the reactor to gRPC (from the method handler).
+  WaitReactor* Start() {
+    LWPD_HANDOFF_TO_GRPC(this);
+    Pass(this);
+    return this;
+  }
+
+  void OnCancel() override {
+    ReactionScope rs(this);
+    cancelled_->set.store(true, std::memory_order_seq_cst);
+    if (d_.kernel.debugger_wait_cancel(s_->dbg, key_))
+      End(Status(StatusCode::CANCELLED, "wait cancelled"));
+  }
+  void OnDone() override {
+    LWPD_REACTION_BEGINS(this);  // after the handler and every other reaction
+    delete this;
+  }
+
+ private:
+  struct Flag {
+    std::atomic<bool> set{false};
+  };
+
+  // One look, by the thread that owns the reactor (no registration exists). Once
+  // debugger_wait has registered the callback, `self` may be finished and deleted by
+  // another thread at any moment: from then on only copies are used.
+  static void Pass(WaitReactor* self) {
+    if (self->cancelled_->set.load(std::memory_order_seq_cst)) {
+      self->End(Status(StatusCode::CANCELLED, "wait cancelled"));
+      return;
+    }
+    emul::Kernel& k = self->d_.kernel;
+    const emul::ProcRef dbg = self->s_->dbg;
+    const uint64_t key = self->key_;
+    const std::shared_ptr<Flag> cancelled = self->cancelled_;
+    auto w = k.debugger_wait(dbg, self->a_, key, [self] { Pass(self); });
+    switch (w.kind) {
+      case emul::Kernel::DebuggerWait::kDone:
+        return_to_wire(w.ret, 0, self->resp_);
+        self->End(Status::OK);
+        return;
+      case emul::Kernel::DebuggerWait::kClosed:
+        self->End(closed_status(self->d_));
+        return;
+      case emul::Kernel::DebuggerWait::kPending:
+        // A cancel that came before the registration could not take it: take it now. The
+        // seq_cst flag and the kernel's lock make one of the two see the other.
+        if (cancelled->set.load(std::memory_order_seq_cst) && k.debugger_wait_cancel(dbg, key))
+          self->End(Status(StatusCode::CANCELLED, "wait cancelled"));
+        return;
+    }
+  }
+
+  // Finish, with the hand-off gRPC makes to OnDone.
+  void End(const Status& st) {
+    LWPD_HANDOFF_TO_GRPC(this);
+    Finish(st);
+  }
+
+  Daemon& d_;
+  const std::shared_ptr<TraceSession> s_;
+  const emul::WaitArgs a_;
+  v1::SyscallReturn* const resp_;
+  const uint64_t key_ = g_wait_key.fetch_add(1, std::memory_order_relaxed);
+  const std::shared_ptr<Flag> cancelled_;  // outlives the reactor for Pass's last look
+};
+
+grpc::ServerUnaryReactor* finish_now(grpc::CallbackServerContext* ctx, const Status& st) {
+  auto* r = ctx->DefaultReactor();
+  r->Finish(st);
+  return r;
+}
+
+}  // namespace
+
+std::vector<emul::ProcRef> TraceService::Table::shutdown(const Status& st) {
+  std::vector<emul::ProcRef> dbgs;
+  std::lock_guard g(mu_);
+  closed_ = true;
+  for (auto& [token, e] : by_token_) {
+    dbgs.push_back(e.s->dbg);
+    e.r->FinishNow(st);  // non-blocking; OnDone (which needs mu_) runs later
+  }
+  return dbgs;
+}
+
+TraceService::TraceService(Daemon& d) : d_(d), table_(std::make_unique<Table>()) {}
+
+TraceService::~TraceService() = default;
+
+grpc::ServerBidiReactor<v1::TraceSessionRequest, v1::TraceSessionEvent>* TraceService::Session(
+    grpc::CallbackServerContext* ctx) {
+  return new SessionReactor(d_, *table_, ctx);
+}
+
+grpc::ServerUnaryReactor* TraceService::Ptrace(grpc::CallbackServerContext* ctx,
+                                               const v1::PtraceArgs* req,
+                                               v1::SyscallReturn* resp) {
+  if (d_.shutting_down.load(std::memory_order_relaxed)) return finish_now(ctx, kShuttingDown);
+  std::shared_ptr<TraceSession> s = table_->find(ctx);
+  if (s == nullptr) return finish_now(ctx, kNoTrace);
+  d_.entries.fetch_add(1, std::memory_order_relaxed);
+  std::optional<emul::SysReturn> r = d_.kernel.debugger_ptrace(s->dbg, ptrace_from_wire(*req));
+  if (!r) return finish_now(ctx, closed_status(d_));
+  return_to_wire(*r, 0, resp);
+  return finish_now(ctx, Status::OK);
+}
+
+grpc::ServerUnaryReactor* TraceService::Wait(grpc::CallbackServerContext* ctx,
+                                             const v1::WaitArgs* req, v1::SyscallReturn* resp) {
+  if (d_.shutting_down.load(std::memory_order_relaxed)) return finish_now(ctx, kShuttingDown);
+  std::shared_ptr<TraceSession> s = table_->find(ctx);
+  if (s == nullptr) return finish_now(ctx, kNoTrace);
+  d_.entries.fetch_add(1, std::memory_order_relaxed);
+  return (new WaitReactor(d_, std::move(s), wait_from_wire(*req), resp))->Start();
+}
+
+void TraceService::shutdown(const Status& st) {
+  for (const emul::ProcRef& dbg : table_->shutdown(st)) d_.kernel.debugger_close(dbg);
+}
+
+size_t TraceService::sessions() const { return table_->size(); }
+
+}  // namespace lwpd::server
