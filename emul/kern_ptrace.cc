@@ -62,6 +62,7 @@
 #include <climits>
 #include <optional>
 
+#include "emul/idalloc.h"
 #include "emul/kern.h"
 
 namespace lwpd::emul {

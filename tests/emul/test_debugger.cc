@@ -110,7 +110,7 @@ TEST(Debugger, AttachStopContinueExit) {
   ExpectStopped(Dwait(k, d, tpid), tpid, NB_SIGSTOP);
   SysReturn si = Dpt(k, d, PT_GET_SIGINFO, tpid, PTRACE_SIGINFO_SIZE);
   EXPECT_EQ(si.trace.stop_code, NB_SI_USER);
-  EXPECT_EQ(si.trace.stop_pid, d->pid);  // the sender is the debugger
+  EXPECT_EQ(si.trace.stop_pid, k.proc_pid(d));  // the sender is the debugger
   SysReturn li = Dpt(k, d, PT_LWPINFO, tpid, PTRACE_LWPINFO_SIZE);
   EXPECT_EQ(li.trace.lwpid, tpid);
   EXPECT_EQ(Dpt(k, d, PT_CONTINUE, tpid).error, Errno::kOk);
@@ -271,7 +271,7 @@ TEST(Debugger, PidHeldWhileOpenAndInvisible) {
   Kernel k(test_config());
   const int before = k.ids().in_use();
   ProcRef d = Open(k);
-  const pid_t dpid = d->pid;
+  const pid_t dpid = k.proc_pid(d);
   EXPECT_EQ(k.ids().in_use(), before + 1);
   EXPECT_EQ(k.proc_lookup(dpid), nullptr);
   EXPECT_FALSE(k.snapshot_proc(dpid).has_value());
