@@ -47,6 +47,16 @@ Error read_token(const std::string& path, std::string* token) {
   return Error::none();
 }
 
+}  // namespace
+
+Error admin_token(const std::string& endpoint, const AdminOptions& a, std::string* token) {
+  std::string path;
+  if (Error e = token_path(endpoint, a, &path)) return e;
+  return read_token(path, token);
+}
+
+namespace {
+
 Error call(Inspector& in, const std::string& token, const std::string& what, int32_t pid,
            int32_t lid, v1::AdminReply* rep) {
   if (what == "stop") return in.signal_proc(token, pid, v1::ADMIN_SIGSTOP, rep);
@@ -60,9 +70,8 @@ Error call(Inspector& in, const std::string& token, const std::string& what, int
 
 int cmd_admin(Inspector& in, const GlobalOptions& g, const AdminOptions& a, const std::string& what,
               int32_t pid, int32_t lid) {
-  std::string path, token;
-  if (Error e = token_path(in.endpoint(), a, &path)) return report(e);
-  if (Error e = read_token(path, &token)) return report(e);
+  std::string token;
+  if (Error e = admin_token(in.endpoint(), a, &token)) return report(e);
   v1::AdminReply rep;
   if (Error e = call(in, token, what, pid, lid, &rep)) return report(e);
   const bool lwp = what == "suspend" || what == "resume";

@@ -7,6 +7,7 @@
 //   top.cc        top: a refreshing view of the vCPUs and the busiest LWPs
 //   watch.cc      watch: the live event stream (Inspect.Watch), one line per event
 //   admin.cc      stop, cont, kill, suspend, resume (Admin service, admin token)
+//   trace.cc      trace: a debugger on the Trace service (admin token), one line per stop
 //   table.cc      aligned text tables and the value formatting they share
 //
 // Exit status: 0 success; 1 the daemon answered but the request failed (no such
@@ -20,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <google/protobuf/message.h>
 
@@ -66,6 +68,10 @@ class Inspector {
   ~Inspector();
 
   const std::string& endpoint() const { return endpoint_; }
+  // The channel, for the services without a wrapper here (trace.cc).
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  // A call's status as the inspector reports it (see rpc_error below).
+  Error status_error(const grpc::Status& st) const { return rpc_error(st); }
 
   // Errors: kExitUnreachable (daemon down, deadline), kExitFailed (any other
   // failure status); list_lwps: kExitFailed "no process PID" for NOT_FOUND.
@@ -143,8 +149,23 @@ struct AdminOptions {
   std::string token_file;  // --admin-token-file; "" = $LWPD_ADMIN_TOKEN_FILE, else beside
                            // the endpoint's unix socket
 };
+// The admin token: read from a.token_file, else $LWPD_ADMIN_TOKEN_FILE, else admin.token
+// beside the endpoint's unix socket. Errors: kExitFailed (no file derivable, unreadable,
+// empty).
+Error admin_token(const std::string& endpoint, const AdminOptions& a, std::string* token);
+
 // What: "stop", "cont", "kill" (pid) or "suspend", "resume" (pid, lid).
 int cmd_admin(Inspector& in, const GlobalOptions& g, const AdminOptions& a, const std::string& what,
               int32_t pid, int32_t lid);
+
+struct TraceOptions {
+  int32_t pid = 0;
+  std::vector<std::string> events{"create", "exit"};  // --events: create, exit, none
+  int64_t count = 0;                                  // stops to report, then detach; 0 = all
+};
+// trace PID (trace.cc): a debugger on the Trace service (admin token). Call
+// trace_block_signals() first, before any gRPC channel exists.
+int cmd_trace(Inspector& in, const GlobalOptions& g, const AdminOptions& a, const TraceOptions& t);
+void trace_block_signals();
 
 }  // namespace lwpd::lwpstat

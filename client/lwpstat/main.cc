@@ -1,6 +1,6 @@
 // lwpstat: inspect a running lwpd — processes, LWPs, vCPUs, a live top view, the
 // event stream, the daemon's health — and administer it (stop/cont/kill a process,
-// suspend/resume an LWP). The command line only; the work is in commands.cc/top.cc.
+// suspend/resume an LWP, trace a process). The command line only; the work is in commands.cc/top.cc.
 #include <csignal>
 #include <functional>
 #include <string>
@@ -20,6 +20,7 @@ struct Args {
   TopOptions top;
   WatchOptions watch;
   AdminOptions admin;
+  TraceOptions trace;
   int32_t pid = 0;
   int32_t lid = 0;
 };
@@ -109,6 +110,24 @@ void add_admin(CLI::App& app, Args& a, std::vector<Subcommand>& subs) {
   }
 }
 
+CLI::App* add_trace(CLI::App& app, TraceOptions& t) {
+  auto* trace = app.add_subcommand(
+      "trace",
+      "trace a process as a debugger (admin token): one line per stop (LWP create/exit "
+      "events, signals) until it exits; --count or Ctrl-C detach and leave it running");
+  trace->add_option("pid", t.pid, "process ID")->required()->check(CLI::PositiveNumber);
+  trace
+      ->add_option("--events", t.events,
+                   "LWP events that stop the tracee: create, exit (comma-separated) or none")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"create", "exit", "none"}))
+      ->capture_default_str();
+  trace->add_option("-n,--count", t.count, "detach after this many stops (0 = never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  return trace;
+}
+
 std::vector<Subcommand> add_subcommands(CLI::App& app, Args& a) {
   const GlobalOptions& g = a.global;
   std::vector<Subcommand> subs;
@@ -133,6 +152,8 @@ std::vector<Subcommand> add_subcommands(CLI::App& app, Args& a) {
   subs.push_back(
       {add_watch(app, a.watch), [&](Inspector& in) { return cmd_watch(in, g, a.watch); }});
   add_admin(app, a, subs);
+  subs.push_back({add_trace(app, a.trace),
+                  [&](Inspector& in) { return cmd_trace(in, g, a.admin, a.trace); }});
   return subs;
 }
 
@@ -156,6 +177,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
+  // trace takes SIGINT/SIGTERM with sigwait: blocked before gRPC starts any thread.
+  for (const auto& s : subs)
+    if (s.app->parsed() && s.app->get_name() == "trace") trace_block_signals();
   Inspector in(a.global.endpoint, std::chrono::milliseconds(a.global.timeout_ms));
   for (const auto& s : subs)
     if (s.app->parsed()) return s.run(in);
