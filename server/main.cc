@@ -274,9 +274,11 @@ int run(const Options& o) {
   d.shutting_down.store(true, std::memory_order_relaxed);
   if (auto* h = server->GetHealthCheckService()) h->SetServingStatus(false);
   const grpc::Status bye(grpc::StatusCode::UNAVAILABLE, "lwpd is shutting down");
+  // Debuggers first: their pending Waits end UNAVAILABLE rather than with a tracee's
+  // death (their tracees are killed without telling them, as for any tracer's exit).
+  trace_svc.shutdown(bye);
   sessions.shutdown(bye);
   watch.shutdown(bye);
-  trace_svc.shutdown(bye);  // closes the debuggers: their pending Waits end too
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
   ::unlink(admin_file.c_str());  // the token dies with this daemon

@@ -228,6 +228,7 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
     }
     emul::Kernel& k = self->d_.kernel;
     const emul::ProcRef dbg = self->s_->dbg;
+    const int32_t dpid = self->s_->pid, wpid = self->a_.pid;
     const uint64_t key = self->key_;
     const std::shared_ptr<Flag> cancelled = self->cancelled_;
     auto w = k.debugger_wait(dbg, self->a_, key, [self] { Pass(self); });
@@ -240,6 +241,7 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
         self->End(closed_status(self->d_));
         return;
       case emul::Kernel::DebuggerWait::kPending:
+        spdlog::debug("trace: debugger pid {} waits for pid {}", dpid, wpid);
         // A cancel that came before the registration could not take it: take it now. The
         // seq_cst flag and the kernel's lock make one of the two see the other.
         if (cancelled->set.load(std::memory_order_seq_cst) && k.debugger_wait_cancel(dbg, key))

@@ -6,7 +6,8 @@
 //           and at the end "... pid P  exited S" / "killed by SIGNAL" / "detached"
 //   --json  one TraceReport object per line (the exit too; nothing for a detach)
 //
-// Signals other than SIGSTOP and SIGTRAP are passed on to the tracee (PT_CONTINUE data).
+// The attach stop (SIGSTOP) is the first line; it does not count for --count. Signals
+// other than SIGSTOP and SIGTRAP are passed on to the tracee (PT_CONTINUE data).
 // It ends (exit 0) when the tracee exits, after --count stops, or on SIGINT/SIGTERM; in
 // the last two cases it detaches so the tracee runs on (PT_STOP first if it is running,
 // and the stop collected). Ending the session without detaching would kill the tracee.
@@ -290,14 +291,17 @@ class Trace {
     if (r.wait().kind() != v1::WAIT_STOPPED)
       return {kExitFailed, "pid " + std::to_string(pid_) + " exited while being attached"};
     const int32_t mask = event_mask(t_.events);
-    if (Error e = checked(nb::PT_SET_EVENT_MASK, nb::PTRACE_EVENT_SIZE, &r, mask)) return e;
-    if (!g_.json) {
+    if (!g_.json)
       std::printf("attached to pid %d (events:%s%s%s)\n", pid_,
                   mask & nb::PTRACE_LWP_CREATE ? " create" : "",
                   mask & nb::PTRACE_LWP_EXIT ? " exit" : "", mask == 0 ? " none" : "");
-      std::fflush(stdout);
-    }
-    return checked(nb::PT_CONTINUE, 0, &r);
+    // The attach stop is reported too (not counted): once it is out, every later stop
+    // of the tracee will be seen.
+    v1::TraceReport rep;
+    if (Error e = describe(r, &rep)) return e;
+    print_report(rep, g_.json);
+    if (Error e = checked(nb::PT_SET_EVENT_MASK, nb::PTRACE_EVENT_SIZE, &r, mask)) return e;
+    return checked(nb::PT_CONTINUE, passed_signal(rep), &r);
   }
 
   // A ptrace request whose errno is an error.

@@ -1,0 +1,84 @@
+/* server_trace_fixture: a real shim process for the Trace service tests, driven line by
+ * line from stdin so the tests know which LWP events to expect and when.
+ *
+ * Attaches to $LWPD_ENDPOINT and prints "PID". Then, per line (each reply one line):
+ *   "park N"   create N LWPs that park forever; prints their LIDs, oldest first
+ *   "churn N"  N times: create an LWP that _lwp_exits at once, and _lwp_wait for it; "ok"
+ *   "quit"     the parked LWPs exit (unparked and joined), then the process ends with
+ *              exit status 0 in the kernel (lwpd_detach) and exits; prints nothing
+ *   EOF        exit(0) without telling the kernel (the daemon sees a broken session)
+ * While it reads stdin its main LWP is in user code, so a tracer can stop it any time. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lwpd/lwp.h>
+
+static void die(const char* what) {
+  perror(what);
+  exit(1);
+}
+
+static atomic_int quitting;
+static lwpid_t parked[64];
+static int nparked;
+
+static void parker(void* arg) {
+  (void)arg;
+  while (!atomic_load(&quitting)) _lwp_park(CLOCK_MONOTONIC, 0, NULL, 0, NULL, NULL);
+  _lwp_exit();
+}
+
+static void quick(void* arg) {
+  (void)arg;
+  _lwp_exit();
+}
+
+static lwpid_t spawn(void (*fn)(void*), char* stack, size_t size) {
+  ucontext_t uc;
+  _lwp_makecontext(&uc, fn, NULL, NULL, stack, size);
+  lwpid_t lid = 0;
+  if (_lwp_create(&uc, 0, &lid) != 0) die("_lwp_create");
+  return lid;
+}
+
+static char quick_stack[64 * 1024]; /* one churn LWP at a time */
+
+int main(void) {
+  if (lwpd_attach(NULL) != 0) die("lwpd_attach");
+  printf("%d\n", (int)lwpd_getpid());
+  fflush(stdout);
+  char line[128];
+  while (fgets(line, sizeof line, stdin) != NULL) {
+    int n = 0;
+    if (sscanf(line, "park %d", &n) == 1) {
+      for (int i = 0; i < n && nparked < 64; i++) {
+        char* stack = malloc(64 * 1024);
+        if (stack == NULL) die("malloc");
+        parked[nparked] = spawn(parker, stack, 64 * 1024);
+        printf(i == 0 ? "%d" : " %d", (int)parked[nparked++]);
+      }
+      printf("\n");
+    } else if (sscanf(line, "churn %d", &n) == 1) {
+      for (int i = 0; i < n; i++) {
+        lwpid_t q = spawn(quick, quick_stack, sizeof quick_stack);
+        if (_lwp_wait(q, NULL) != 0) die("_lwp_wait");
+      }
+      printf("ok\n");
+    } else if (strncmp(line, "quit", 4) == 0) {
+      atomic_store(&quitting, 1);
+      for (int i = 0; i < nparked; i++) {
+        if (_lwp_unpark(parked[i], NULL) != 0) die("_lwp_unpark");
+        if (_lwp_wait(parked[i], NULL) != 0) die("_lwp_wait");
+      }
+      if (lwpd_detach() != 0) die("lwpd_detach");
+      return 0;
+    } else {
+      printf("?\n");
+    }
+    fflush(stdout);
+  }
+  return 0;
+}
