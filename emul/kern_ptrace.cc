@@ -729,6 +729,25 @@ bool Kernel::debugger_wait_cancel(const ProcRef& d, uint64_t key) {
   return d->dbg_waiters.erase(key) == 1;
 }
 
+void Kernel::debugger_wait_undo(const ProcRef& d, pid_t pid) {
+  assert(d->debugger);
+  ProcRef q;
+  {
+    ProcLock g(*d);
+    if (d->dbg_closed) return;
+    auto it = d->tracees.find(pid);
+    if (it == d->tracees.end()) return;
+    q = it->second;
+  }
+  ProcLock g(*q);
+  // Still traced by us and still in the stop that was collected: nothing acted on it
+  // (a PT_CONTINUE would have ended it, a PT_STOP re-armed it).
+  if (q->tracer != d->pid || q->stat != ProcStat::kStop || !q->trace_waited || q->trace_xsig == 0)
+    return;
+  q->trace_waited = false;
+  trace_note_stop(*q);  // the debugger's waits re-scan once g drops
+}
+
 void Kernel::debugger_close(const ProcRef& d) {
   assert(d->debugger);
   bool release = false;

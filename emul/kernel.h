@@ -193,6 +193,11 @@ class Kernel {
                              std::function<void()> on_change);
   // True iff the pending wait `key` was still registered (its on_change will not run).
   bool debugger_wait_cancel(const ProcRef& dbg, uint64_t key);
+  // A stop of tracee `pid` that debugger_wait collected never reached the debugger (its
+  // transport failed): if the tracee is still in that stop, it is collectable again and
+  // the debugger's waits are told. An exit status is not given back (a later wait says
+  // ECHILD).
+  void debugger_wait_undo(const ProcRef& dbg, pid_t pid);
   // The debugger's end: its tracees are killed, its pending waits' callbacks run (their
   // next debugger_wait says kClosed), and its PID is released once no call is in
   // progress. Idempotent.

@@ -14,6 +14,10 @@
 //                   Exactly one of them owns the reactor at a time: the registration
 //                   exists only while no thread does, and it is claimed exactly once
 //                   (fired by the kernel, or debugger_wait_cancel returning true).
+//                   A caller that gives up is seen late (its cancellation is processed
+//                   after other calls of the same client): a stop collected for a Wait
+//                   whose reply never arrived (IsCancelled in OnDone) is made
+//                   collectable again (debugger_wait_undo), so the next Wait sees it.
 //   Ptrace          synchronous: the default reactor.
 //
 // Locking: Table::mu_ is taken with no kernel lock held and is held only around the map
@@ -191,9 +195,14 @@ std::atomic<uint64_t> g_wait_key{1};
 
 class WaitReactor final : public grpc::ServerUnaryReactor {
  public:
-  WaitReactor(Daemon& d, std::shared_ptr<TraceSession> s, emul::WaitArgs a,
-              v1::SyscallReturn* resp)
-      : d_(d), s_(std::move(s)), a_(a), resp_(resp), cancelled_(std::make_shared<Flag>()) {}
+  WaitReactor(Daemon& d, grpc::CallbackServerContext* ctx, std::shared_ptr<TraceSession> s,
+              emul::WaitArgs a, v1::SyscallReturn* resp)
+      : d_(d),
+        ctx_(ctx),
+        s_(std::move(s)),
+        a_(a),
+        resp_(resp),
+        cancelled_(std::make_shared<Flag>()) {}
 
   // Returns the reactor to gRPC (from the method handler).
   WaitReactor* Start() {
@@ -210,6 +219,13 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
   }
   void OnDone() override {
     LWPD_REACTION_BEGINS(this);  // after the handler and every other reaction
+    // The caller gave up (deadline, cancel, disconnect) while a stop it collected was on
+    // its way: without this the tracee would stay stopped with nobody knowing.
+    if (collected_ != 0 && ctx_->IsCancelled()) {
+      spdlog::debug("trace: debugger pid {}: stop of pid {} not delivered, collectable again",
+                    s_->pid, collected_);
+      d_.kernel.debugger_wait_undo(s_->dbg, collected_);
+    }
     delete this;
   }
 
@@ -234,6 +250,8 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
     auto w = k.debugger_wait(dbg, self->a_, key, [self] { Pass(self); });
     switch (w.kind) {
       case emul::Kernel::DebuggerWait::kDone:
+        if (w.ret.wait.kind == emul::WaitOut::kStopped)
+          self->collected_ = static_cast<int32_t>(w.ret.retval);
         return_to_wire(w.ret, 0, self->resp_);
         self->End(Status::OK);
         return;
@@ -257,8 +275,10 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
   }
 
   Daemon& d_;
+  grpc::CallbackServerContext* const ctx_;
   const std::shared_ptr<TraceSession> s_;
   const emul::WaitArgs a_;
+  int32_t collected_ = 0;  // pid whose stop this Wait collected (by the owning thread)
   v1::SyscallReturn* const resp_;
   const uint64_t key_ = g_wait_key.fetch_add(1, std::memory_order_relaxed);
   const std::shared_ptr<Flag> cancelled_;  // outlives the reactor for Pass's last look
@@ -311,7 +331,7 @@ grpc::ServerUnaryReactor* TraceService::Wait(grpc::CallbackServerContext* ctx,
   std::shared_ptr<TraceSession> s = table_->find(ctx);
   if (s == nullptr) return finish_now(ctx, kNoTrace);
   d_.entries.fetch_add(1, std::memory_order_relaxed);
-  return (new WaitReactor(d_, std::move(s), wait_from_wire(*req), resp))->Start();
+  return (new WaitReactor(d_, ctx, std::move(s), wait_from_wire(*req), resp))->Start();
 }
 
 void TraceService::shutdown(const Status& st) {

@@ -317,5 +317,30 @@ TEST(Debugger, ProcessTracerAndDebuggerExcludeEachOther) {
   Finish(k, theirs.tp, ExitStatus{.signaled = true, .code = NB_SIGKILL});
 }
 
+// A collected stop that never reached the debugger is collectable again (and wakes a
+// pending wait); once the debugger acted on the tracee (PT_CONTINUE) there is nothing to
+// give back.
+TEST(Debugger, UndoneStopIsCollectableAgain) {
+  Kernel k(test_config());
+  Tracee t(k);
+  const pid_t tpid = t.tp->pid();
+  ProcRef d = Open(k);
+  EXPECT_EQ(Dpt(k, d, PT_ATTACH, tpid).error, Errno::kOk);
+  ExpectStopped(Dwait(k, d, tpid), tpid, NB_SIGSTOP);
+  EXPECT_EQ(Dwait(k, d, tpid, NB_WNOHANG).retval, 0);  // collected
+  Change c;
+  ASSERT_EQ(k.debugger_wait(d, WaitArgs{.pid = -1}, 21, c.callback()).kind, DW::kPending);
+  k.debugger_wait_undo(d, tpid);
+  ASSERT_TRUE(c.await());
+  ExpectStopped(Dwait(k, d, tpid, NB_WNOHANG), tpid, NB_SIGSTOP);
+  EXPECT_EQ(Dpt(k, d, PT_CONTINUE, tpid).error, Errno::kOk);
+  k.debugger_wait_undo(d, tpid);  // running: nothing to give back
+  EXPECT_EQ(Dwait(k, d, tpid, NB_WNOHANG).retval, 0);
+  t.go = true;
+  EXPECT_EQ(Dwait(k, d, tpid).wait.kind, WaitOut::kExited);
+  k.debugger_close(d);
+  Finish(k, t.tp);
+}
+
 }  // namespace
 }  // namespace lwpd::test
