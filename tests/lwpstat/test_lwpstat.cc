@@ -14,11 +14,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -1012,6 +1014,111 @@ TEST(LwpstatTop, QuitsOnQ) {
   t.keys("q");
   ASSERT_TRUE(t.wait_for("LWPSTAT_EXIT=", &s)) << s;
   EXPECT_NE(s.find("LWPSTAT_EXIT=0"), std::string::npos) << s;
+}
+
+// ---- trace -------------------------------------------------------------------------
+
+// server_trace_fixture (tests/server/trace_fixture.c), attached; `*epid` is its emulated
+// pid. It creates and joins LWPs on "churn N" and exits with status 0 on "quit".
+void start_trace_fixture(Child* fx, int* epid) {
+  spawn(fx, {LWPSTAT_TRACE_FIXTURE_BINARY});
+  *epid = std::atoi(fx->reply(15000).c_str());
+  ASSERT_GT(*epid, 0);
+}
+
+// --json: the attach stop, then exactly K CREATE and K EXIT stops (each exiting LWP created
+// once), then the exit line; lwpstat exits 0 with the tracee.
+TEST(LwpstatTrace, JsonEventsThenTheExit) {
+  constexpr int kK = 6;
+  Child fx;
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(start_trace_fixture(&fx, &pid));
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "trace", std::to_string(pid), "--json"}));
+  const auto first = parse_json<v1::TraceReport>(ls.reply());
+  EXPECT_EQ(first.pid(), pid);
+  EXPECT_EQ(first.kind(), v1::WAIT_STOPPED);
+  EXPECT_EQ(first.signal(), "SIGSTOP");
+  EXPECT_EQ(first.event(), v1::TRACE_EVENT_NONE);
+  ASSERT_NO_FATAL_FAILURE(fx.send("churn " + std::to_string(kK)));
+  EXPECT_EQ(fx.reply(), "ok");  // lwpstat continued it after every event
+  ASSERT_NO_FATAL_FAILURE(fx.send("quit"));
+  std::multiset<int> created, exited;
+  v1::TraceReport last;
+  for (int n = 0; n < 4 * kK; n++) {
+    last = parse_json<v1::TraceReport>(ls.reply());
+    if (last.kind() != v1::WAIT_STOPPED) break;
+    EXPECT_EQ(last.signal(), "SIGTRAP");
+    EXPECT_EQ(last.signo(), 5);
+    if (last.event() == v1::TRACE_EVENT_LWP_CREATE) {
+      EXPECT_EQ(created.count(last.lwp()), 0u);
+      created.insert(last.lwp());
+    } else {
+      EXPECT_EQ(last.event(), v1::TRACE_EVENT_LWP_EXIT);
+      EXPECT_EQ(created.count(last.lwp()), 1u) << last.lwp();
+      exited.insert(last.lwp());
+    }
+  }
+  EXPECT_EQ(created.size(), static_cast<size_t>(kK));
+  EXPECT_EQ(created, exited);
+  EXPECT_EQ(last.kind(), v1::WAIT_EXITED);
+  EXPECT_EQ(last.status(), 0);
+  EXPECT_GT(last.time_ns(), first.time_ns());
+  EXPECT_EQ(ls.wait_exit(), 0);
+  EXPECT_EQ(fx.wait_exit(), 0);
+}
+
+// Ctrl-C: lwpstat stops the tracee, collects the stop, detaches and exits 0; the tracee
+// runs on untraced and later exits normally.
+TEST(LwpstatTrace, SigintDetachesAndTheTraceeRunsOn) {
+  Child fx;
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(start_trace_fixture(&fx, &pid));
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "trace", std::to_string(pid)}));
+  EXPECT_EQ(ls.reply(), "attached to pid " + std::to_string(pid) + " (events: create exit)");
+  const std::string stop = ls.reply();  // the attach stop: "HH:MM:SS.uuuuuu  pid P  SIGSTOP  signal"
+  EXPECT_NE(stop.find("  pid " + std::to_string(pid) + "  SIGSTOP  signal"), std::string::npos)
+      << stop;
+  ASSERT_EQ(kill(ls.pid, SIGINT), 0);
+  EXPECT_EQ(ls.reply(), "detached from pid " + std::to_string(pid));
+  EXPECT_EQ(ls.wait_exit(), 0);
+  ASSERT_NO_FATAL_FAILURE(fx.send("churn 3"));  // untraced: no stops
+  EXPECT_EQ(fx.reply(), "ok");
+  ASSERT_NO_FATAL_FAILURE(fx.send("quit"));
+  EXPECT_EQ(fx.wait_exit(), 0);
+}
+
+// Errors are one line and a non-zero exit: no admin token, no such process, a process
+// already traced (EBUSY), the daemon down.
+TEST(LwpstatTrace, ErrorsAreOneLine) {
+  Child fx;
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(start_trace_fixture(&fx, &pid));
+  const std::string p = std::to_string(pid);
+  expect_one_line(
+      lwpstat({"trace", p, "--admin-token-file", g.dir + "/none"}), 1,
+      "lwpstat: cannot read admin token " + g.dir + "/none: No such file or directory\n");
+  {
+    std::ofstream(g.dir + "/wrong.token") << "not-the-token\n";
+    expect_one_line(lwpstat({"trace", p, "--admin-token-file", g.dir + "/wrong.token"}), 1,
+                    "lwpstat: lwpd at " + g.endpoint + " refused the admin token\n");
+  }
+  expect_one_line(lwpstat({"trace", "999999"}), 1, "lwpstat: no process 999999\n");
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "trace", p, "--json"}));
+  EXPECT_EQ(parse_json<v1::TraceReport>(ls.reply()).signal(), "SIGSTOP");  // attached
+  expect_one_line(lwpstat({"trace", p}), 1,
+                  "lwpstat: pid " + p + " is already traced (EBUSY)\n");
+  ASSERT_EQ(kill(ls.pid, SIGTERM), 0);  // SIGTERM detaches too
+  EXPECT_EQ(ls.wait_exit(), 0);
+  const std::string bogus = "unix://" + g.dir + "/no-such.sock";
+  Result r = lwpstat({"trace", p, "--admin-token-file", g.dir + "/admin.token"}, bogus);
+  EXPECT_EQ(r.code(), 2) << describe(r);
+  EXPECT_EQ(r.err.rfind("lwpstat: cannot reach lwpd at " + bogus, 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+  ASSERT_NO_FATAL_FAILURE(fx.send("quit"));  // still alive and untraced
+  EXPECT_EQ(fx.wait_exit(), 0);
 }
 
 }  // namespace

@@ -324,12 +324,15 @@ TEST_F(TraceE2E, TracesARealProcess) {
   EXPECT_EQ(dbg.pt(nb::PT_CONTINUE, pid).error(), v1::ERRNO_OK);
   fx.send("churn " + std::to_string(kN));
   std::multiset<int32_t> created, exited;
+  std::string trail;  // the events in order, for a failure message
   while (static_cast<int>(created.size() + exited.size()) < 2 * kN) {
     v1::SyscallReturn w = dbg.wait_ok(pid);
     ASSERT_EQ(w.wait().kind(), v1::WAIT_STOPPED) << w.DebugString();
     ASSERT_EQ(w.wait().code(), nb::NB_SIGTRAP);
     v1::SyscallReturn st = dbg.pt(nb::PT_GET_PROCESS_STATE, pid, nb::PTRACE_STATE_SIZE);
     const int32_t lwp = st.ptrace().report_lwp();
+    trail += (st.ptrace().report_event() == nb::PTRACE_LWP_CREATE ? " C" : " E") +
+             std::to_string(lwp);
     if (st.ptrace().report_event() == nb::PTRACE_LWP_CREATE) {
       EXPECT_EQ(created.count(lwp), 0u);
       created.insert(lwp);
@@ -340,8 +343,8 @@ TEST_F(TraceE2E, TracesARealProcess) {
     }
     EXPECT_EQ(dbg.pt(nb::PT_CONTINUE, pid).error(), v1::ERRNO_OK);
   }
+  EXPECT_EQ(created, exited) << "events:" << trail;
   EXPECT_EQ(fx.reply(), "ok");
-  EXPECT_EQ(created, exited);
   // Nothing more is pending (WNOHANG), then the exit status.
   v1::SyscallReturn r;
   ASSERT_TRUE(dbg.wait(pid, nb::NB_WNOHANG, &r).ok());
