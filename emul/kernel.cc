@@ -347,7 +347,8 @@ std::string Kernel::check_debuggers(const std::vector<ProcRef>& dbgs) const {
     for (const auto& [tpid, q] : d.tracees)
       if (q == nullptr || q->pid != tpid || q->debugger)
         err << "tracee map entry " << tpid << " is wrong; ";
-    if (std::string e = err.str(); !e.empty()) return "debugger " + std::to_string(d.pid) + ": " + e;
+    if (std::string e = err.str(); !e.empty())
+      return "debugger " + std::to_string(d.pid) + ": " + e;
   }
   return "";
 }

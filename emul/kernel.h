@@ -241,8 +241,8 @@ class Kernel {
   std::unique_ptr<Callout> callout_;
   std::unique_ptr<Scheduler> sched_;
 
-  mutable std::mutex table_mu_;               // lock order: first
-  std::unordered_map<pid_t, ProcRef> procs_;  // table_mu_
+  mutable std::mutex table_mu_;                   // lock order: first
+  std::unordered_map<pid_t, ProcRef> procs_;      // table_mu_
   std::unordered_map<pid_t, ProcRef> debuggers_;  // table_mu_ (kern_ptrace.cc)
 
   mutable std::atomic<uint64_t> event_seq_{0};

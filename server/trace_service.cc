@@ -24,14 +24,14 @@
 // and the non-blocking FinishNow of a session stream (Table::mu_ -> the stream's leaf).
 // Kernel calls are made holding nothing of ours.
 
-#include <spdlog/spdlog.h>
-
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <spdlog/spdlog.h>
 
 #include "server/services.h"
 #include "server/stream.h"
@@ -95,7 +95,7 @@ class TraceService::Table {
     SessionReactor* r;  // valid while in the map: OnDone removes it before deleting
   };
   mutable std::mutex mu_;
-  bool closed_ = false;                                // [mu_]
+  bool closed_ = false;                              // [mu_]
   std::unordered_map<std::string, Entry> by_token_;  // [mu_]
 };
 
@@ -313,8 +313,7 @@ grpc::ServerBidiReactor<v1::TraceSessionRequest, v1::TraceSessionEvent>* TraceSe
 }
 
 grpc::ServerUnaryReactor* TraceService::Ptrace(grpc::CallbackServerContext* ctx,
-                                               const v1::PtraceArgs* req,
-                                               v1::SyscallReturn* resp) {
+                                               const v1::PtraceArgs* req, v1::SyscallReturn* resp) {
   if (d_.shutting_down.load(std::memory_order_relaxed)) return finish_now(ctx, kShuttingDown);
   std::shared_ptr<TraceSession> s = table_->find(ctx);
   if (s == nullptr) return finish_now(ctx, kNoTrace);

@@ -1,6 +1,7 @@
 // lwpstat: inspect a running lwpd — processes, LWPs, vCPUs, a live top view, the
 // event stream, the daemon's health — and administer it (stop/cont/kill a process,
-// suspend/resume an LWP, trace a process). The command line only; the work is in commands.cc/top.cc.
+// suspend/resume an LWP, trace a process). The command line only; the work is in
+// commands.cc/top.cc.
 #include <csignal>
 #include <functional>
 #include <string>
@@ -152,8 +153,8 @@ std::vector<Subcommand> add_subcommands(CLI::App& app, Args& a) {
   subs.push_back(
       {add_watch(app, a.watch), [&](Inspector& in) { return cmd_watch(in, g, a.watch); }});
   add_admin(app, a, subs);
-  subs.push_back({add_trace(app, a.trace),
-                  [&](Inspector& in) { return cmd_trace(in, g, a.admin, a.trace); }});
+  subs.push_back(
+      {add_trace(app, a.trace), [&](Inspector& in) { return cmd_trace(in, g, a.admin, a.trace); }});
   return subs;
 }
 

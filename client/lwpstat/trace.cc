@@ -38,10 +38,10 @@ namespace nb = ::lwpd::netbsd;
 namespace {
 
 const char* const kSigNames[] = {
-    "",        "SIGHUP",  "SIGINT",  "SIGQUIT", "SIGILL",    "SIGTRAP",  "SIGABRT",
-    "SIGEMT",  "SIGFPE",  "SIGKILL", "SIGBUS",  "SIGSEGV",   "SIGSYS",   "SIGPIPE",
-    "SIGALRM", "SIGTERM", "SIGURG",  "SIGSTOP", "SIGTSTP",   "SIGCONT",  "SIGCHLD",
-    "SIGTTIN", "SIGTTOU", "SIGIO",   "SIGXCPU", "SIGXFSZ",   "SIGVTALRM", "SIGPROF",
+    "",         "SIGHUP",  "SIGINT",  "SIGQUIT", "SIGILL",  "SIGTRAP",   "SIGABRT",
+    "SIGEMT",   "SIGFPE",  "SIGKILL", "SIGBUS",  "SIGSEGV", "SIGSYS",    "SIGPIPE",
+    "SIGALRM",  "SIGTERM", "SIGURG",  "SIGSTOP", "SIGTSTP", "SIGCONT",   "SIGCHLD",
+    "SIGTTIN",  "SIGTTOU", "SIGIO",   "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF",
     "SIGWINCH", "SIGINFO", "SIGUSR1", "SIGUSR2", "SIGPWR"};
 
 // NetBSD signal number -> name ("SIG36" beyond the named ones, "" for 0).
@@ -144,8 +144,7 @@ class Debugger {
     grpc::ClientContext ctx;
     ctx.AddMetadata("lwpd-trace-token", token_);
     if (!interruptible)
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(g_.timeout_ms));
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(g_.timeout_ms));
     {
       std::lock_guard g(mu_);
       if (interruptible && interrupted_) {
@@ -183,9 +182,9 @@ class Debugger {
   std::unique_ptr<grpc::ClientReaderWriter<v1::TraceSessionRequest, v1::TraceSessionEvent>>
       session_;
   std::string token_;
-  std::mutex mu_;                              // leaf
-  grpc::ClientContext* waiting_ = nullptr;     // [mu_] the interruptible Wait in progress
-  bool interrupted_ = false;                   // [mu_]
+  std::mutex mu_;                           // leaf
+  grpc::ClientContext* waiting_ = nullptr;  // [mu_] the interruptible Wait in progress
+  bool interrupted_ = false;                // [mu_]
 };
 
 std::string errno_text(v1::Errno e) {
@@ -308,16 +307,16 @@ class Trace {
   Error checked(int req, int32_t data, v1::SyscallReturn* r, int32_t mask = 0) {
     if (Error e = dbg_.ptrace(req, pid_, data, r, mask)) return e;
     if (r->error() == v1::ERRNO_OK) return Error::none();
-    static const char* const names[] = {"PT_ATTACH", "PT_CONTINUE", "PT_SET_EVENT_MASK",
-                                        "PT_STOP", "PT_DETACH", "PT_GET_SIGINFO",
-                                        "PT_GET_PROCESS_STATE"};
-    const char* what = req == nb::PT_ATTACH            ? names[0]
-                       : req == nb::PT_CONTINUE        ? names[1]
-                       : req == nb::PT_SET_EVENT_MASK  ? names[2]
-                       : req == nb::PT_STOP            ? names[3]
-                       : req == nb::PT_DETACH          ? names[4]
-                       : req == nb::PT_GET_SIGINFO     ? names[5]
-                                                       : names[6];
+    static const char* const names[] = {
+        "PT_ATTACH", "PT_CONTINUE",    "PT_SET_EVENT_MASK",   "PT_STOP",
+        "PT_DETACH", "PT_GET_SIGINFO", "PT_GET_PROCESS_STATE"};
+    const char* what = req == nb::PT_ATTACH           ? names[0]
+                       : req == nb::PT_CONTINUE       ? names[1]
+                       : req == nb::PT_SET_EVENT_MASK ? names[2]
+                       : req == nb::PT_STOP           ? names[3]
+                       : req == nb::PT_DETACH         ? names[4]
+                       : req == nb::PT_GET_SIGINFO    ? names[5]
+                                                      : names[6];
     return refused(what, pid_, r->error());
   }
 
@@ -394,8 +393,7 @@ void trace_block_signals() {
   pthread_sigmask(SIG_BLOCK, &s, nullptr);
 }
 
-int cmd_trace(Inspector& in, const GlobalOptions& g, const AdminOptions& a,
-              const TraceOptions& t) {
+int cmd_trace(Inspector& in, const GlobalOptions& g, const AdminOptions& a, const TraceOptions& t) {
   std::string token;
   if (Error e = admin_token(in.endpoint(), a, &token)) return report(e);
   Debugger dbg(in, g);

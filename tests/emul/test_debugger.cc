@@ -226,8 +226,7 @@ TEST(Debugger, EchildEinvalAndCancel) {
   ExpectStopped(Dwait(k, d, tpid), tpid, NB_SIGSTOP);
   EXPECT_EQ(Dpt(k, d, PT_CONTINUE, tpid).error, Errno::kOk);
   Change cancelled;
-  ASSERT_EQ(k.debugger_wait(d, WaitArgs{.pid = tpid}, 11, cancelled.callback()).kind,
-            DW::kPending);
+  ASSERT_EQ(k.debugger_wait(d, WaitArgs{.pid = tpid}, 11, cancelled.callback()).kind, DW::kPending);
   EXPECT_TRUE(k.debugger_wait_cancel(d, 11));
   EXPECT_FALSE(k.debugger_wait_cancel(d, 11));
   EXPECT_EQ(Dpt(k, d, PT_STOP, tpid).error, Errno::kOk);

@@ -1077,7 +1077,7 @@ TEST(LwpstatTrace, SigintDetachesAndTheTraceeRunsOn) {
   Child ls;
   ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "trace", std::to_string(pid)}));
   EXPECT_EQ(ls.reply(), "attached to pid " + std::to_string(pid) + " (events: create exit)");
-  const std::string stop = ls.reply();  // the attach stop: "HH:MM:SS.uuuuuu  pid P  SIGSTOP  signal"
+  const std::string stop = ls.reply();  // the attach stop: "HH:MM:SS.uuuuuu  pid P  SIGSTOP signal"
   EXPECT_NE(stop.find("  pid " + std::to_string(pid) + "  SIGSTOP  signal"), std::string::npos)
       << stop;
   ASSERT_EQ(kill(ls.pid, SIGINT), 0);
@@ -1108,8 +1108,7 @@ TEST(LwpstatTrace, ErrorsAreOneLine) {
   Child ls;
   ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "trace", p, "--json"}));
   EXPECT_EQ(parse_json<v1::TraceReport>(ls.reply()).signal(), "SIGSTOP");  // attached
-  expect_one_line(lwpstat({"trace", p}), 1,
-                  "lwpstat: pid " + p + " is already traced (EBUSY)\n");
+  expect_one_line(lwpstat({"trace", p}), 1, "lwpstat: pid " + p + " is already traced (EBUSY)\n");
   ASSERT_EQ(kill(ls.pid, SIGTERM), 0);  // SIGTERM detaches too
   EXPECT_EQ(ls.wait_exit(), 0);
   const std::string bogus = "unix://" + g.dir + "/no-such.sock";

@@ -331,8 +331,8 @@ TEST_F(TraceE2E, TracesARealProcess) {
     ASSERT_EQ(w.wait().code(), nb::NB_SIGTRAP);
     v1::SyscallReturn st = dbg.pt(nb::PT_GET_PROCESS_STATE, pid, nb::PTRACE_STATE_SIZE);
     const int32_t lwp = st.ptrace().report_lwp();
-    trail += (st.ptrace().report_event() == nb::PTRACE_LWP_CREATE ? " C" : " E") +
-             std::to_string(lwp);
+    trail +=
+        (st.ptrace().report_event() == nb::PTRACE_LWP_CREATE ? " C" : " E") + std::to_string(lwp);
     if (st.ptrace().report_event() == nb::PTRACE_LWP_CREATE) {
       EXPECT_EQ(created.count(lwp), 0u);
       created.insert(lwp);
@@ -424,17 +424,17 @@ TEST_F(TraceE2E, ProcessTracerAndDebuggerExcludeEachOther) {
   ASSERT_TRUE(tracer.ok());
   v1::SyscallReturn r;
   ASSERT_TRUE(tracer.start(tracer.pid(), &r).ok());
-  ASSERT_TRUE(tracer.call(tracer.pid(), emul::PtraceArgs{.request = nb::PT_ATTACH, .pid = a.pid()},
-                          &r)
-                  .ok());
+  ASSERT_TRUE(
+      tracer.call(tracer.pid(), emul::PtraceArgs{.request = nb::PT_ATTACH, .pid = a.pid()}, &r)
+          .ok());
   EXPECT_EQ(r.error(), v1::ERRNO_OK);
   Debugger dbg(ch_, admin_);
   ASSERT_TRUE(dbg.ok());
   EXPECT_EQ(dbg.pt(nb::PT_ATTACH, a.pid()).error(), v1::ERRNO_EBUSY);
   EXPECT_EQ(dbg.pt(nb::PT_ATTACH, b.pid()).error(), v1::ERRNO_OK);
-  ASSERT_TRUE(tracer.call(tracer.pid(), emul::PtraceArgs{.request = nb::PT_ATTACH, .pid = b.pid()},
-                          &r)
-                  .ok());
+  ASSERT_TRUE(
+      tracer.call(tracer.pid(), emul::PtraceArgs{.request = nb::PT_ATTACH, .pid = b.pid()}, &r)
+          .ok());
   EXPECT_EQ(r.error(), v1::ERRNO_EBUSY);
   // Neither may act on the other's tracee.
   EXPECT_EQ(dbg.pt(nb::PT_KILL, a.pid()).error(), v1::ERRNO_EBUSY);
