@@ -103,6 +103,14 @@
 // to every handler's sa_mask (which also keeps kicks out of handlers, like
 // kicks in the C runtime, above), and user code never runs with it blocked
 // otherwise -- a program that blocks it itself gets the (slower) proxy path.
+// The proxy alone would still leave one hazard: the interrupted code keeps its
+// malloc arena locked while the handler waits, and the shim's gRPC threads may
+// share that arena. So the handlers themselves are installed behind a
+// trampoline that treats a signal landing in the C runtime as a kick there is
+// treated: it is kept (with its siginfo) and re-raised with rt_tgsigqueueinfo
+// from the kick handler once the per-thread timer finds the thread out of the
+// runtime. A handler therefore never runs inside libc (unless the thread is
+// blocked in a system call there), as no LWP is ever preempted there.
 //
 // Exits and failures.
 //   * proc_exited (Session or channel) -> _exit(status), or death by the
@@ -297,6 +305,18 @@ struct Lwp {
   std::atomic<uint32_t> sig_seq{0};                // futex word: signals handed to the thread
   std::atomic<uint32_t> trap_state{kTrapResumed};  // futex word, see TrapState
   uint64_t trap_gen = 0;                           // written before trap_state = kTrapResumed
+
+  // User signals that landed in the C runtime, re-raised by the kick handler once the
+  // thread is out of it (top comment). This thread's, in handlers, every signal blocked.
+  struct DeferredSig {
+    int sig;
+    siginfo_t info;
+  };
+  static constexpr int kMaxDeferred = 8;
+  DeferredSig deferred[kMaxDeferred];
+  int ndeferred = 0;
+  // The thread is in unblock(): a signal landing in libc there holds no lock.
+  std::atomic<bool> at_unblock{false};
 
   // Owned by the LWP's thread.
   std::unique_ptr<grpc::ClientContext> ch_ctx;
@@ -520,20 +540,52 @@ void leave_kernel(Lwp& l, uint64_t gen) {
   }
 }
 
-// ---- the kick handler (async-signal-safe) ----------------------------------------------
+// ---- the kick handler and user handlers (async-signal-safe) -----------------------------
+
+// Where a kick may trap the thread and a user handler may run: the thread is not
+// inside the C runtime, or it is only there to unblock signals for the shim.
+bool safe_point(const Lwp& l, const void* uctx) {
+  return l.at_unblock.load(std::memory_order_relaxed) || !in_runtime_critical(uctx);
+}
+
+// The shim's way back to user code's signal mask: the signals it lets in are
+// delivered inside this pthread_sigmask(), at once (safe_point).
+void unblock(Lwp& l, const sigset_t& mask) {
+  l.at_unblock.store(true, std::memory_order_relaxed);
+  pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+  l.at_unblock.store(false, std::memory_order_relaxed);
+}
+
+// Kick this thread again in kRekickUs.
+void arm_rekick(Lwp& l) {
+  itimerspec again{};
+  again.it_value.tv_nsec = kRekickUs * 1000;
+  timer_settime(l.rekick, 0, &again, nullptr);
+}
+
+// Re-raise the user signals deferred in the C runtime, with their own siginfo, once the
+// thread is out of it: they are delivered when the kick handler returns.
+void redeliver_deferred(Lwp& l, const void* uctx) {
+  if (!safe_point(l, uctx)) {
+    arm_rekick(l);
+    return;
+  }
+  const pid_t pid = getpid(), tid = gettid_();
+  for (int i = 0; i < l.ndeferred; i++)
+    syscall(SYS_rt_tgsigqueueinfo, pid, tid, l.deferred[i].sig, &l.deferred[i].info);
+  l.ndeferred = 0;
+}
 
 void kick_handler(int, siginfo_t*, void* uctx) {
   const int saved_errno = errno;
   Lwp* l = t_self;
   Process* p = proc();
+  if (l != nullptr && l->ndeferred > 0) redeliver_deferred(*l, uctx);
   while (l != nullptr && p != nullptr) {
     uint64_t s = l->ustate.load();
     if (mode_of(s) != kUser || l->kick_gen.load() != gen_of(s)) break;
-    if (l->has_rekick && in_runtime_critical(uctx)) {
-      // Not here: let the thread leave the C runtime first (top comment).
-      itimerspec again{};
-      again.it_value.tv_nsec = kRekickUs * 1000;
-      timer_settime(l->rekick, 0, &again, nullptr);
+    if (l->has_rekick && !safe_point(*l, uctx)) {
+      arm_rekick(*l);  // not here: let the thread leave the C runtime first (top comment)
       break;
     }
     if (!l->ustate.compare_exchange_strong(s, pack(gen_of(s), kTrapped))) break;
@@ -550,6 +602,40 @@ void kick_handler(int, siginfo_t*, void* uctx) {
     l->ustate.store(pack(l->trap_gen, kUser));  // and re-check the latch
   }
   errno = saved_errno;
+}
+
+// The program's handler for each signal whose disposition is user_signal_tramp
+// (sigaction() below); a handler, never SIG_DFL/SIG_IGN, while the trampoline is installed.
+std::atomic<void*> g_user_handler[_NSIG];
+std::atomic<bool> g_user_siginfo[_NSIG];  // it was installed with SA_SIGINFO
+
+// Keep the signal for later (kick handler). false: no room, deliver it now.
+bool defer_signal(Lwp& l, int sig, const siginfo_t* info) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // a nested deferral must not interleave
+  const bool ok = l.ndeferred < Lwp::kMaxDeferred;
+  if (ok) {
+    l.deferred[l.ndeferred++] = Lwp::DeferredSig{sig, *info};
+    arm_rekick(l);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return ok;
+}
+
+// Every program handler of an LWP thread runs through here: one that would interrupt the
+// C runtime (holding a malloc or loader lock, say) is deferred like a kick (top comment).
+void user_signal_tramp(int sig, siginfo_t* info, void* uctx) {
+  Lwp* l = t_self;
+  if (l != nullptr && l->has_rekick && !safe_point(*l, uctx) && defer_signal(*l, sig, info))
+    return;
+  void* h = g_user_handler[sig].load(std::memory_order_acquire);
+  if (h == nullptr) return;  // raced with a change of disposition: it is gone
+  if (g_user_siginfo[sig].load(std::memory_order_relaxed)) {
+    reinterpret_cast<void (*)(int, siginfo_t*, void*)>(h)(sig, info, uctx);
+  } else {
+    reinterpret_cast<void (*)(int)>(h)(sig);
+  }
 }
 
 // ---- helper threads --------------------------------------------------------------------
@@ -783,13 +869,13 @@ pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
     LWPD_FIBER_SWITCH(l.home_fiber);
     swapcontext(&me, &l.home);
     pb::SyscallReturn r = std::move(l.resp);
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);  // pending signals are delivered here
+    unblock(l, old);  // pending signals are delivered here
     return r;
   }
   pb::SyscallReturn r = channel_call(l, sc);
   after_return(l, r);
   leave_kernel(l, r.gen());
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  unblock(l, old);
   return r;
 }
 
@@ -879,7 +965,7 @@ R proxy_call(Process& p, Lwp& l, F& body) {
   p.proxy_seq.fetch_add(1);
   futex_wake(&p.proxy_seq);
   while (q.done.load(std::memory_order_acquire) == 0) futex_wait(&q.done, 0);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  unblock(l, old);
   errno = c.err;
   return c.ret;
 }
@@ -912,7 +998,7 @@ void lwp_trampoline(unsigned sh, unsigned sl, unsigned ah, unsigned al, unsigned
   void* arg = reinterpret_cast<void*>((uint64_t{ah} << 32) | al);
   if (Lwp* l = t_self; l != nullptr && l->start_mask_pending) {
     l->start_mask_pending = false;
-    pthread_sigmask(SIG_SETMASK, &l->start_mask, nullptr);
+    unblock(*l, l->start_mask);
   }
   start(arg);
   _lwp_exit();
@@ -1189,7 +1275,7 @@ int lwpd_attach(const char* endpoint) {
   leave_kernel(l, gen);
   sigdelset(&old, g_kick_signal);
   deliver_pending(l);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  unblock(l, old);
   return 0;
 }
 
@@ -1583,14 +1669,42 @@ LWPD_API int sigaction(int sig, const struct sigaction* act, struct sigaction* o
   SigactionFn next = next_sigaction();
   if (next == nullptr) return fail(ENOSYS);
   const int kick = kick_signo();
-  struct sigaction with_kick;
-  if (act != nullptr && sig != kick && is_handler(*act)) {
-    with_kick = *act;
-    sigaddset(&with_kick.sa_mask, kick);
-    act = &with_kick;
+  if (sig <= 0 || sig >= _NSIG || sig == kick) return next(sig, act, oact);
+  void* const prev_h = g_user_handler[sig].load();
+  const bool prev_si = g_user_siginfo[sig].load();
+  struct sigaction mine;
+  bool tramp = false;
+  if (act != nullptr && is_handler(*act)) {
+    mine = *act;
+    sigaddset(&mine.sa_mask, kick);
+    // SA_RESETHAND resets the disposition at delivery: a deferred signal would then get
+    // the default action, so such a handler is installed as it is (only the mask changes).
+    if (!(act->sa_flags & SA_RESETHAND)) {
+      const bool si = (act->sa_flags & SA_SIGINFO) != 0;
+      g_user_siginfo[sig].store(si);
+      g_user_handler[sig].store(si ? reinterpret_cast<void*>(act->sa_sigaction)
+                                   : reinterpret_cast<void*>(act->sa_handler),
+                                std::memory_order_release);
+      mine.sa_sigaction = user_signal_tramp;
+      mine.sa_flags |= SA_SIGINFO;
+      tramp = true;
+    }
+    act = &mine;
   }
   const int rc = next(sig, act, oact);
-  if (rc == 0 && oact != nullptr && sig != kick) sigdelset(&oact->sa_mask, kick);
+  if (rc != 0) return rc;
+  if (act != nullptr && !tramp) g_user_handler[sig].store(nullptr);
+  if (oact != nullptr) {  // what the program installed, not the trampoline
+    sigdelset(&oact->sa_mask, kick);
+    if ((oact->sa_flags & SA_SIGINFO) && oact->sa_sigaction == user_signal_tramp) {
+      if (prev_si) {
+        oact->sa_sigaction = reinterpret_cast<void (*)(int, siginfo_t*, void*)>(prev_h);
+      } else {
+        oact->sa_handler = reinterpret_cast<sighandler_t>(prev_h);
+        oact->sa_flags &= ~SA_SIGINFO;
+      }
+    }
+  }
   return rc;
 }
 

@@ -1,7 +1,9 @@
 // _lwp_* calls made from signal handlers (client/src/shim.cc, "Calls from signal handlers"):
 // NetBSD's calls are system calls, safe in any handler; the shim runs a handler's call on a
 // proxy worker so that the interrupted code's locks (a malloc arena) do not matter.
+#include <link.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -63,14 +65,70 @@ TEST(ClientSignalCalls, HandlerInterruptingMallocMakesCalls) {
     C_OK(sigaction(SIGUSR2, &sa, nullptr));
     lwpid_t lid = spawn(malloc_until_stop, nullptr);
     C_CHECK(await_change(g_ready, 0));
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 50; i++) {
       const int before = g_handled.load();
       C_OK(_lwp_kill(lid, SIGUSR2));
       C_CHECK(await_change(g_handled, before));  // one handler per signal: none coalesce
     }
     g_stop = 1;
     C_OK(_lwp_wait(lid, nullptr));
-    C_EQ(g_handled.load(), 200);
+    C_EQ(g_handled.load(), 50);
+  });
+}
+
+// ---- handlers never run inside the C runtime -------------------------------------------
+
+uintptr_t g_libc_lo = 0, g_libc_hi = 0;  // libc's code
+std::atomic<int> g_in_libc{0};
+
+void find_libc() {
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void*) {
+        const char* base = info->dlpi_name != nullptr ? strrchr(info->dlpi_name, '/') : nullptr;
+        if (base == nullptr || strncmp(base + 1, "libc.so", 7) != 0) return 0;
+        for (int i = 0; i < info->dlpi_phnum; i++) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+          g_libc_lo = info->dlpi_addr + ph.p_vaddr;
+          g_libc_hi = g_libc_lo + ph.p_memsz;
+        }
+        return 1;
+      },
+      nullptr);
+}
+
+// Counts deliveries that interrupted libc other than at a system call (where the thread holds
+// none of libc's locks).
+void on_usr2_where(int, siginfo_t*, void* uctx) {
+  const auto pc = static_cast<uintptr_t>(static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_RIP]);
+  if (pc >= g_libc_lo + 2 && pc < g_libc_hi) {
+    uint16_t before;
+    memcpy(&before, reinterpret_cast<const void*>(pc - 2), 2);
+    if (before != 0x050f) g_in_libc.fetch_add(1);
+  }
+  g_handled.fetch_add(1);
+}
+
+TEST(ClientSignalCalls, HandlersNeverRunInsideTheCRuntime) {
+  EXPECT_CHILD_OK([] {
+    find_libc();
+    C_CHECK(g_libc_lo != 0);
+    struct sigaction sa = {};
+    sa.sa_sigaction = on_usr2_where;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    C_OK(sigaction(SIGUSR2, &sa, nullptr));
+    lwpid_t lid = spawn(malloc_until_stop, nullptr);
+    C_CHECK(await_change(g_ready, 0));
+    for (int i = 0; i < 50; i++) {
+      const int before = g_handled.load();
+      C_OK(_lwp_kill(lid, SIGUSR2));
+      C_CHECK(await_change(g_handled, before));
+    }
+    g_stop = 1;
+    C_OK(_lwp_wait(lid, nullptr));
+    C_EQ(g_handled.load(), 50);
+    C_EQ(g_in_libc.load(), 0);
   });
 }
 
