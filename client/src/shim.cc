@@ -197,6 +197,13 @@ static char g_tsan_kernel_order;
 #define LWPD_KERNEL_RETURN() ((void)0)
 #endif
 
+// Code that runs where a sanitizer's runtime does not expect instrumented code: the
+// sigaction() interposer (the runtimes install their handlers through it while they
+// initialise) and the signal trampoline up to the program's handler (under TSan, that is
+// TSan's own handler, which must be the first instrumented code a signal reaches). Such
+// code uses __atomic builtins, never std::atomic (whose out-of-line copies are instrumented).
+#define LWPD_NO_SANITIZE __attribute__((no_sanitize("address", "thread", "undefined")))
+
 namespace lwpd::client {
 namespace {
 
@@ -247,6 +254,10 @@ struct CodeRange {
 // only read (by the handler): no synchronisation needed beyond sigaction's.
 CodeRange g_runtime_code[16];
 int g_nruntime_code = 0;
+// ThreadSanitizer's runtime is loaded. It runs signal handlers itself, at its own safe
+// points (when the thread next enters it, never inside a libc call it intercepts), with
+// every signal blocked: user signals need no deferral of ours there.
+bool g_tsan_runtime = false;
 
 bool is_runtime_lib(const char* path) {
   const char* base = strrchr(path, '/');
@@ -267,6 +278,7 @@ void find_runtime_code() {
           if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
           uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
           g_runtime_code[g_nruntime_code++] = CodeRange{lo, lo + ph.p_memsz};
+          if (strstr(info->dlpi_name, "libtsan.so") != nullptr) g_tsan_runtime = true;
         }
         return 0;
       },
@@ -276,7 +288,7 @@ void find_runtime_code() {
 // True when the interrupted thread is running C-runtime code that may hold one
 // of its locks: inside the runtime's code and not blocked in a system call.
 // Async-signal-safe.
-bool in_runtime_critical(const void* uctx) {
+LWPD_NO_SANITIZE bool in_runtime_critical(const void* uctx) {
   const auto* uc = static_cast<const ucontext_t*>(uctx);
   const auto pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
   for (int i = 0; i < g_nruntime_code; i++) {
@@ -315,8 +327,8 @@ struct Lwp {
   static constexpr int kMaxDeferred = 8;
   DeferredSig deferred[kMaxDeferred];
   int ndeferred = 0;
-  // The thread is in unblock(): a signal landing in libc there holds no lock.
-  std::atomic<bool> at_unblock{false};
+  // The thread is in unblock(): a signal landing in libc there holds no lock (__atomic).
+  bool at_unblock = false;
 
   // Owned by the LWP's thread.
   std::unique_ptr<grpc::ClientContext> ch_ctx;
@@ -544,20 +556,20 @@ void leave_kernel(Lwp& l, uint64_t gen) {
 
 // Where a kick may trap the thread and a user handler may run: the thread is not
 // inside the C runtime, or it is only there to unblock signals for the shim.
-bool safe_point(const Lwp& l, const void* uctx) {
-  return l.at_unblock.load(std::memory_order_relaxed) || !in_runtime_critical(uctx);
+LWPD_NO_SANITIZE bool safe_point(const Lwp& l, const void* uctx) {
+  return __atomic_load_n(&l.at_unblock, __ATOMIC_RELAXED) || !in_runtime_critical(uctx);
 }
 
 // The shim's way back to user code's signal mask: the signals it lets in are
 // delivered inside this pthread_sigmask(), at once (safe_point).
 void unblock(Lwp& l, const sigset_t& mask) {
-  l.at_unblock.store(true, std::memory_order_relaxed);
+  __atomic_store_n(&l.at_unblock, true, __ATOMIC_RELAXED);
   pthread_sigmask(SIG_SETMASK, &mask, nullptr);
-  l.at_unblock.store(false, std::memory_order_relaxed);
+  __atomic_store_n(&l.at_unblock, false, __ATOMIC_RELAXED);
 }
 
 // Kick this thread again in kRekickUs.
-void arm_rekick(Lwp& l) {
+LWPD_NO_SANITIZE void arm_rekick(Lwp& l) {
   itimerspec again{};
   again.it_value.tv_nsec = kRekickUs * 1000;
   timer_settime(l.rekick, 0, &again, nullptr);
@@ -606,32 +618,48 @@ void kick_handler(int, siginfo_t*, void* uctx) {
 
 // The program's handler for each signal whose disposition is user_signal_tramp
 // (sigaction() below); a handler, never SIG_DFL/SIG_IGN, while the trampoline is installed.
-std::atomic<void*> g_user_handler[_NSIG];
-std::atomic<bool> g_user_siginfo[_NSIG];  // it was installed with SA_SIGINFO
+// __atomic builtins: sigaction() below is not instrumented and may not call out.
+void* g_user_handler[_NSIG];
+bool g_user_siginfo[_NSIG];  // it was installed with SA_SIGINFO
 
 // Keep the signal for later (kick handler). false: no room, deliver it now.
-bool defer_signal(Lwp& l, int sig, const siginfo_t* info) {
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);  // a nested deferral must not interleave
+LWPD_NO_SANITIZE bool defer_signal(Lwp& l, int sig, const siginfo_t* info) {
+  // Every signal blocked, so a nested deferral cannot interleave (the raw system call:
+  // under TSan, pthread_sigmask is an interceptor).
+  uint64_t all = ~uint64_t{0}, old = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
   const bool ok = l.ndeferred < Lwp::kMaxDeferred;
   if (ok) {
-    l.deferred[l.ndeferred++] = Lwp::DeferredSig{sig, *info};
+    Lwp::DeferredSig& d = l.deferred[l.ndeferred++];
+    d.sig = sig;
+    // Word by word: a memcpy() call would reach the sanitizers' interceptor.
+    const auto* from = reinterpret_cast<const volatile uint64_t*>(info);
+    auto* to = reinterpret_cast<volatile uint64_t*>(&d.info);
+    for (size_t i = 0; i < sizeof(siginfo_t) / sizeof(uint64_t); i++) to[i] = from[i];
     arm_rekick(l);
   }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, sizeof old);
   return ok;
 }
 
-// Every program handler of an LWP thread runs through here: one that would interrupt the
-// C runtime (holding a malloc or loader lock, say) is deferred like a kick (top comment).
-void user_signal_tramp(int sig, siginfo_t* info, void* uctx) {
+// A fault raised by the instruction the thread is executing: it must be handled now
+// (returning would only execute the instruction again).
+LWPD_NO_SANITIZE bool is_fault(int sig, const siginfo_t* info) {
+  if (info == nullptr || info->si_code <= 0) return false;  // sent by someone
+  return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP ||
+         sig == SIGSYS;
+}
+
+// Every program handler runs through here: one that would interrupt an LWP in the C
+// runtime (holding a malloc or loader lock, say) is deferred like a kick (top comment).
+LWPD_NO_SANITIZE void user_signal_tramp(int sig, siginfo_t* info, void* uctx) {
   Lwp* l = t_self;
-  if (l != nullptr && l->has_rekick && !safe_point(*l, uctx) && defer_signal(*l, sig, info))
+  if (l != nullptr && l->has_rekick && !g_tsan_runtime && !is_fault(sig, info) &&
+      !safe_point(*l, uctx) && defer_signal(*l, sig, info))
     return;
-  void* h = g_user_handler[sig].load(std::memory_order_acquire);
+  void* h = __atomic_load_n(&g_user_handler[sig], __ATOMIC_ACQUIRE);
   if (h == nullptr) return;  // raced with a change of disposition: it is gone
-  if (g_user_siginfo[sig].load(std::memory_order_relaxed)) {
+  if (__atomic_load_n(&g_user_siginfo[sig], __ATOMIC_RELAXED)) {
     reinterpret_cast<void (*)(int, siginfo_t*, void*)>(h)(sig, info, uctx);
   } else {
     reinterpret_cast<void (*)(int)>(h)(sig);
@@ -1648,16 +1676,22 @@ namespace {
 
 using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
 
-SigactionFn next_sigaction() {
-  static const auto fn = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
+SigactionFn g_next_sigaction = nullptr;  // __atomic builtins: no instrumented guard
+
+LWPD_NO_SANITIZE SigactionFn next_sigaction() {
+  SigactionFn fn = __atomic_load_n(&g_next_sigaction, __ATOMIC_ACQUIRE);
+  if (fn == nullptr) {
+    fn = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
+    __atomic_store_n(&g_next_sigaction, fn, __ATOMIC_RELEASE);
+  }
   return fn;
 }
 
 // The kick signal, known before lwpd_attach() sets g_kick_signal: handlers are
 // often installed first.
-int kick_signo() { return SIGRTMIN + 3; }
+LWPD_NO_SANITIZE int kick_signo() { return SIGRTMIN + 3; }
 
-bool is_handler(const struct sigaction& sa) {
+LWPD_NO_SANITIZE bool is_handler(const struct sigaction& sa) {
   return (sa.sa_flags & SA_SIGINFO) != 0 || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
 }
 
@@ -1665,13 +1699,17 @@ bool is_handler(const struct sigaction& sa) {
 
 extern "C" {
 
-LWPD_API int sigaction(int sig, const struct sigaction* act, struct sigaction* oact) noexcept {
+LWPD_API LWPD_NO_SANITIZE int sigaction(int sig, const struct sigaction* act,
+                                         struct sigaction* oact) noexcept {
   SigactionFn next = next_sigaction();
-  if (next == nullptr) return fail(ENOSYS);
+  if (next == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
   const int kick = kick_signo();
   if (sig <= 0 || sig >= _NSIG || sig == kick) return next(sig, act, oact);
-  void* const prev_h = g_user_handler[sig].load();
-  const bool prev_si = g_user_siginfo[sig].load();
+  void* const prev_h = __atomic_load_n(&g_user_handler[sig], __ATOMIC_ACQUIRE);
+  const bool prev_si = __atomic_load_n(&g_user_siginfo[sig], __ATOMIC_RELAXED);
   struct sigaction mine;
   bool tramp = false;
   if (act != nullptr && is_handler(*act)) {
@@ -1681,10 +1719,10 @@ LWPD_API int sigaction(int sig, const struct sigaction* act, struct sigaction* o
     // the default action, so such a handler is installed as it is (only the mask changes).
     if (!(act->sa_flags & SA_RESETHAND)) {
       const bool si = (act->sa_flags & SA_SIGINFO) != 0;
-      g_user_siginfo[sig].store(si);
-      g_user_handler[sig].store(si ? reinterpret_cast<void*>(act->sa_sigaction)
-                                   : reinterpret_cast<void*>(act->sa_handler),
-                                std::memory_order_release);
+      __atomic_store_n(&g_user_siginfo[sig], si, __ATOMIC_RELAXED);
+      void* h = si ? reinterpret_cast<void*>(act->sa_sigaction)
+                   : reinterpret_cast<void*>(act->sa_handler);
+      __atomic_store_n(&g_user_handler[sig], h, __ATOMIC_RELEASE);
       mine.sa_sigaction = user_signal_tramp;
       mine.sa_flags |= SA_SIGINFO;
       tramp = true;
@@ -1693,7 +1731,7 @@ LWPD_API int sigaction(int sig, const struct sigaction* act, struct sigaction* o
   }
   const int rc = next(sig, act, oact);
   if (rc != 0) return rc;
-  if (act != nullptr && !tramp) g_user_handler[sig].store(nullptr);
+  if (act != nullptr && !tramp) __atomic_store_n(&g_user_handler[sig], nullptr, __ATOMIC_RELEASE);
   if (oact != nullptr) {  // what the program installed, not the trampoline
     sigdelset(&oact->sa_mask, kick);
     if ((oact->sa_flags & SA_SIGINFO) && oact->sa_sigaction == user_signal_tramp) {
@@ -1710,7 +1748,7 @@ LWPD_API int sigaction(int sig, const struct sigaction* act, struct sigaction* o
 
 // BSD semantics, as glibc's signal(): the signal is blocked in its handler and
 // interrupted calls restart.
-LWPD_API sighandler_t signal(int sig, sighandler_t handler) noexcept {
+LWPD_API LWPD_NO_SANITIZE sighandler_t signal(int sig, sighandler_t handler) noexcept {
   struct sigaction sa {};
   struct sigaction old {};
   sa.sa_handler = handler;
