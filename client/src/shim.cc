@@ -287,8 +287,10 @@ void find_runtime_code() {
 
 // True when the interrupted thread is running C-runtime code that may hold one
 // of its locks: inside the runtime's code and not blocked in a system call.
-// Async-signal-safe.
-LWPD_NO_SANITIZE bool in_runtime_critical(const void* uctx) {
+// For a user signal, the return of any system call counts as a boundary: that is
+// where raise() and pthread_kill() of the thread itself deliver, and POSIX runs
+// the handler before they return. Async-signal-safe.
+LWPD_NO_SANITIZE bool in_runtime_critical(const void* uctx, bool user_signal) {
   const auto* uc = static_cast<const ucontext_t*>(uctx);
   const auto pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
   for (int i = 0; i < g_nruntime_code; i++) {
@@ -300,7 +302,8 @@ LWPD_NO_SANITIZE bool in_runtime_critical(const void* uctx) {
     memcpy(&at, reinterpret_cast<const void*>(pc), 2);
     memcpy(&before, reinterpret_cast<const void*>(pc - 2), 2);
     const bool interrupted_call =
-        at == 0x050f || (before == 0x050f && uc->uc_mcontext.gregs[REG_RAX] == -EINTR);
+        at == 0x050f ||
+        (before == 0x050f && (user_signal || uc->uc_mcontext.gregs[REG_RAX] == -EINTR));
     return !interrupted_call;
   }
   return false;
@@ -556,8 +559,9 @@ void leave_kernel(Lwp& l, uint64_t gen) {
 
 // Where a kick may trap the thread and a user handler may run: the thread is not
 // inside the C runtime, or it is only there to unblock signals for the shim.
-LWPD_NO_SANITIZE bool safe_point(const Lwp& l, const void* uctx) {
-  return __atomic_load_n(&l.at_unblock, __ATOMIC_RELAXED) || !in_runtime_critical(uctx);
+LWPD_NO_SANITIZE bool safe_point(const Lwp& l, const void* uctx, bool user_signal) {
+  return __atomic_load_n(&l.at_unblock, __ATOMIC_RELAXED) ||
+         !in_runtime_critical(uctx, user_signal);
 }
 
 // The shim's way back to user code's signal mask: the signals it lets in are
@@ -578,7 +582,7 @@ LWPD_NO_SANITIZE void arm_rekick(Lwp& l) {
 // Re-raise the user signals deferred in the C runtime, with their own siginfo, once the
 // thread is out of it: they are delivered when the kick handler returns.
 void redeliver_deferred(Lwp& l, const void* uctx) {
-  if (!safe_point(l, uctx)) {
+  if (!safe_point(l, uctx, true)) {
     arm_rekick(l);
     return;
   }
@@ -596,7 +600,7 @@ void kick_handler(int, siginfo_t*, void* uctx) {
   while (l != nullptr && p != nullptr) {
     uint64_t s = l->ustate.load();
     if (mode_of(s) != kUser || l->kick_gen.load() != gen_of(s)) break;
-    if (l->has_rekick && !safe_point(*l, uctx)) {
+    if (l->has_rekick && !safe_point(*l, uctx, false)) {
       arm_rekick(*l);  // not here: let the thread leave the C runtime first (top comment)
       break;
     }
@@ -655,7 +659,7 @@ LWPD_NO_SANITIZE bool is_fault(int sig, const siginfo_t* info) {
 LWPD_NO_SANITIZE void user_signal_tramp(int sig, siginfo_t* info, void* uctx) {
   Lwp* l = t_self;
   if (l != nullptr && l->has_rekick && !g_tsan_runtime && !is_fault(sig, info) &&
-      !safe_point(*l, uctx) && defer_signal(*l, sig, info))
+      !safe_point(*l, uctx, true) && defer_signal(*l, sig, info))
     return;
   void* h = __atomic_load_n(&g_user_handler[sig], __ATOMIC_ACQUIRE);
   if (h == nullptr) return;  // raced with a change of disposition: it is gone

@@ -135,6 +135,33 @@ TEST(ClientSignalCalls, HandlersNeverRunInsideTheCRuntime) {
   });
 }
 
+// raise() delivers inside libc, at the return of its system call; POSIX runs the handler
+// before raise() returns, and the deferral must not change that.
+std::atomic<int> g_raised{0};
+void on_usr1_raised(int) { g_raised.fetch_add(1); }
+
+void raise_in_lwp(void*) {
+  for (int i = 1; i <= 100; i++) {
+    C_OK(raise(SIGUSR1));
+    C_EQ(g_raised.load(), i);
+  }
+}
+
+TEST(ClientSignalCalls, RaiseRunsTheHandlerBeforeItReturns) {
+  EXPECT_CHILD_OK([] {
+    struct sigaction sa = {};
+    sa.sa_handler = on_usr1_raised;
+    sigemptyset(&sa.sa_mask);
+    C_OK(sigaction(SIGUSR1, &sa, nullptr));
+    C_OK(raise(SIGUSR1));  // the first LWP
+    C_EQ(g_raised.load(), 1);
+    g_raised = 0;
+    lwpid_t lid = spawn(raise_in_lwp, nullptr);  // a created LWP
+    C_OK(_lwp_wait(lid, nullptr));
+    C_EQ(g_raised.load(), 100);
+  });
+}
+
 // ---- the mechanism: the kick signal is blocked in handlers, invisible to the program ----
 
 void on_usr1_mask(int) {
