@@ -254,9 +254,12 @@ struct CodeRange {
 // only read (by the handler): no synchronisation needed beyond sigaction's.
 CodeRange g_runtime_code[16];
 int g_nruntime_code = 0;
-// ThreadSanitizer's runtime is loaded. It runs signal handlers itself, at its own safe
-// points (when the thread next enters it, never inside a libc call it intercepts), with
-// every signal blocked: user signals need no deferral of ours there.
+// ThreadSanitizer's runtime is loaded. It runs asynchronous signals' handlers itself, at
+// its own safe points (when the thread next enters its runtime: an interceptor's exit, an
+// atomic operation, a blocking call), with every signal blocked and the context saved when
+// the signal came. That context says nothing about where the handler really runs, and a
+// thread spinning on atomics is nearly always inside libtsan there: no PC-based deferral
+// of kicks or user signals under TSan.
 bool g_tsan_runtime = false;
 
 bool is_runtime_lib(const char* path) {
@@ -560,7 +563,7 @@ void leave_kernel(Lwp& l, uint64_t gen) {
 // Where a kick may trap the thread and a user handler may run: the thread is not
 // inside the C runtime, or it is only there to unblock signals for the shim.
 LWPD_NO_SANITIZE bool safe_point(const Lwp& l, const void* uctx, bool user_signal) {
-  return __atomic_load_n(&l.at_unblock, __ATOMIC_RELAXED) ||
+  return g_tsan_runtime || __atomic_load_n(&l.at_unblock, __ATOMIC_RELAXED) ||
          !in_runtime_critical(uctx, user_signal);
 }
 
@@ -658,8 +661,8 @@ LWPD_NO_SANITIZE bool is_fault(int sig, const siginfo_t* info) {
 // runtime (holding a malloc or loader lock, say) is deferred like a kick (top comment).
 LWPD_NO_SANITIZE void user_signal_tramp(int sig, siginfo_t* info, void* uctx) {
   Lwp* l = t_self;
-  if (l != nullptr && l->has_rekick && !g_tsan_runtime && !is_fault(sig, info) &&
-      !safe_point(*l, uctx, true) && defer_signal(*l, sig, info))
+  if (l != nullptr && l->has_rekick && !is_fault(sig, info) && !safe_point(*l, uctx, true) &&
+      defer_signal(*l, sig, info))
     return;
   void* h = __atomic_load_n(&g_user_handler[sig], __ATOMIC_ACQUIRE);
   if (h == nullptr) return;  // raced with a change of disposition: it is gone
