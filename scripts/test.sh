@@ -62,18 +62,9 @@ else
 fi
 
 # Tests that cannot run under TSan (ctest -E regex), with why:
-#   ClientSched\.(SuspendStops|FourSpinners), LwpstatAdmin\.(SuspendAndResume|StopContAndKill|
-#   SuspendThatCannot...)  an LWP spinning in pure user code (the lwpstat fixture's spinner) is
-#       stopped or suspended by the kick signal; TSan defers asynchronous signals until the
-#       thread next enters an intercepted function, which a spinner never does, so the kick
-#       never lands.
-#   ClientSignal\.HandlerMakingCallsInterruptsCalls  its user signal handler makes _lwp_*
-#       calls, which in the shim allocate (protobuf, gRPC): TSan rightly reports "signal-unsafe
-#       call inside of a signal". A known limitation of the shim (NetBSD's calls are
-#       async-signal-safe system calls), not hidden with report_signal_unsafe=0.
 #   bench_smoke  a performance run: its iteration counts and M5's 10,000 LWPs take minutes
 #       under TSan's 5-15x slowdown, and the code paths it drives are the e2e tests'.
-tsan_exclude='^(ClientSched\.(SuspendStopsASpinnerAndContinueRestartsIt|FourSpinnersOnTwoVcpus)|LwpstatAdmin\.(SuspendAndResumeLwps|StopContAndKill|SuspendThatCannotCompleteInTime)|ClientSignal\.HandlerMakingCallsInterruptsCalls|bench_smoke)$'
+tsan_exclude='^(bench_smoke)$'
 # Tests that cannot run under ASan (ctest -E regex): none.
 asan_exclude=''
 

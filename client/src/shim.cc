@@ -88,6 +88,30 @@
 // caller sees EINTR. ERRNO_ERESTART is then reissued transparently, after the
 // handler ran in user mode.
 //
+// Calls from signal handlers. NetBSD's _lwp_* calls are system calls, safe in
+// any signal handler. Here a call allocates and talks gRPC; a handler that
+// interrupted its thread inside malloc and made the call on that thread would
+// deadlock on the arena lock the interrupted code holds. So a call made from a
+// handler runs on another thread: the caller fills a request on its own stack,
+// queues it for the process's proxy thread and futex-waits (every signal
+// blocked) -- atomics, futex and sigprocmask only, all async-signal-safe. The
+// proxy starts a short-lived worker thread per request (a handler's call may
+// sleep, e.g. park, and must not hold up another LWP's), which makes the call
+// on the LWP's own channel: the channel is idle, since the LWP's thread ran
+// user code when the signal came. "From a handler" is recognised by the kick
+// signal being blocked: the shim interposes sigaction() and signal() to add it
+// to every handler's sa_mask (which also keeps kicks out of handlers, like
+// kicks in the C runtime, above), and user code never runs with it blocked
+// otherwise -- a program that blocks it itself gets the (slower) proxy path.
+// The proxy alone would still leave one hazard: the interrupted code keeps its
+// malloc arena locked while the handler waits, and the shim's gRPC threads may
+// share that arena. So the handlers themselves are installed behind a
+// trampoline that treats a signal landing in the C runtime as a kick there is
+// treated: it is kept (with its siginfo) and re-raised with rt_tgsigqueueinfo
+// from the kick handler once the per-thread timer finds the thread out of the
+// runtime. A handler therefore never runs inside libc (unless the thread is
+// blocked in a system call there), as no LWP is ever preempted there.
+//
 // Exits and failures.
 //   * proc_exited (Session or channel) -> _exit(status), or death by the
 //     host's version of the signal when the process was killed.
@@ -108,6 +132,7 @@
 // in KERNEL mode, so a kick can never trap a thread that holds one of them.
 // ---------------------------------------------------------------------------
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
 #include <linux/futex.h>
@@ -172,6 +197,13 @@ static char g_tsan_kernel_order;
 #define LWPD_KERNEL_RETURN() ((void)0)
 #endif
 
+// Code that runs where a sanitizer's runtime does not expect instrumented code: the
+// sigaction() interposer (the runtimes install their handlers through it while they
+// initialise) and the signal trampoline up to the program's handler (under TSan, that is
+// TSan's own handler, which must be the first instrumented code a signal reaches). Such
+// code uses __atomic builtins, never std::atomic (whose out-of-line copies are instrumented).
+#define LWPD_NO_SANITIZE __attribute__((no_sanitize("address", "thread", "undefined")))
+
 namespace lwpd::client {
 namespace {
 
@@ -222,6 +254,13 @@ struct CodeRange {
 // only read (by the handler): no synchronisation needed beyond sigaction's.
 CodeRange g_runtime_code[16];
 int g_nruntime_code = 0;
+// ThreadSanitizer's runtime is loaded. It runs asynchronous signals' handlers itself, at
+// its own safe points (when the thread next enters its runtime: an interceptor's exit, an
+// atomic operation, a blocking call), with every signal blocked and the context saved when
+// the signal came. That context says nothing about where the handler really runs, and a
+// thread spinning on atomics is nearly always inside libtsan there: no PC-based deferral
+// of kicks or user signals under TSan.
+bool g_tsan_runtime = false;
 
 bool is_runtime_lib(const char* path) {
   const char* base = strrchr(path, '/');
@@ -242,6 +281,7 @@ void find_runtime_code() {
           if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
           uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
           g_runtime_code[g_nruntime_code++] = CodeRange{lo, lo + ph.p_memsz};
+          if (strstr(info->dlpi_name, "libtsan.so") != nullptr) g_tsan_runtime = true;
         }
         return 0;
       },
@@ -250,8 +290,10 @@ void find_runtime_code() {
 
 // True when the interrupted thread is running C-runtime code that may hold one
 // of its locks: inside the runtime's code and not blocked in a system call.
-// Async-signal-safe.
-bool in_runtime_critical(const void* uctx) {
+// For a user signal, the return of any system call counts as a boundary: that is
+// where raise() and pthread_kill() of the thread itself deliver, and POSIX runs
+// the handler before they return. Async-signal-safe.
+LWPD_NO_SANITIZE bool in_runtime_critical(const void* uctx, bool user_signal) {
   const auto* uc = static_cast<const ucontext_t*>(uctx);
   const auto pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
   for (int i = 0; i < g_nruntime_code; i++) {
@@ -263,7 +305,8 @@ bool in_runtime_critical(const void* uctx) {
     memcpy(&at, reinterpret_cast<const void*>(pc), 2);
     memcpy(&before, reinterpret_cast<const void*>(pc - 2), 2);
     const bool interrupted_call =
-        at == 0x050f || (before == 0x050f && uc->uc_mcontext.gregs[REG_RAX] == -EINTR);
+        at == 0x050f ||
+        (before == 0x050f && (user_signal || uc->uc_mcontext.gregs[REG_RAX] == -EINTR));
     return !interrupted_call;
   }
   return false;
@@ -280,6 +323,18 @@ struct Lwp {
   std::atomic<uint32_t> sig_seq{0};                // futex word: signals handed to the thread
   std::atomic<uint32_t> trap_state{kTrapResumed};  // futex word, see TrapState
   uint64_t trap_gen = 0;                           // written before trap_state = kTrapResumed
+
+  // User signals that landed in the C runtime, re-raised by the kick handler once the
+  // thread is out of it (top comment). This thread's, in handlers, every signal blocked.
+  struct DeferredSig {
+    int sig;
+    siginfo_t info;
+  };
+  static constexpr int kMaxDeferred = 8;
+  DeferredSig deferred[kMaxDeferred];
+  int ndeferred = 0;
+  // The thread is in unblock(): a signal landing in libc there holds no lock (__atomic).
+  bool at_unblock = false;
 
   // Owned by the LWP's thread.
   std::unique_ptr<grpc::ClientContext> ch_ctx;
@@ -308,6 +363,19 @@ struct Lwp {
 
 // The LWP the calling thread is. Initial-exec TLS: read by the kick handler.
 __thread Lwp* t_self __attribute__((tls_model("initial-exec"))) = nullptr;
+// Set on a proxy worker while it makes a call for an LWP whose thread is in a
+// signal handler: the call goes straight to the channel, never to the home stack.
+thread_local bool t_proxy = false;
+
+// A call made from a signal handler, run for the LWP by a proxy worker thread
+// (top comment). Lives on the caller's stack until `done` is set.
+struct ProxyReq {
+  Lwp* lwp = nullptr;
+  void (*run)(Lwp&, void*) = nullptr;  // runs the call on the worker
+  void* ctx = nullptr;
+  ProxyReq* next = nullptr;       // the proxy's queue
+  std::atomic<uint32_t> done{0};  // futex word: 1 once the call returned
+};
 
 // ---- the attached process --------------------------------------------------------------
 
@@ -336,7 +404,9 @@ struct Process {
   std::atomic<char*> lwpctl_base{nullptr};
 
   int pipe_r = -1, pipe_w = -1;  // kick handler -> dispatcher
-  std::thread control, dispatcher;
+  std::atomic<ProxyReq*> proxy_q{nullptr};  // calls from signal handlers (a stack)
+  std::atomic<uint32_t> proxy_seq{0};       // futex word: ++ per request queued
+  std::thread control, dispatcher, proxy;
   std::atomic<bool> detaching{false};
 };
 
@@ -488,20 +558,53 @@ void leave_kernel(Lwp& l, uint64_t gen) {
   }
 }
 
-// ---- the kick handler (async-signal-safe) ----------------------------------------------
+// ---- the kick handler and user handlers (async-signal-safe) -----------------------------
+
+// Where a kick may trap the thread and a user handler may run: the thread is not
+// inside the C runtime, or it is only there to unblock signals for the shim.
+LWPD_NO_SANITIZE bool safe_point(const Lwp& l, const void* uctx, bool user_signal) {
+  return g_tsan_runtime || __atomic_load_n(&l.at_unblock, __ATOMIC_RELAXED) ||
+         !in_runtime_critical(uctx, user_signal);
+}
+
+// The shim's way back to user code's signal mask: the signals it lets in are
+// delivered inside this pthread_sigmask(), at once (safe_point).
+void unblock(Lwp& l, const sigset_t& mask) {
+  __atomic_store_n(&l.at_unblock, true, __ATOMIC_RELAXED);
+  pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+  __atomic_store_n(&l.at_unblock, false, __ATOMIC_RELAXED);
+}
+
+// Kick this thread again in kRekickUs.
+LWPD_NO_SANITIZE void arm_rekick(Lwp& l) {
+  itimerspec again{};
+  again.it_value.tv_nsec = kRekickUs * 1000;
+  timer_settime(l.rekick, 0, &again, nullptr);
+}
+
+// Re-raise the user signals deferred in the C runtime, with their own siginfo, once the
+// thread is out of it: they are delivered when the kick handler returns.
+void redeliver_deferred(Lwp& l, const void* uctx) {
+  if (!safe_point(l, uctx, true)) {
+    arm_rekick(l);
+    return;
+  }
+  const pid_t pid = getpid(), tid = gettid_();
+  for (int i = 0; i < l.ndeferred; i++)
+    syscall(SYS_rt_tgsigqueueinfo, pid, tid, l.deferred[i].sig, &l.deferred[i].info);
+  l.ndeferred = 0;
+}
 
 void kick_handler(int, siginfo_t*, void* uctx) {
   const int saved_errno = errno;
   Lwp* l = t_self;
   Process* p = proc();
+  if (l != nullptr && l->ndeferred > 0) redeliver_deferred(*l, uctx);
   while (l != nullptr && p != nullptr) {
     uint64_t s = l->ustate.load();
     if (mode_of(s) != kUser || l->kick_gen.load() != gen_of(s)) break;
-    if (l->has_rekick && in_runtime_critical(uctx)) {
-      // Not here: let the thread leave the C runtime first (top comment).
-      itimerspec again{};
-      again.it_value.tv_nsec = kRekickUs * 1000;
-      timer_settime(l->rekick, 0, &again, nullptr);
+    if (l->has_rekick && !safe_point(*l, uctx, false)) {
+      arm_rekick(*l);  // not here: let the thread leave the C runtime first (top comment)
       break;
     }
     if (!l->ustate.compare_exchange_strong(s, pack(gen_of(s), kTrapped))) break;
@@ -518,6 +621,56 @@ void kick_handler(int, siginfo_t*, void* uctx) {
     l->ustate.store(pack(l->trap_gen, kUser));  // and re-check the latch
   }
   errno = saved_errno;
+}
+
+// The program's handler for each signal whose disposition is user_signal_tramp
+// (sigaction() below); a handler, never SIG_DFL/SIG_IGN, while the trampoline is installed.
+// __atomic builtins: sigaction() below is not instrumented and may not call out.
+void* g_user_handler[_NSIG];
+bool g_user_siginfo[_NSIG];  // it was installed with SA_SIGINFO
+
+// Keep the signal for later (kick handler). false: no room, deliver it now.
+LWPD_NO_SANITIZE bool defer_signal(Lwp& l, int sig, const siginfo_t* info) {
+  // Every signal blocked, so a nested deferral cannot interleave (the raw system call:
+  // under TSan, pthread_sigmask is an interceptor).
+  uint64_t all = ~uint64_t{0}, old = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
+  const bool ok = l.ndeferred < Lwp::kMaxDeferred;
+  if (ok) {
+    Lwp::DeferredSig& d = l.deferred[l.ndeferred++];
+    d.sig = sig;
+    // Word by word: a memcpy() call would reach the sanitizers' interceptor.
+    const auto* from = reinterpret_cast<const volatile uint64_t*>(info);
+    auto* to = reinterpret_cast<volatile uint64_t*>(&d.info);
+    for (size_t i = 0; i < sizeof(siginfo_t) / sizeof(uint64_t); i++) to[i] = from[i];
+    arm_rekick(l);
+  }
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, sizeof old);
+  return ok;
+}
+
+// A fault raised by the instruction the thread is executing: it must be handled now
+// (returning would only execute the instruction again).
+LWPD_NO_SANITIZE bool is_fault(int sig, const siginfo_t* info) {
+  if (info == nullptr || info->si_code <= 0) return false;  // sent by someone
+  return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP ||
+         sig == SIGSYS;
+}
+
+// Every program handler runs through here: one that would interrupt an LWP in the C
+// runtime (holding a malloc or loader lock, say) is deferred like a kick (top comment).
+LWPD_NO_SANITIZE void user_signal_tramp(int sig, siginfo_t* info, void* uctx) {
+  Lwp* l = t_self;
+  if (l != nullptr && l->has_rekick && !is_fault(sig, info) && !safe_point(*l, uctx, true) &&
+      defer_signal(*l, sig, info))
+    return;
+  void* h = __atomic_load_n(&g_user_handler[sig], __ATOMIC_ACQUIRE);
+  if (h == nullptr) return;  // raced with a change of disposition: it is gone
+  if (__atomic_load_n(&g_user_siginfo[sig], __ATOMIC_RELAXED)) {
+    reinterpret_cast<void (*)(int, siginfo_t*, void*)>(h)(sig, info, uctx);
+  } else {
+    reinterpret_cast<void (*)(int)>(h)(sig);
+  }
 }
 
 // ---- helper threads --------------------------------------------------------------------
@@ -743,7 +896,7 @@ pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
-  if (l.has_home) {
+  if (l.has_home && !t_proxy) {
     ucontext_t me;  // per call: a nested call from a signal handler has its own
     l.req = &sc;
     l.exit_req = false;
@@ -751,13 +904,13 @@ pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
     LWPD_FIBER_SWITCH(l.home_fiber);
     swapcontext(&me, &l.home);
     pb::SyscallReturn r = std::move(l.resp);
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);  // pending signals are delivered here
+    unblock(l, old);  // pending signals are delivered here
     return r;
   }
   pb::SyscallReturn r = channel_call(l, sc);
   after_return(l, r);
   leave_kernel(l, r.gen());
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  unblock(l, old);
   return r;
 }
 
@@ -778,6 +931,94 @@ int fail(int e) {
   return -1;
 }
 
+// ---- calls from signal handlers (see the top comment) -----------------------------------
+
+// True when the calling thread runs a signal handler: only there does user code
+// run with the kick signal blocked. Async-signal-safe.
+bool in_signal_handler() {
+  sigset_t cur;
+  pthread_sigmask(SIG_BLOCK, nullptr, &cur);
+  return g_kick_signal != 0 && sigismember(&cur, g_kick_signal) == 1;
+}
+
+// A proxy worker: make the call, then let its caller go.
+void proxy_run(ProxyReq* q) {
+  std::atomic<uint32_t>* done = &q->done;
+  t_proxy = true;
+  q->run(*q->lwp, q->ctx);
+  t_proxy = false;
+  done->store(1, std::memory_order_release);
+  futex_wake(done);  // *q may be gone already: the wake only names the address
+}
+
+void proxy_main(Process* p) {
+  for (;;) {
+    const uint32_t seq = p->proxy_seq.load();
+    ProxyReq* q = p->proxy_q.exchange(nullptr, std::memory_order_acquire);
+    if (q == nullptr) {
+      if (p->detaching.load()) return;
+      futex_wait(&p->proxy_seq, seq);
+      continue;
+    }
+    while (q != nullptr) {
+      ProxyReq* next = q->next;  // before the worker may finish it
+      try {
+        std::thread(proxy_run, q).detach();  // signals stay blocked: inherited
+      } catch (const std::system_error&) {
+        proxy_run(q);  // no thread to spare: make the call here
+      }
+      q = next;
+    }
+  }
+}
+
+// The handler's side: queue the call and wait for it with every signal blocked
+// (a nested handler runs after it, not during). Async-signal-safe.
+template <class R, class F>
+R proxy_call(Process& p, Lwp& l, F& body) {
+  struct Ctx {
+    F* body;
+    R ret;
+    int err;
+  } c{&body, R{}, 0};
+  ProxyReq q;
+  q.lwp = &l;
+  q.ctx = &c;
+  q.run = [](Lwp& lwp, void* v) {
+    auto* cx = static_cast<Ctx*>(v);
+    cx->ret = (*cx->body)(lwp);
+    cx->err = errno;
+  };
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  ProxyReq* head = p.proxy_q.load(std::memory_order_relaxed);
+  do {
+    q.next = head;
+  } while (!p.proxy_q.compare_exchange_weak(head, &q, std::memory_order_release,
+                                             std::memory_order_relaxed));
+  p.proxy_seq.fetch_add(1);
+  futex_wake(&p.proxy_seq);
+  while (q.done.load(std::memory_order_acquire) == 0) futex_wait(&q.done, 0);
+  unblock(l, old);
+  errno = c.err;
+  return c.ret;
+}
+
+// Every _lwp_* entry: `body(l)` for the calling LWP, on this thread or, for a
+// signal handler's call, on a proxy worker. Not an LWP: EPERM and `fail_value`.
+template <class R, class F>
+R lwp_call(R fail_value, F body) {
+  Process* p = proc();
+  Lwp* l = t_self;
+  if (p == nullptr || l == nullptr) {
+    errno = EPERM;
+    return fail_value;
+  }
+  if (!in_signal_handler()) return body(*l);
+  return proxy_call<R>(*p, *l, body);
+}
+
 // 0, or -1 with errno set to the host's value of the NetBSD error.
 int result(const pb::SyscallReturn& r) {
   if (r.error() == pb::ERRNO_OK) return 0;
@@ -792,7 +1033,7 @@ void lwp_trampoline(unsigned sh, unsigned sl, unsigned ah, unsigned al, unsigned
   void* arg = reinterpret_cast<void*>((uint64_t{ah} << 32) | al);
   if (Lwp* l = t_self; l != nullptr && l->start_mask_pending) {
     l->start_mask_pending = false;
-    pthread_sigmask(SIG_SETMASK, &l->start_mask, nullptr);
+    unblock(*l, l->start_mask);
   }
   start(arg);
   _lwp_exit();
@@ -1004,6 +1245,9 @@ int session_open(Process& p) {
 }
 
 void helpers_stop(Process& p) {
+  p.proxy_seq.fetch_add(1);  // detaching is set: the proxy ends
+  futex_wake(&p.proxy_seq);
+  if (p.proxy.joinable()) p.proxy.join();
   if (p.pipe_w >= 0) close(p.pipe_w);
   p.pipe_w = -1;
   if (p.dispatcher.joinable()) p.dispatcher.join();
@@ -1049,6 +1293,7 @@ int lwpd_attach(const char* endpoint) {
   g_proc.store(p, std::memory_order_release);
   p->control = start_blocked([p] { control_main(p); });
   p->dispatcher = start_blocked([p] { dispatcher_main(p); });
+  p->proxy = start_blocked([p] { proxy_main(p); });
 
   // Become the first LWP: wait for its first dispatch with signals blocked.
   Lwp& l = *main_lwp;
@@ -1065,7 +1310,7 @@ int lwpd_attach(const char* endpoint) {
   leave_kernel(l, gen);
   sigdelset(&old, g_kick_signal);
   deliver_pending(l);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  unblock(l, old);
   return 0;
 }
 
@@ -1138,18 +1383,17 @@ void _lwp_makecontext(ucontext_t* uc, void (*start)(void*), void* arg, void* pri
 }
 
 int _lwp_create(const ucontext_t* uc, unsigned long flags, lwpid_t* new_lwp) {
-  Process* p = proc();
-  Lwp* self = t_self;
-  if (p == nullptr || self == nullptr) return fail(EPERM);
-  if (uc == nullptr) return fail(EFAULT);
-  auto nl = std::make_shared<Lwp>();
-  copy_context(*uc, nl.get());
-  send_sigrestart(*p);
-  self->creating = nl;
-  pb::SyscallReturn r = sys(*self, create_call(*uc, flags, new_lwp == nullptr));
-  if (r.error() != pb::ERRNO_OK) return result(r);
-  *new_lwp = static_cast<lwpid_t>(r.retval());
-  return 0;
+  return lwp_call(int{-1}, [&](Lwp& self) -> int {
+    if (uc == nullptr) return fail(EFAULT);
+    auto nl = std::make_shared<Lwp>();
+    copy_context(*uc, nl.get());
+    send_sigrestart(*proc());
+    self.creating = nl;
+    pb::SyscallReturn r = sys(self, create_call(*uc, flags, new_lwp == nullptr));
+    if (r.error() != pb::ERRNO_OK) return result(r);
+    *new_lwp = static_cast<lwpid_t>(r.retval());
+    return 0;
+  });
 }
 
 void _lwp_exit(void) {
@@ -1189,231 +1433,340 @@ lwpid_t _lwp_self(void) {
   return l != nullptr ? l->lid : -1;
 }
 
-// Shorthand for the wrappers below: the calling LWP or -1/EPERM.
-#define LWPD_SELF_OR_FAIL(l) \
-  Lwp* l = t_self;           \
-  if (proc() == nullptr || l == nullptr) return fail(EPERM)
-
 int _lwp_wait(lwpid_t wait_for, lwpid_t* departed) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  sc.mutable_lwp_wait()->set_wait_for(wait_for);
-  pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() == pb::ERRNO_OK && departed != nullptr)
-    *departed = static_cast<lwpid_t>(r.retval());
-  return result(r);
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    sc.mutable_lwp_wait()->set_wait_for(wait_for);
+    pb::SyscallReturn r = sys(l, sc);
+    if (r.error() == pb::ERRNO_OK && departed != nullptr)
+      *departed = static_cast<lwpid_t>(r.retval());
+    return result(r);
+  });
 }
 
 int _lwp_suspend(lwpid_t target) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  sc.mutable_lwp_suspend()->set_target(target);
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    sc.mutable_lwp_suspend()->set_target(target);
+    return result(sys(l, sc));
+  });
 }
 
 int _lwp_continue(lwpid_t target) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  sc.mutable_lwp_continue()->set_target(target);
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    sc.mutable_lwp_continue()->set_target(target);
+    return result(sys(l, sc));
+  });
 }
 
 int _lwp_wakeup(lwpid_t target) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  sc.mutable_lwp_wakeup()->set_target(target);
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    sc.mutable_lwp_wakeup()->set_target(target);
+    return result(sys(l, sc));
+  });
 }
 
 int _lwp_detach(lwpid_t target) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  sc.mutable_lwp_detach()->set_target(target);
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    sc.mutable_lwp_detach()->set_target(target);
+    return result(sys(l, sc));
+  });
 }
 
 int _lwp_kill(lwpid_t target, int signo) {
-  LWPD_SELF_OR_FAIL(l);
-  int nb = 0;
-  if (signo < 0 || signo >= _NSIG) {
-    nb = kNbNsig;  // out of range there too: EINVAL from the kernel
-  } else if (signo != 0 && (nb = nb_signo(signo)) == 0) {
-    return fail(EINVAL);  // no NetBSD equivalent (SIGSTKFLT)
-  }
-  pb::Syscall sc;
-  sc.mutable_lwp_kill()->set_target(target);
-  sc.mutable_lwp_kill()->set_signo(nb);
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    int nb = 0;
+    if (signo < 0 || signo >= _NSIG) {
+      nb = kNbNsig;  // out of range there too: EINVAL from the kernel
+    } else if (signo != 0 && (nb = nb_signo(signo)) == 0) {
+      return fail(EINVAL);  // no NetBSD equivalent (SIGSTKFLT)
+    }
+    pb::Syscall sc;
+    sc.mutable_lwp_kill()->set_target(target);
+    sc.mutable_lwp_kill()->set_signo(nb);
+    return result(sys(l, sc));
+  });
 }
 
 void* _lwp_getprivate(void) {
-  Lwp* l = t_self;
-  if (proc() == nullptr || l == nullptr) return nullptr;
-  pb::Syscall sc;
-  sc.mutable_lwp_getprivate();
-  return reinterpret_cast<void*>(sys(*l, sc).retval());
+  return lwp_call(static_cast<void*>(nullptr), [&](Lwp& l) -> void* {
+    pb::Syscall sc;
+    sc.mutable_lwp_getprivate();
+    return reinterpret_cast<void*>(sys(l, sc).retval());
+  });
 }
 
 void _lwp_setprivate(void* ptr) {
-  Lwp* l = t_self;
-  if (proc() == nullptr || l == nullptr) return;
-  pb::Syscall sc;
-  sc.mutable_lwp_setprivate()->set_ptr(reinterpret_cast<uint64_t>(ptr));
-  (void)sys(*l, sc);
+  (void)lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    sc.mutable_lwp_setprivate()->set_ptr(reinterpret_cast<uint64_t>(ptr));
+    return result(sys(l, sc));
+  });
 }
 
 int _lwp_ctl(int features, struct lwpctl** address) {
-  LWPD_SELF_OR_FAIL(l);
-  Process& p = *proc();
-  pb::Syscall sc;
-  sc.mutable_lwp_ctl()->set_features(features);
-  pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() != pb::ERRNO_OK) return result(r);
-  if (address == nullptr) return fail(EFAULT);
-  char* base = lwpctl_map(p);
-  if (base == nullptr) return fail(ENOMEM);
-  size_t off = static_cast<size_t>(r.lwpctl_slot()) * sizeof(struct lwpctl);
-  if (r.lwpctl_slot() < 0 || off >= kLwpctlSize) return fail(ENOMEM);
-  *address = reinterpret_cast<struct lwpctl*>(base + off);
-  return 0;
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    Process& p = *proc();
+    pb::Syscall sc;
+    sc.mutable_lwp_ctl()->set_features(features);
+    pb::SyscallReturn r = sys(l, sc);
+    if (r.error() != pb::ERRNO_OK) return result(r);
+    if (address == nullptr) return fail(EFAULT);
+    char* base = lwpctl_map(p);
+    if (base == nullptr) return fail(ENOMEM);
+    size_t off = static_cast<size_t>(r.lwpctl_slot()) * sizeof(struct lwpctl);
+    if (r.lwpctl_slot() < 0 || off >= kLwpctlSize) return fail(ENOMEM);
+    *address = reinterpret_cast<struct lwpctl*>(base + off);
+    return 0;
+  });
 }
 
 int _lwp_park(clockid_t clock_id, int flags, struct timespec* ts, lwpid_t unpark, const void* hint,
               const void* unparkhint) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  auto* a = sc.mutable_lwp_park();
-  a->set_clock_id(nb_clock(clock_id));
-  a->set_flags(flags);
-  if (ts != nullptr) {
-    a->mutable_ts()->set_sec(ts->tv_sec);
-    a->mutable_ts()->set_nsec(ts->tv_nsec);
-  }
-  a->set_unpark(unpark);
-  a->set_hint(reinterpret_cast<uint64_t>(hint));
-  a->set_unparkhint(reinterpret_cast<uint64_t>(unparkhint));
-  pb::SyscallReturn r = sys(*l, sc);
-  if (ts != nullptr && r.has_ts() && !(flags & TIMER_ABSTIME)) {
-    ts->tv_sec = static_cast<time_t>(r.ts().sec());
-    ts->tv_nsec = static_cast<long>(r.ts().nsec());
-  }
-  return result(r);
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    auto* a = sc.mutable_lwp_park();
+    a->set_clock_id(nb_clock(clock_id));
+    a->set_flags(flags);
+    if (ts != nullptr) {
+      a->mutable_ts()->set_sec(ts->tv_sec);
+      a->mutable_ts()->set_nsec(ts->tv_nsec);
+    }
+    a->set_unpark(unpark);
+    a->set_hint(reinterpret_cast<uint64_t>(hint));
+    a->set_unparkhint(reinterpret_cast<uint64_t>(unparkhint));
+    pb::SyscallReturn r = sys(l, sc);
+    if (ts != nullptr && r.has_ts() && !(flags & TIMER_ABSTIME)) {
+      ts->tv_sec = static_cast<time_t>(r.ts().sec());
+      ts->tv_nsec = static_cast<long>(r.ts().nsec());
+    }
+    return result(r);
+  });
 }
 
 int _lwp_unpark(lwpid_t target, const void* hint) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  sc.mutable_lwp_unpark()->set_target(target);
-  sc.mutable_lwp_unpark()->set_hint(reinterpret_cast<uint64_t>(hint));
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    sc.mutable_lwp_unpark()->set_target(target);
+    sc.mutable_lwp_unpark()->set_hint(reinterpret_cast<uint64_t>(hint));
+    return result(sys(l, sc));
+  });
 }
 
 ssize_t _lwp_unpark_all(const lwpid_t* targets, size_t ntargets, const void* hint) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  auto* a = sc.mutable_lwp_unpark_all();
-  a->set_targets_null(targets == nullptr);
-  a->set_ntargets(ntargets);
-  a->set_hint(reinterpret_cast<uint64_t>(hint));
-  if (targets != nullptr && ntargets <= 1024) {
-    for (size_t i = 0; i < ntargets; i++) a->add_targets(targets[i]);
-  }
-  pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() != pb::ERRNO_OK) return result(r);
-  return static_cast<ssize_t>(r.retval());
+  return lwp_call(ssize_t{-1}, [&](Lwp& l) -> ssize_t {
+    pb::Syscall sc;
+    auto* a = sc.mutable_lwp_unpark_all();
+    a->set_targets_null(targets == nullptr);
+    a->set_ntargets(ntargets);
+    a->set_hint(reinterpret_cast<uint64_t>(hint));
+    if (targets != nullptr && ntargets <= 1024) {
+      for (size_t i = 0; i < ntargets; i++) a->add_targets(targets[i]);
+    }
+    pb::SyscallReturn r = sys(l, sc);
+    if (r.error() != pb::ERRNO_OK) return result(r);
+    return static_cast<ssize_t>(r.retval());
+  });
 }
 
 int _lwp_setname(lwpid_t target, const char* name) {
-  LWPD_SELF_OR_FAIL(l);
-  if (name == nullptr) return fail(EFAULT);
-  pb::Syscall sc;
-  sc.mutable_lwp_setname()->set_target(target);
-  sc.mutable_lwp_setname()->set_name(std::string(name, strnlen(name, 64)));
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    if (name == nullptr) return fail(EFAULT);
+    pb::Syscall sc;
+    sc.mutable_lwp_setname()->set_target(target);
+    sc.mutable_lwp_setname()->set_name(std::string(name, strnlen(name, 64)));
+    return result(sys(l, sc));
+  });
 }
 
 int _lwp_getname(lwpid_t target, char* name, size_t len) {
-  LWPD_SELF_OR_FAIL(l);
-  if (name == nullptr && len > 0) return fail(EFAULT);
-  pb::Syscall sc;
-  sc.mutable_lwp_getname()->set_target(target);
-  sc.mutable_lwp_getname()->set_len(len);
-  pb::SyscallReturn r = sys(*l, sc);
-  const std::string& n = r.name();
-  if (r.error() == pb::ERRNO_OK) {
-    if (n.size() + 1 > len) return fail(ENAMETOOLONG);  // cannot happen: the kernel checked
-    memcpy(name, n.data(), n.size());
-    name[n.size()] = '\0';
-  } else if (r.error() == pb::ERRNO_ENAMETOOLONG && len > 0) {
-    memcpy(name, n.data(), std::min(n.size(), len));
-  }
-  return result(r);
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    if (name == nullptr && len > 0) return fail(EFAULT);
+    pb::Syscall sc;
+    sc.mutable_lwp_getname()->set_target(target);
+    sc.mutable_lwp_getname()->set_len(len);
+    pb::SyscallReturn r = sys(l, sc);
+    const std::string& n = r.name();
+    if (r.error() == pb::ERRNO_OK) {
+      if (n.size() + 1 > len) return fail(ENAMETOOLONG);  // cannot happen: the kernel checked
+      memcpy(name, n.data(), n.size());
+      name[n.size()] = '\0';
+    } else if (r.error() == pb::ERRNO_ENAMETOOLONG && len > 0) {
+      memcpy(name, n.data(), std::min(n.size(), len));
+    }
+    return result(r);
+  });
 }
 
 int _sched_setparam(pid_t pid, lwpid_t lid, int policy, const struct sched_param* params) {
-  LWPD_SELF_OR_FAIL(l);
-  if (params == nullptr) return fail(EFAULT);
-  pb::Syscall sc;
-  auto* a = sc.mutable_sched_setparam();
-  a->set_pid(pid);
-  a->set_lid(lid);
-  a->set_policy(policy);  // SCHED_OTHER/FIFO/RR and -1 share NetBSD's numbers
-  a->set_priority(params->sched_priority);
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    if (params == nullptr) return fail(EFAULT);
+    pb::Syscall sc;
+    auto* a = sc.mutable_sched_setparam();
+    a->set_pid(pid);
+    a->set_lid(lid);
+    a->set_policy(policy);  // SCHED_OTHER/FIFO/RR and -1 share NetBSD's numbers
+    a->set_priority(params->sched_priority);
+    return result(sys(l, sc));
+  });
 }
 
 int _sched_getparam(pid_t pid, lwpid_t lid, int* policy, struct sched_param* params) {
-  LWPD_SELF_OR_FAIL(l);
-  if (params == nullptr) return fail(EFAULT);
-  pb::Syscall sc;
-  sc.mutable_sched_getparam()->set_pid(pid);
-  sc.mutable_sched_getparam()->set_lid(lid);
-  pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() != pb::ERRNO_OK) return result(r);
-  if (policy != nullptr) *policy = r.policy();
-  memset(params, 0, sizeof *params);
-  params->sched_priority = r.priority();
-  return 0;
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    if (params == nullptr) return fail(EFAULT);
+    pb::Syscall sc;
+    sc.mutable_sched_getparam()->set_pid(pid);
+    sc.mutable_sched_getparam()->set_lid(lid);
+    pb::SyscallReturn r = sys(l, sc);
+    if (r.error() != pb::ERRNO_OK) return result(r);
+    if (policy != nullptr) *policy = r.policy();
+    memset(params, 0, sizeof *params);
+    params->sched_priority = r.priority();
+    return 0;
+  });
 }
 
 int _sched_setaffinity(pid_t pid, lwpid_t lid, size_t size, const cpu_set_t* set) {
-  LWPD_SELF_OR_FAIL(l);
-  if (set == nullptr) return fail(EFAULT);
-  uint64_t mask = 0;
-  const auto* bytes = reinterpret_cast<const unsigned char*>(set);
-  for (size_t i = 0; i < size; i++) {
-    if (bytes[i] == 0) continue;
-    if (i >= 8) return fail(EINVAL);  // the emulation has at most 64 vCPUs
-    mask |= uint64_t{bytes[i]} << (8 * i);
-  }
-  pb::Syscall sc;
-  auto* a = sc.mutable_sched_setaffinity();
-  a->set_pid(pid);
-  a->set_lid(lid);
-  a->set_mask(mask);
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    if (set == nullptr) return fail(EFAULT);
+    uint64_t mask = 0;
+    const auto* bytes = reinterpret_cast<const unsigned char*>(set);
+    for (size_t i = 0; i < size; i++) {
+      if (bytes[i] == 0) continue;
+      if (i >= 8) return fail(EINVAL);  // the emulation has at most 64 vCPUs
+      mask |= uint64_t{bytes[i]} << (8 * i);
+    }
+    pb::Syscall sc;
+    auto* a = sc.mutable_sched_setaffinity();
+    a->set_pid(pid);
+    a->set_lid(lid);
+    a->set_mask(mask);
+    return result(sys(l, sc));
+  });
 }
 
 int _sched_getaffinity(pid_t pid, lwpid_t lid, size_t size, cpu_set_t* set) {
-  LWPD_SELF_OR_FAIL(l);
-  if (set == nullptr) return fail(EFAULT);
-  pb::Syscall sc;
-  sc.mutable_sched_getaffinity()->set_pid(pid);
-  sc.mutable_sched_getaffinity()->set_lid(lid);
-  pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() != pb::ERRNO_OK) return result(r);
-  auto* bytes = reinterpret_cast<unsigned char*>(set);
-  memset(bytes, 0, size);
-  for (size_t i = 0; i < size && i < 8; i++)
-    bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
-  return 0;
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    if (set == nullptr) return fail(EFAULT);
+    pb::Syscall sc;
+    sc.mutable_sched_getaffinity()->set_pid(pid);
+    sc.mutable_sched_getaffinity()->set_lid(lid);
+    pb::SyscallReturn r = sys(l, sc);
+    if (r.error() != pb::ERRNO_OK) return result(r);
+    auto* bytes = reinterpret_cast<unsigned char*>(set);
+    memset(bytes, 0, size);
+    for (size_t i = 0; i < size && i < 8; i++)
+      bytes[i] = static_cast<unsigned char>(r.mask() >> (8 * i));
+    return 0;
+  });
 }
 
 int lwpd_yield(void) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  sc.mutable_sched_yield();
-  return result(sys(*l, sc));
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    pb::Syscall sc;
+    sc.mutable_sched_yield();
+    return result(sys(l, sc));
+  });
+}
+
+}  // extern "C"
+
+// ---- signal handlers: the kick signal joins every handler's mask ------------------------
+// (top comment, "Calls from signal handlers"). Handlers installed with
+// sigaction() or signal() -- glibc's signal() does not go through sigaction(),
+// so it is interposed too. sigset(), sysv_signal() and raw rt_sigaction are not.
+
+namespace {
+
+using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
+
+SigactionFn g_next_sigaction = nullptr;  // __atomic builtins: no instrumented guard
+
+LWPD_NO_SANITIZE SigactionFn next_sigaction() {
+  SigactionFn fn = __atomic_load_n(&g_next_sigaction, __ATOMIC_ACQUIRE);
+  if (fn == nullptr) {
+    fn = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
+    __atomic_store_n(&g_next_sigaction, fn, __ATOMIC_RELEASE);
+  }
+  return fn;
+}
+
+// The kick signal, known before lwpd_attach() sets g_kick_signal: handlers are
+// often installed first.
+LWPD_NO_SANITIZE int kick_signo() { return SIGRTMIN + 3; }
+
+LWPD_NO_SANITIZE bool is_handler(const struct sigaction& sa) {
+  return (sa.sa_flags & SA_SIGINFO) != 0 || (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+}
+
+}  // namespace
+
+extern "C" {
+
+LWPD_API LWPD_NO_SANITIZE int sigaction(int sig, const struct sigaction* act,
+                                         struct sigaction* oact) noexcept {
+  SigactionFn next = next_sigaction();
+  if (next == nullptr) {
+    errno = ENOSYS;
+    return -1;
+  }
+  const int kick = kick_signo();
+  if (sig <= 0 || sig >= _NSIG || sig == kick) return next(sig, act, oact);
+  void* const prev_h = __atomic_load_n(&g_user_handler[sig], __ATOMIC_ACQUIRE);
+  const bool prev_si = __atomic_load_n(&g_user_siginfo[sig], __ATOMIC_RELAXED);
+  struct sigaction mine;
+  bool tramp = false;
+  if (act != nullptr && is_handler(*act)) {
+    mine = *act;
+    sigaddset(&mine.sa_mask, kick);
+    // SA_RESETHAND resets the disposition at delivery: a deferred signal would then get
+    // the default action, so such a handler is installed as it is (only the mask changes).
+    if (!(act->sa_flags & SA_RESETHAND)) {
+      const bool si = (act->sa_flags & SA_SIGINFO) != 0;
+      __atomic_store_n(&g_user_siginfo[sig], si, __ATOMIC_RELAXED);
+      void* h = si ? reinterpret_cast<void*>(act->sa_sigaction)
+                   : reinterpret_cast<void*>(act->sa_handler);
+      __atomic_store_n(&g_user_handler[sig], h, __ATOMIC_RELEASE);
+      mine.sa_sigaction = user_signal_tramp;
+      mine.sa_flags |= SA_SIGINFO;
+      tramp = true;
+    }
+    act = &mine;
+  }
+  const int rc = next(sig, act, oact);
+  if (rc != 0) return rc;
+  if (act != nullptr && !tramp) __atomic_store_n(&g_user_handler[sig], nullptr, __ATOMIC_RELEASE);
+  if (oact != nullptr) {  // what the program installed, not the trampoline
+    sigdelset(&oact->sa_mask, kick);
+    if ((oact->sa_flags & SA_SIGINFO) && oact->sa_sigaction == user_signal_tramp) {
+      if (prev_si) {
+        oact->sa_sigaction = reinterpret_cast<void (*)(int, siginfo_t*, void*)>(prev_h);
+      } else {
+        oact->sa_handler = reinterpret_cast<sighandler_t>(prev_h);
+        oact->sa_flags &= ~SA_SIGINFO;
+      }
+    }
+  }
+  return rc;
+}
+
+// BSD semantics, as glibc's signal(): the signal is blocked in its handler and
+// interrupted calls restart.
+LWPD_API LWPD_NO_SANITIZE sighandler_t signal(int sig, sighandler_t handler) noexcept {
+  struct sigaction sa {};
+  struct sigaction old {};
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  if (handler == SIG_ERR || sigaddset(&sa.sa_mask, sig) != 0) {
+    errno = EINVAL;
+    return SIG_ERR;
+  }
+  sa.sa_flags = SA_RESTART;
+  if (sigaction(sig, &sa, &old) != 0) return SIG_ERR;
+  return old.sa_handler;
 }
 
 }  // extern "C"
@@ -1541,23 +1894,25 @@ int wait_status(const pbt::WaitOut& w) {
 }  // namespace
 
 int lwpd_ptrace(int request, pid_t pid, void* addr, int data) {
-  LWPD_SELF_OR_FAIL(l);
-  if (needs_addr(request) && addr == nullptr) return fail(EFAULT);
-  pb::Syscall sc;
-  if (!ptrace_call(request, pid, addr, data, sc.mutable_ptrace())) return fail(EINVAL);
-  pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() == pb::ERRNO_OK) ptrace_out(request, r.ptrace(), addr, data);
-  return result(r);
+  return lwp_call(int{-1}, [&](Lwp& l) -> int {
+    if (needs_addr(request) && addr == nullptr) return fail(EFAULT);
+    pb::Syscall sc;
+    if (!ptrace_call(request, pid, addr, data, sc.mutable_ptrace())) return fail(EINVAL);
+    pb::SyscallReturn r = sys(l, sc);
+    if (r.error() == pb::ERRNO_OK) ptrace_out(request, r.ptrace(), addr, data);
+    return result(r);
+  });
 }
 
 pid_t lwpd_waitpid(pid_t pid, int* status, int options) {
-  LWPD_SELF_OR_FAIL(l);
-  pb::Syscall sc;
-  sc.mutable_wait()->set_pid(pid);
-  // WNOHANG is 1 on both systems; any other bit is passed on (EINVAL there).
-  sc.mutable_wait()->set_options(options);
-  pb::SyscallReturn r = sys(*l, sc);
-  if (r.error() != pb::ERRNO_OK) return result(r);
-  if (status != nullptr && r.retval() != 0) *status = wait_status(r.wait());
-  return static_cast<pid_t>(r.retval());
+  return lwp_call(pid_t{-1}, [&](Lwp& l) -> pid_t {
+    pb::Syscall sc;
+    sc.mutable_wait()->set_pid(pid);
+    // WNOHANG is 1 on both systems; any other bit is passed on (EINVAL there).
+    sc.mutable_wait()->set_options(options);
+    pb::SyscallReturn r = sys(l, sc);
+    if (r.error() != pb::ERRNO_OK) return result(r);
+    if (status != nullptr && r.retval() != 0) *status = wait_status(r.wait());
+    return static_cast<pid_t>(r.retval());
+  });
 }

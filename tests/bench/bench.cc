@@ -10,6 +10,9 @@
 //   M4  time for _lwp_suspend to return on an LWP spinning in user code
 //                                                  vs  B4 signal stop round trip  +  B0
 //   M5  10,000 parked LWPs across 100 processes: daemon RSS per LWP, daemon CPU while idle.
+//   M1s M1 made from a signal handler (the shim runs it on a proxy worker thread, see
+//       client/src/shim.cc "Calls from signal handlers"); the thread signals itself with
+//       pthread_kill                             vs  M1  +  B1s (the same signal, handler empty)
 //   M1w, M2w  M1 and M2 with a slow watcher attached: an Inspect.Watch stream that is never
 //       read, overflowed before the timed loop so its buffer is full and every kernel event
 //       takes the observer's drop path           vs  M1, M2 (target: ratio ~1.0)
@@ -274,6 +277,35 @@ void BM_M1_lwpd_getprivate(benchmark::State& st) {
   bd.finish(st, 1);
 }
 
+// ---- M1s: a null syscall from a signal handler --------------------------------------------
+
+void on_m1s(int) {
+  const int saved = errno;
+  benchmark::DoNotOptimize(_lwp_getprivate());
+  errno = saved;
+}
+
+void on_b1s(int) {}
+
+// pthread_kill of the calling thread: the handler runs before it returns.
+void self_signal_loop(benchmark::State& st, void (*handler)(int)) {
+  struct sigaction sa = {}, old = {};
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR2, &sa, &old);
+  for (auto _ : st) pthread_kill(pthread_self(), SIGUSR2);
+  sigaction(SIGUSR2, &old, nullptr);
+}
+
+void BM_M1s_from_handler(benchmark::State& st) {
+  _lwp_setprivate(reinterpret_cast<void*>(0x1234));
+  Breakdown bd(g_daemon_pid, true);
+  self_signal_loop(st, on_m1s);
+  bd.finish(st, 1);
+}
+
+void BM_B1s_self_signal(benchmark::State& st) { self_signal_loop(st, on_b1s); }
+
 // ---- M1w / M2w: with a slow watcher -------------------------------------------------------
 
 // A Watch stream of every process that is read once (WATCH_SUBSCRIBED) and never again: a
@@ -536,6 +568,8 @@ void register_benchmarks() {
   us(RegisterBenchmark("B0_bare_stream_rtt", BM_B0_bare_stream_rtt))->UseRealTime();
   us(RegisterBenchmark("M1_lwpd_getprivate", BM_M1_lwpd_getprivate))->UseRealTime();
   us(RegisterBenchmark("M2_lwpd_park_handoff_x2", BM_M2_lwpd_park_handoff))->UseRealTime();
+  us(RegisterBenchmark("M1s_lwpd_getprivate_from_handler", BM_M1s_from_handler))->UseRealTime();
+  us(RegisterBenchmark("B1s_self_signal", BM_B1s_self_signal))->UseRealTime();
   us(RegisterBenchmark("M1w_lwpd_getprivate_slow_watcher", BM_M1w_slow_watcher))->UseRealTime();
   us(RegisterBenchmark("M2w_lwpd_park_handoff_x2_slow_watcher", BM_M2w_slow_watcher))
       ->UseRealTime();
@@ -796,6 +830,10 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
                            "bare stream RTT", 1.25));
   rows.push_back(ratio_row("M2 park/unpark hand-off (per hand-off)",
                            get("M2_lwpd_park_handoff_x2") / 2, b0, "bare stream RTT", 1.5));
+  rows.push_back(ratio_row("M1 from a signal handler (proxy thread)",
+                           get("M1s_lwpd_getprivate_from_handler"),
+                           get("M1_lwpd_getprivate") + get("B1s_self_signal"),
+                           "M1 + self-signal", 0));
   rows.push_back(ratio_row("M1 with a slow watcher (overflowing)",
                            get("M1w_lwpd_getprivate_slow_watcher"), get("M1_lwpd_getprivate"),
                            "M1, no watcher", 1.10));
@@ -829,6 +867,7 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
   const char* refs[][2] = {{"B0_bare_stream_rtt", "bare gRPC stream round trip (echo server)"},
                            {"B0u_bare_unary_rtt", "bare gRPC unary call (echo server)"},
                            {"B1_futex_rtt", "futex ping-pong round trip, two threads"},
+                           {"B1s_self_signal", "pthread_kill of the calling thread, empty handler"},
                            {"B3_pthread_create_join", "pthread_create + pthread_join"},
                            {"B4_signal_stop_rtt", "pthread_kill stop of a spinning thread, acked"}};
   for (auto& ref : refs) printf("  %-24s %10s  %s\n", ref[0], us(get(ref[0])).c_str(), ref[1]);
