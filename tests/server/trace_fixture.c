@@ -8,11 +8,13 @@
  *              exit status 0 in the kernel (lwpd_detach) and exits; prints nothing
  *   EOF        exit(0) without telling the kernel (the daemon sees a broken session)
  * While it reads stdin its main LWP is in user code, so a tracer can stop it any time. */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lwpd/lwp.h>
 
@@ -46,12 +48,29 @@ static lwpid_t spawn(void (*fn)(void*), char* stack, size_t size) {
 
 static char quick_stack[64 * 1024]; /* one churn LWP at a time */
 
+/* One line from stdin with read(2) itself, not stdio: ThreadSanitizer runs a signal handler
+ * (the shim's kick) at once only inside a call it intercepts, and stdio's internal read is
+ * not one, so a kick to this LWP blocked in fgets would wait for the next line. */
+static int read_line(char* buf, size_t size) {
+  size_t n = 0;
+  char c;
+  for (;;) {
+    ssize_t r = read(0, &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return n > 0;
+    if (c == '\n') break;
+    if (n + 1 < size) buf[n++] = c;
+  }
+  buf[n] = '\0';
+  return 1;
+}
+
 int main(void) {
   if (lwpd_attach(NULL) != 0) die("lwpd_attach");
   printf("%d\n", (int)lwpd_getpid());
   fflush(stdout);
   char line[128];
-  while (fgets(line, sizeof line, stdin) != NULL) {
+  while (read_line(line, sizeof line)) {
     int n = 0;
     if (sscanf(line, "park %d", &n) == 1) {
       for (int i = 0; i < n && nparked < 64; i++) {
