@@ -8,10 +8,13 @@
  *   "churn N"   N times: create an LWP that exits at once, and _lwp_wait for it; prints "ok"
  *   EOF         exit(0)
  * Every reply is one line, flushed. While it reads stdin, the main LWP is in user code. */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lwpd/lwp.h>
 
@@ -44,13 +47,27 @@ static lwpid_t spawn(void (*fn)(void*)) {
   return lid;
 }
 
+/* Waits in poll(2) until stdin has a line to read. Under ThreadSanitizer a signal that
+ * arrives while the thread is blocked in a call TSan does not treat as blocking (stdio's
+ * read) waits until that call returns; in poll() TSan runs the handler at once. Without this
+ * the shim's kick could not preempt the main LWP while it waits for the test, and LWP X,
+ * queued behind it on its vCPU, would starve. */
+static void await_input(void) {
+  struct pollfd pfd = {STDIN_FILENO, POLLIN, 0};
+  while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+  }
+}
+
 int main(void) {
+  setvbuf(stdin, NULL, _IONBF, 0); /* no line read ahead of poll() */
   if (lwpd_attach(NULL) != 0) die("lwpd_attach");
   printf("%d\n", (int)lwpd_getpid());
   fflush(stdout);
   lwpid_t x = 0;
   char line[128];
-  while (fgets(line, sizeof line, stdin) != NULL) {
+  for (;;) {
+    await_input();
+    if (fgets(line, sizeof line, stdin) == NULL) break;
     int n = 0;
     if (strncmp(line, "spawn", 5) == 0) {
       x = spawn(parker);

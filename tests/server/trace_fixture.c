@@ -10,6 +10,7 @@
  * While it reads stdin its main LWP is in user code, so a tracer can stop it any time. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,13 +49,20 @@ static lwpid_t spawn(void (*fn)(void*), char* stack, size_t size) {
 
 static char quick_stack[64 * 1024]; /* one churn LWP at a time */
 
-/* One line from stdin with read(2) itself, not stdio: ThreadSanitizer runs a signal handler
- * (the shim's kick) at once only inside a call it intercepts, and stdio's internal read is
- * not one, so a kick to this LWP blocked in fgets would wait for the next line. */
+/* One line from stdin, waiting in poll(2) first. Under ThreadSanitizer a signal that
+ * arrives while the thread is blocked in a call TSan does not treat as blocking (read(),
+ * stdio) waits until that call returns; in poll() TSan runs the handler at once. So the
+ * shim's kick could not preempt this LWP while it waits for the test, and with its vCPU
+ * held the other LWPs would starve. */
 static int read_line(char* buf, size_t size) {
   size_t n = 0;
   char c;
   for (;;) {
+    struct pollfd pfd = {0, POLLIN, 0};
+    if (poll(&pfd, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      return 0;
+    }
     ssize_t r = read(0, &c, 1);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return n > 0;
