@@ -210,9 +210,12 @@ TEST(ClientLwpWait, AllWaitingDeadlocks) {
 }
 
 std::atomic<lwpid_t> g_target{0};
+std::atomic<int> g_waiter_started{0};
 
+// Not g_flag: that is what releases the target (park_until_flag); setting it here let the
+// target exit before it was detached, and the waiter then reaped it (a flake seen in CI).
 void wait_for_target(void*) {
-  g_flag = 1;
+  g_waiter_started = 1;
   int r = _lwp_wait(g_target.load(), nullptr);
   g_errno = errno;
   g_result = r;
@@ -223,8 +226,8 @@ TEST(ClientLwpWait, DetachWakesWaiterWithEinval) {
     lwpid_t c = spawn(park_until_flag, nullptr);  // g_flag stays 0 until the end
     g_target = c;
     lwpid_t b = spawn(wait_for_target, nullptr);
-    while (g_flag.load() == 0) ksleep_ms(1);
-    ksleep_ms(50);
+    while (g_waiter_started.load() == 0) ksleep_ms(1);
+    ksleep_ms(50);  // most often b sleeps in _lwp_wait by now; if not, it gets EINVAL at once
     C_OK(_lwp_detach(c));
     C_OK(_lwp_wait(b, nullptr));
     C_EQ(g_result.load(), -1);
