@@ -256,10 +256,10 @@ CodeRange g_runtime_code[16];
 int g_nruntime_code = 0;
 // ThreadSanitizer's runtime is loaded. It runs asynchronous signals' handlers itself, at
 // its own safe points (when the thread next enters its runtime: an interceptor's exit, an
-// atomic operation, a blocking call), with every signal blocked and the context saved when
-// the signal came. That context says nothing about where the handler really runs, and a
-// thread spinning on atomics is nearly always inside libtsan there: no PC-based deferral
-// of kicks or user signals under TSan.
+// atomic operation, a blocking call), never inside a libc call it intercepts: user signals
+// need no deferral of ours there (and a spinner on atomics, nearly always inside libtsan
+// when the signal comes, would never get one). Kicks keep theirs: without it the stall of
+// ClientSched.KickInsideMallocDoesNotStallTheDaemon comes back under TSan.
 bool g_tsan_runtime = false;
 
 bool is_runtime_lib(const char* path) {
@@ -563,7 +563,7 @@ void leave_kernel(Lwp& l, uint64_t gen) {
 // Where a kick may trap the thread and a user handler may run: the thread is not
 // inside the C runtime, or it is only there to unblock signals for the shim.
 LWPD_NO_SANITIZE bool safe_point(const Lwp& l, const void* uctx, bool user_signal) {
-  return g_tsan_runtime || __atomic_load_n(&l.at_unblock, __ATOMIC_RELAXED) ||
+  return (user_signal && g_tsan_runtime) || __atomic_load_n(&l.at_unblock, __ATOMIC_RELAXED) ||
          !in_runtime_critical(uctx, user_signal);
 }
 
