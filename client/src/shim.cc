@@ -408,6 +408,10 @@ struct Process {
   std::atomic<uint32_t> proxy_seq{0};       // futex word: ++ per request queued
   std::thread control, dispatcher, proxy;
   std::atomic<bool> detaching{false};
+  // Futex word: created LWPs' host threads that may still touch this record (lwpd_detach
+  // waits for them: an exited LWP's thread finishes its epilogue after the daemon, and so
+  // its waiter, saw the LWP gone).
+  std::atomic<uint32_t> lwp_threads{0};
 };
 
 std::atomic<Process*> g_proc{nullptr};
@@ -1082,6 +1086,8 @@ void* lwp_thread_main(void* argp) {
   drop_altstack(l);
   t_self = nullptr;
   lwp_unregister(p, l.lid);
+  p.lwp_threads.fetch_sub(1);  // the last touch of `p`: lwpd_detach may free it now
+  futex_wake(&p.lwp_threads);
   return nullptr;
 }
 
@@ -1112,10 +1118,15 @@ bool start_lwp_thread(const std::shared_ptr<Lwp>& l) {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_t th;
   auto* arg = new std::shared_ptr<Lwp>(l);
+  Process& p = *proc();
+  p.lwp_threads.fetch_add(1);
   int rc = pthread_create(&th, &attr, lwp_thread_main, arg);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_attr_destroy(&attr);
-  if (rc != 0) delete arg;
+  if (rc != 0) {
+    p.lwp_threads.fetch_sub(1);
+    delete arg;
+  }
   return rc == 0;
 }
 
@@ -1359,7 +1370,19 @@ int lwpd_detach(void) {
     p->lwps.clear();
   }
   if (char* b = p->lwpctl_base.load()) munmap(b, kLwpctlSize);
-  delete p;
+  // Exited LWPs' threads finish their epilogue (bounded: a thread stuck elsewhere keeps
+  // the record, leaked, rather than touching freed memory). The caller's own thread
+  // counts if it is a created LWP: its epilogue never runs.
+  const uint32_t mine = l->has_home ? 1 : 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (uint32_t n; (n = p->lwp_threads.load()) > mine;) {
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const long waited_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (waited_ms >= 2000) break;
+    futex_wait_ms(&p->lwp_threads, n, 2000 - waited_ms);
+  }
+  if (p->lwp_threads.load() <= mine) delete p;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return 0;
 }
