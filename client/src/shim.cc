@@ -1363,6 +1363,9 @@ int lwpd_detach(void) {
     drop_rekick(*l);
     drop_altstack(*l);
   }
+  // The caller's own thread counts among lwp_threads if it is a created LWP (its epilogue
+  // never runs). Read before the record goes: clearing the table may free `l`.
+  const uint32_t mine = l->has_home ? 1 : 0;
   t_self = nullptr;
   g_proc.store(nullptr, std::memory_order_release);
   {
@@ -1371,9 +1374,7 @@ int lwpd_detach(void) {
   }
   if (char* b = p->lwpctl_base.load()) munmap(b, kLwpctlSize);
   // Exited LWPs' threads finish their epilogue (bounded: a thread stuck elsewhere keeps
-  // the record, leaked, rather than touching freed memory). The caller's own thread
-  // counts if it is a created LWP: its epilogue never runs.
-  const uint32_t mine = l->has_home ? 1 : 0;
+  // the record, leaked, rather than touching freed memory).
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (uint32_t n; (n = p->lwp_threads.load()) > mine;) {
