@@ -290,6 +290,23 @@ grpc::ServerUnaryReactor* finish_now(grpc::CallbackServerContext* ctx, const Sta
   return r;
 }
 
+// The prologue of Ptrace and Wait: the session their trace token names (counted as a kernel
+// entry), or nullptr with `*st` set.
+std::shared_ptr<TraceSession> admit(Daemon& d, const TraceService::Table& table,
+                                    const grpc::CallbackServerContext* ctx, Status* st) {
+  if (d.shutting_down.load(std::memory_order_relaxed)) {
+    *st = kShuttingDown;
+    return nullptr;
+  }
+  std::shared_ptr<TraceSession> s = table.find(ctx);
+  if (s == nullptr) {
+    *st = kNoTrace;
+    return nullptr;
+  }
+  d.entries.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
 }  // namespace
 
 std::vector<emul::ProcRef> TraceService::Table::shutdown(const Status& st) {
@@ -314,10 +331,9 @@ grpc::ServerBidiReactor<v1::TraceSessionRequest, v1::TraceSessionEvent>* TraceSe
 
 grpc::ServerUnaryReactor* TraceService::Ptrace(grpc::CallbackServerContext* ctx,
                                                const v1::PtraceArgs* req, v1::SyscallReturn* resp) {
-  if (d_.shutting_down.load(std::memory_order_relaxed)) return finish_now(ctx, kShuttingDown);
-  std::shared_ptr<TraceSession> s = table_->find(ctx);
-  if (s == nullptr) return finish_now(ctx, kNoTrace);
-  d_.entries.fetch_add(1, std::memory_order_relaxed);
+  Status st;
+  std::shared_ptr<TraceSession> s = admit(d_, *table_, ctx, &st);
+  if (s == nullptr) return finish_now(ctx, st);
   std::optional<emul::SysReturn> r = d_.kernel.debugger_ptrace(s->dbg, ptrace_from_wire(*req));
   if (!r) return finish_now(ctx, closed_status(d_));
   return_to_wire(*r, 0, resp);
@@ -326,10 +342,9 @@ grpc::ServerUnaryReactor* TraceService::Ptrace(grpc::CallbackServerContext* ctx,
 
 grpc::ServerUnaryReactor* TraceService::Wait(grpc::CallbackServerContext* ctx,
                                              const v1::WaitArgs* req, v1::SyscallReturn* resp) {
-  if (d_.shutting_down.load(std::memory_order_relaxed)) return finish_now(ctx, kShuttingDown);
-  std::shared_ptr<TraceSession> s = table_->find(ctx);
-  if (s == nullptr) return finish_now(ctx, kNoTrace);
-  d_.entries.fetch_add(1, std::memory_order_relaxed);
+  Status st;
+  std::shared_ptr<TraceSession> s = admit(d_, *table_, ctx, &st);
+  if (s == nullptr) return finish_now(ctx, st);
   return (new WaitReactor(d_, ctx, std::move(s), wait_from_wire(*req), resp))->Start();
 }
 

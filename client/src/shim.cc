@@ -403,7 +403,7 @@ struct Process {
   std::mutex ctl_mu;  // lwpctl mapping
   std::atomic<char*> lwpctl_base{nullptr};
 
-  int pipe_r = -1, pipe_w = -1;  // kick handler -> dispatcher
+  int pipe_r = -1, pipe_w = -1;             // kick handler -> dispatcher
   std::atomic<ProxyReq*> proxy_q{nullptr};  // calls from signal handlers (a stack)
   std::atomic<uint32_t> proxy_seq{0};       // futex word: ++ per request queued
   std::thread control, dispatcher, proxy;
@@ -1000,7 +1000,7 @@ R proxy_call(Process& p, Lwp& l, F& body) {
   do {
     q.next = head;
   } while (!p.proxy_q.compare_exchange_weak(head, &q, std::memory_order_release,
-                                             std::memory_order_relaxed));
+                                            std::memory_order_relaxed));
   p.proxy_seq.fetch_add(1);
   futex_wake(&p.proxy_seq);
   while (q.done.load(std::memory_order_acquire) == 0) futex_wait(&q.done, 0);
@@ -1731,7 +1731,7 @@ LWPD_NO_SANITIZE bool is_handler(const struct sigaction& sa) {
 extern "C" {
 
 LWPD_API LWPD_NO_SANITIZE int sigaction(int sig, const struct sigaction* act,
-                                         struct sigaction* oact) noexcept {
+                                        struct sigaction* oact) noexcept {
   SigactionFn next = next_sigaction();
   if (next == nullptr) {
     errno = ENOSYS;

@@ -830,10 +830,9 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
                            "bare stream RTT", 1.25));
   rows.push_back(ratio_row("M2 park/unpark hand-off (per hand-off)",
                            get("M2_lwpd_park_handoff_x2") / 2, b0, "bare stream RTT", 1.5));
-  rows.push_back(ratio_row("M1 from a signal handler (proxy thread)",
-                           get("M1s_lwpd_getprivate_from_handler"),
-                           get("M1_lwpd_getprivate") + get("B1s_self_signal"),
-                           "M1 + self-signal", 0));
+  rows.push_back(
+      ratio_row("M1 from a signal handler (proxy thread)", get("M1s_lwpd_getprivate_from_handler"),
+                get("M1_lwpd_getprivate") + get("B1s_self_signal"), "M1 + self-signal", 0));
   rows.push_back(ratio_row("M1 with a slow watcher (overflowing)",
                            get("M1w_lwpd_getprivate_slow_watcher"), get("M1_lwpd_getprivate"),
                            "M1, no watcher", 1.10));

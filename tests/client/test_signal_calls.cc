@@ -37,8 +37,7 @@ bool await_change(const std::atomic<int>& v, int old, long ms = 10000) {
 void on_usr2_calls(int) {
   const int saved = errno;
   char name[16];
-  if (_lwp_getname(0, name, sizeof name) == 0 && strcmp(name, "mallocer") == 0 &&
-      lwpd_yield() == 0)
+  if (_lwp_getname(0, name, sizeof name) == 0 && strcmp(name, "mallocer") == 0 && lwpd_yield() == 0)
     g_handled.fetch_add(1);
   errno = saved;
 }
@@ -55,6 +54,15 @@ void malloc_until_stop(void*) {
   }
 }
 
+// Sends SIGUSR2 to `lid` n times, each once the previous one's handler ran (so none coalesce).
+void signal_one_at_a_time(lwpid_t lid, int n) {
+  for (int i = 0; i < n; i++) {
+    const int before = g_handled.load();
+    C_OK(_lwp_kill(lid, SIGUSR2));
+    C_CHECK(await_change(g_handled, before));
+  }
+}
+
 // Before the proxy, a handler that interrupted malloc and then called into the shim deadlocked
 // on the arena lock its own thread held (gRPC allocates): the first few signals hung it.
 TEST(ClientSignalCalls, HandlerInterruptingMallocMakesCalls) {
@@ -65,11 +73,7 @@ TEST(ClientSignalCalls, HandlerInterruptingMallocMakesCalls) {
     C_OK(sigaction(SIGUSR2, &sa, nullptr));
     lwpid_t lid = spawn(malloc_until_stop, nullptr);
     C_CHECK(await_change(g_ready, 0));
-    for (int i = 0; i < 50; i++) {
-      const int before = g_handled.load();
-      C_OK(_lwp_kill(lid, SIGUSR2));
-      C_CHECK(await_change(g_handled, before));  // one handler per signal: none coalesce
-    }
+    signal_one_at_a_time(lid, 50);
     g_stop = 1;
     C_OK(_lwp_wait(lid, nullptr));
     C_EQ(g_handled.load(), 50);
@@ -100,7 +104,8 @@ void find_libc() {
 // Counts deliveries that interrupted libc other than at a system call (where the thread holds
 // none of libc's locks).
 void on_usr2_where(int, siginfo_t*, void* uctx) {
-  const auto pc = static_cast<uintptr_t>(static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_RIP]);
+  const auto pc =
+      static_cast<uintptr_t>(static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_RIP]);
   if (pc >= g_libc_lo + 2 && pc < g_libc_hi) {
     uint16_t before;
     memcpy(&before, reinterpret_cast<const void*>(pc - 2), 2);
@@ -123,11 +128,7 @@ TEST(ClientSignalCalls, HandlersNeverRunInsideTheCRuntime) {
     C_OK(sigaction(SIGUSR2, &sa, nullptr));
     lwpid_t lid = spawn(malloc_until_stop, nullptr);
     C_CHECK(await_change(g_ready, 0));
-    for (int i = 0; i < 50; i++) {
-      const int before = g_handled.load();
-      C_OK(_lwp_kill(lid, SIGUSR2));
-      C_CHECK(await_change(g_handled, before));
-    }
+    signal_one_at_a_time(lid, 50);
     g_stop = 1;
     C_OK(_lwp_wait(lid, nullptr));
     C_EQ(g_handled.load(), 50);

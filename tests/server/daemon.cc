@@ -28,8 +28,8 @@ DaemonProcess::DaemonProcess(int cpus, std::vector<std::string> extra) {
   dir_ = ::mkdtemp(tmpl);
   runtime_dir_ = dir_ + "/run";
   address_ = "unix://" + dir_ + "/lwpd.sock";
-  std::vector<std::string> args = {LWPD_BINARY,     "--listen",    address_,
-                                   "--runtime-dir", runtime_dir_, "--cpus",
+  std::vector<std::string> args = {LWPD_BINARY,          "--listen",    address_,
+                                   "--runtime-dir",      runtime_dir_,  "--cpus",
                                    std::to_string(cpus), "--log-level", "debug"};
   args.insert(args.end(), extra.begin(), extra.end());
   std::string log = dir_ + "/lwpd.log";

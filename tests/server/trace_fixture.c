@@ -9,8 +9,8 @@
  *   EOF        exit(0) without telling the kernel (the daemon sees a broken session)
  * While it reads stdin its main LWP is in user code, so a tracer can stop it any time. */
 #include <errno.h>
-#include <stdatomic.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
