@@ -81,18 +81,49 @@ TEST(ClientPark, UnparkBeforeParkIsOneToken) {
   });
 }
 
+// The parkers below record how their park ended and then set g_done. A test cannot see when
+// the parker is asleep in the kernel, so it pokes (unpark, wakeup, signal) repeatedly until
+// g_done: each poke either ends a park that sleeps or comes too early, and an early one must
+// not change what a later park reports.
+std::atomic<int> g_done{0};
+
 void park_once(void*) {
   g_flag = 1;
   g_result = _lwp_park(CLOCK_MONOTONIC, 0, nullptr, 0, nullptr, nullptr);
   g_errno = errno;
+  g_done = 1;
+}
+
+// Parks again while a park ends in EALREADY: an unpark or _lwp_wakeup() that finds this LWP
+// not asleep yet leaves a token for its next park instead (§3.5, §3.6).
+void park_past_early_tokens(void*) {
+  g_flag = 1;
+  int r;
+  while ((r = _lwp_park(CLOCK_MONOTONIC, 0, nullptr, 0, nullptr, nullptr)) == -1 &&
+         errno == EALREADY) {
+  }
+  g_result = r;
+  g_errno = errno;
+  g_done = 1;
+}
+
+// Calls poke() every 2 ms until the parker is done (10 s at most). A poke may fail only with
+// ESRCH, once the parker is done (it may have exited since the check).
+template <class Poke>
+void poke_until_done(Poke poke) {
+  const long end = now_ms() + 10000;
+  while (g_done.load() == 0 && now_ms() < end) {
+    if (poke() != 0) C_CHECK(errno == ESRCH && g_done.load() == 1);
+    park_timeout_ms(2);
+  }
+  C_EQ(g_done.load(), 1);
 }
 
 TEST(ClientPark, UnparkWakesParked) {
   EXPECT_CHILD_OK([] {
-    lwpid_t lid = spawn(park_once, nullptr);
+    lwpid_t lid = spawn(park_past_early_tokens, nullptr);
     while (g_flag.load() == 0) park_timeout_ms(1);
-    park_timeout_ms(30);
-    C_OK(_lwp_unpark(lid, nullptr));
+    poke_until_done([&] { return _lwp_unpark(lid, nullptr); });
     C_OK(_lwp_wait(lid, nullptr));
     C_EQ(g_result.load(), 0);
   });
@@ -133,12 +164,13 @@ TEST(ClientPark, WakeupRunningIsEnodevThenEalready) {
 
 TEST(ClientPark, WakeupParkedIsEintr) {
   EXPECT_CHILD_OK([] {
-    lwpid_t lid = spawn(park_once, nullptr);
+    lwpid_t lid = spawn(park_past_early_tokens, nullptr);
     while (g_flag.load() == 0) park_timeout_ms(1);
+    // Too early is ENODEV (not asleep); the one that finds the parker asleep succeeds.
     long end = now_ms() + 10000;
     int r;
     while ((r = _lwp_wakeup(lid)) == -1 && errno == ENODEV && now_ms() < end) park_timeout_ms(1);
-    C_EQ(r, 0);
+    C_EQ(r == 0 ? 0 : errno, 0);  // a failure shows its errno
     C_OK(_lwp_wait(lid, nullptr));
     C_EQ(g_result.load(), -1);
     C_EQ(g_errno.load(), EINTR);
@@ -246,8 +278,8 @@ TEST(ClientSignal, SignalInterruptsPark) {
     C_OK(sigaction(SIGUSR1, &sa, nullptr));
     lwpid_t lid = spawn(park_once, nullptr);
     while (g_flag.load() == 0) park_timeout_ms(1);
-    park_timeout_ms(30);
-    C_OK(_lwp_kill(lid, SIGUSR1));
+    // A signal that comes before the park runs the handler in user mode and is gone.
+    poke_until_done([&] { return _lwp_kill(lid, SIGUSR1); });
     C_OK(_lwp_wait(lid, nullptr));
     C_EQ(g_result.load(), -1);
     C_EQ(g_errno.load(), EINTR);

@@ -26,6 +26,7 @@ static void die(const char* what) {
 
 static atomic_int quitting;
 static lwpid_t parked[64];
+static char* parked_stack[64]; /* freed once its LWP is collected */
 static int nparked;
 
 static void parker(void* arg) {
@@ -84,6 +85,7 @@ int main(void) {
       for (int i = 0; i < n && nparked < 64; i++) {
         char* stack = malloc(64 * 1024);
         if (stack == NULL) die("malloc");
+        parked_stack[nparked] = stack;
         parked[nparked] = spawn(parker, stack, 64 * 1024);
         printf(i == 0 ? "%d" : " %d", (int)parked[nparked++]);
       }
@@ -99,6 +101,7 @@ int main(void) {
       for (int i = 0; i < nparked; i++) {
         if (_lwp_unpark(parked[i], NULL) != 0) die("_lwp_unpark");
         if (_lwp_wait(parked[i], NULL) != 0) die("_lwp_wait");
+        free(parked_stack[i]);
       }
       if (lwpd_detach() != 0) die("lwpd_detach");
       return 0;
