@@ -1089,6 +1089,36 @@ TEST(LwpstatTrace, SigintDetachesAndTheTraceeRunsOn) {
   EXPECT_EQ(fx.wait_exit(), 0);
 }
 
+// --count N: after N stops (the attach stop not counted) lwpstat detaches from the stopped
+// tracee and exits 0; the tracee runs on untraced. The fixture churns one LWP at a time, so
+// the stops come in a known order: CREATE L1, EXIT L1, CREATE L2.
+TEST(LwpstatTrace, CountDetachesAfterNStops) {
+  Child fx;
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(start_trace_fixture(&fx, &pid));
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(
+      spawn(&ls, {LWPSTAT_BINARY, "trace", std::to_string(pid), "--count", "3"}));
+  EXPECT_EQ(ls.reply(), "attached to pid " + std::to_string(pid) + " (events: create exit)");
+  EXPECT_NE(ls.reply().find("SIGSTOP  signal"), std::string::npos);  // the attach stop
+  ASSERT_NO_FATAL_FAILURE(fx.send("churn 4"));
+  // The LID after "<what> lwp " on a stop line, or -1.
+  auto lwp_of = [](const std::string& line, const std::string& what) {
+    const size_t at = line.find("SIGTRAP  " + what + " lwp ");
+    return at == std::string::npos ? -1 : std::atoi(line.c_str() + line.rfind(' ') + 1);
+  };
+  const std::string c1 = ls.reply(), e1 = ls.reply(), c2 = ls.reply();
+  EXPECT_GT(lwp_of(c1, "CREATE"), 0) << c1;
+  EXPECT_EQ(lwp_of(e1, "EXIT"), lwp_of(c1, "CREATE")) << e1;
+  EXPECT_GT(lwp_of(c2, "CREATE"), 0) << c2;
+  EXPECT_NE(lwp_of(c2, "CREATE"), lwp_of(c1, "CREATE")) << c2;
+  EXPECT_EQ(ls.reply(), "detached from pid " + std::to_string(pid));
+  EXPECT_EQ(ls.wait_exit(), 0);
+  EXPECT_EQ(fx.reply(), "ok");  // the rest of the churn ran untraced
+  ASSERT_NO_FATAL_FAILURE(fx.send("quit"));
+  EXPECT_EQ(fx.wait_exit(), 0);
+}
+
 // Errors are one line and a non-zero exit: no admin token, no such process, a process
 // already traced (EBUSY), the daemon down.
 TEST(LwpstatTrace, ErrorsAreOneLine) {
