@@ -138,9 +138,11 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -148,6 +150,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -258,9 +261,18 @@ int g_nruntime_code = 0;
 // its own safe points (when the thread next enters its runtime: an interceptor's exit, an
 // atomic operation, a blocking call), never inside a libc call it intercepts: user signals
 // need no deferral of ours there (and a spinner on atomics, nearly always inside libtsan
-// when the signal comes, would never get one). Kicks keep theirs: without it the stall of
+// when the signal comes, would never get one). Kicks keep theirs, except in TSan's atomic
+// operations (below): without it the stall of
 // ClientSched.KickInsideMallocDoesNotStallTheDaemon comes back under TSan.
 bool g_tsan_runtime = false;
+// The code of ThreadSanitizer's atomic operations (its exported __tsan_atomic* functions,
+// which instrumented code calls for every atomic access), sorted. A kick that lands in one
+// is not deferred: the operation holds no lock of the C runtime, and TSan runs the handler
+// at the start of the thread's next atomic operation or at its next interceptor's exit.
+// Without this, an LWP spinning on an atomic (nearly always inside one of them) could not
+// be preempted, stopped or suspended under TSan.
+CodeRange g_tsan_atomics[96];
+int g_ntsan_atomics = 0;
 
 bool is_runtime_lib(const char* path) {
   const char* base = strrchr(path, '/');
@@ -272,6 +284,50 @@ bool is_runtime_lib(const char* path) {
          strncmp(base, "libtsan.so", 10) == 0;
 }
 
+// Fills g_tsan_atomics from the dynamic symbol table of libtsan's file (the loaded image
+// keeps no symbol sizes), loaded at `base`. Leaves it empty if the file cannot be read:
+// kicks are then deferred in all of libtsan, as before.
+void find_tsan_atomics(const char* path, uintptr_t base) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st {};
+  void* map = MAP_FAILED;
+  if (fstat(fd, &st) == 0 && st.st_size > static_cast<off_t>(sizeof(ElfW(Ehdr))))
+    map = mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED) return;
+  const auto* file = static_cast<const unsigned char*>(map);
+  const size_t size = st.st_size;
+  const auto* eh = reinterpret_cast<const ElfW(Ehdr)*>(file);
+  const bool sane = memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 &&
+                    eh->e_shentsize == sizeof(ElfW(Shdr)) && eh->e_shoff < size &&
+                    eh->e_shnum <= (size - eh->e_shoff) / sizeof(ElfW(Shdr));
+  const auto* sh = reinterpret_cast<const ElfW(Shdr)*>(file + (sane ? eh->e_shoff : 0));
+  for (int i = 0; sane && i < eh->e_shnum; i++) {
+    if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_link >= eh->e_shnum ||
+        sh[i].sh_entsize != sizeof(ElfW(Sym)) || sh[i].sh_offset > size ||
+        sh[i].sh_size > size - sh[i].sh_offset)
+      continue;
+    const ElfW(Shdr)& strs = sh[sh[i].sh_link];
+    if (strs.sh_offset > size || strs.sh_size > size - strs.sh_offset) continue;
+    const auto* sym = reinterpret_cast<const ElfW(Sym)*>(file + sh[i].sh_offset);
+    const char* names = reinterpret_cast<const char*>(file + strs.sh_offset);
+    for (size_t k = 0; k < sh[i].sh_size / sizeof(ElfW(Sym)); k++) {
+      const ElfW(Sym)& y = sym[k];
+      if (ELF64_ST_TYPE(y.st_info) != STT_FUNC || y.st_shndx == SHN_UNDEF || y.st_size == 0 ||
+          y.st_name >= strs.sh_size ||
+          strnlen(names + y.st_name, strs.sh_size - y.st_name) == strs.sh_size - y.st_name ||
+          strncmp(names + y.st_name, "__tsan_atomic", 13) != 0)
+        continue;
+      if (g_ntsan_atomics == static_cast<int>(std::size(g_tsan_atomics))) break;
+      g_tsan_atomics[g_ntsan_atomics++] = {base + y.st_value, base + y.st_value + y.st_size};
+    }
+  }
+  munmap(map, size);
+  std::sort(g_tsan_atomics, g_tsan_atomics + g_ntsan_atomics,
+            [](const CodeRange& a, const CodeRange& b) { return a.lo < b.lo; });
+}
+
 void find_runtime_code() {
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void*) {
@@ -281,11 +337,30 @@ void find_runtime_code() {
           if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
           uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
           g_runtime_code[g_nruntime_code++] = CodeRange{lo, lo + ph.p_memsz};
-          if (strstr(info->dlpi_name, "libtsan.so") != nullptr) g_tsan_runtime = true;
+        }
+        if (strstr(info->dlpi_name, "libtsan.so") != nullptr && !g_tsan_runtime) {
+          g_tsan_runtime = true;
+          find_tsan_atomics(info->dlpi_name, info->dlpi_addr);
         }
         return 0;
       },
       nullptr);
+}
+
+// Whether `pc` is inside one of TSan's atomic operations (binary search; signal-safe).
+LWPD_NO_SANITIZE bool in_tsan_atomic(uintptr_t pc) {
+  int lo = 0, hi = g_ntsan_atomics;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    if (pc < g_tsan_atomics[mid].lo) {
+      hi = mid;
+    } else if (pc >= g_tsan_atomics[mid].hi) {
+      lo = mid + 1;
+    } else {
+      return true;
+    }
+  }
+  return false;
 }
 
 // True when the interrupted thread is running C-runtime code that may hold one
@@ -296,6 +371,7 @@ void find_runtime_code() {
 LWPD_NO_SANITIZE bool in_runtime_critical(const void* uctx, bool user_signal) {
   const auto* uc = static_cast<const ucontext_t*>(uctx);
   const auto pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  if (in_tsan_atomic(pc)) return false;
   for (int i = 0; i < g_nruntime_code; i++) {
     const CodeRange& r = g_runtime_code[i];
     if (pc < r.lo + 2 || pc >= r.hi) continue;

@@ -41,10 +41,12 @@ static void spinner(void* arg) {
   /* Switched in again after the sleep: lc_pctr counts it. */
   struct timespec ts = {0, 2 * 1000 * 1000};
   _lwp_park(CLOCK_MONOTONIC, 0, &ts, 0, NULL, NULL);
-  volatile unsigned long n = 0;
+  /* The count is atomic for ThreadSanitizer builds: TSan runs a signal handler only when
+   * the thread next enters its runtime, which a loop of plain memory accesses never does,
+   * so the shim's kick could not stop it. Relaxed, it is one locked add otherwise. */
+  static atomic_ulong n;
   for (;;) {
-    n++;
-    if (n == 1000) atomic_store(&spinning, 1);
+    if (atomic_fetch_add_explicit(&n, 1, memory_order_relaxed) == 1000) atomic_store(&spinning, 1);
   }
 }
 
