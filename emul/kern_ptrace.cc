@@ -508,7 +508,10 @@ std::optional<SysReturn> wait_pass(Proc& t, const WaitArgs& a, uint64_t* seq0) {
   WaitScan s = wait_scan(cands, t.pid);
   ProcLock g(t);
   if (s.who) {
-    if (s.out.kind != WaitOut::kStopped) t.tracees.erase(s.who->pid);
+    if (s.out.kind != WaitOut::kStopped) {
+      t.tracees.erase(s.who->pid);
+      if (t.debugger) t.dbg_exits[s.who->pid] = s.who;  // until delivered or undone
+    }
     SysReturn r = SysReturn::ok(s.who->pid);
     r.wait = s.out;
     return r;
@@ -731,13 +734,33 @@ bool Kernel::debugger_wait_cancel(const ProcRef& d, uint64_t key) {
 
 void Kernel::debugger_wait_undo(const ProcRef& d, pid_t pid) {
   assert(d->debugger);
-  ProcRef q;
+  ProcRef q, exited;
   {
     ProcLock g(*d);
     if (d->dbg_closed) return;
-    auto it = d->tracees.find(pid);
-    if (it == d->tracees.end()) return;
-    q = it->second;
+    if (auto e = d->dbg_exits.find(pid); e != d->dbg_exits.end()) {
+      exited = std::move(e->second);
+      d->dbg_exits.erase(e);
+    } else if (auto it = d->tracees.find(pid); it != d->tracees.end()) {
+      q = it->second;
+    } else {
+      return;
+    }
+  }
+  if (exited) {
+    // The zombie's status is armed again before it is traced again, so no wait can see
+    // it traced but with nothing to collect.
+    {
+      ProcLock g(*exited);
+      if (exited->tracer != d->pid || exited->stat != ProcStat::kZomb) return;
+      exited->trace_exit_seen = false;
+    }
+    ProcLock g(*d);
+    if (d->dbg_closed || !d->tracees.emplace(pid, exited).second) return;
+    d->trace_seq++;
+    for (auto& [key, fn] : d->dbg_waiters) d->trace_fire.push_back(std::move(fn));
+    d->dbg_waiters.clear();  // run when g drops
+    return;
   }
   ProcLock g(*q);
   // Still traced by us and still in the stop that was collected: nothing acted on it
@@ -748,13 +771,25 @@ void Kernel::debugger_wait_undo(const ProcRef& d, pid_t pid) {
   trace_note_stop(*q);  // the debugger's waits re-scan once g drops
 }
 
+void Kernel::debugger_wait_delivered(const ProcRef& d, pid_t pid) {
+  assert(d->debugger);
+  ProcRef forget;  // the zombie's last reference may go: after the lock
+  ProcLock g(*d);
+  if (auto e = d->dbg_exits.find(pid); e != d->dbg_exits.end()) {
+    forget = std::move(e->second);
+    d->dbg_exits.erase(e);
+  }
+}
+
 void Kernel::debugger_close(const ProcRef& d) {
   assert(d->debugger);
   bool release = false;
+  std::map<pid_t, ProcRef> exits;  // the kept zombies' last references may go: after the lock
   {
     ProcLock g(*d);
     if (d->dbg_closed) return;
     d->dbg_closed = true;
+    exits.swap(d->dbg_exits);
     for (auto& [pid, q] : d->tracees) d->trace_orphans.push_back(q);
     d->tracees.clear();
     for (auto& [key, fn] : d->dbg_waiters) d->trace_fire.push_back(std::move(fn));

@@ -193,11 +193,14 @@ class Kernel {
                              std::function<void()> on_change);
   // True iff the pending wait `key` was still registered (its on_change will not run).
   bool debugger_wait_cancel(const ProcRef& dbg, uint64_t key);
-  // A stop of tracee `pid` that debugger_wait collected never reached the debugger (its
-  // transport failed): if the tracee is still in that stop, it is collectable again and
-  // the debugger's waits are told. An exit status is not given back (a later wait says
-  // ECHILD).
+  // A stop or exit of tracee `pid` that debugger_wait collected never reached the
+  // debugger (its transport failed): an exit status is collectable again (the tracee is
+  // traced by the debugger again), and so is a stop if the tracee is still in it; the
+  // debugger's waits are told.
   void debugger_wait_undo(const ProcRef& dbg, pid_t pid);
+  // The exit of tracee `pid` that debugger_wait collected reached the debugger: it is
+  // forgotten (a later wait says ECHILD). Until then the debugger keeps the zombie.
+  void debugger_wait_delivered(const ProcRef& dbg, pid_t pid);
   // The debugger's end: its tracees are killed, its pending waits' callbacks run (their
   // next debugger_wait says kClosed), and its PID is released once no call is in
   // progress. Idempotent.

@@ -191,6 +191,10 @@ class Proc : public std::enable_shared_from_this<Proc> {
   // [p] Pending waits by the caller's key: each callback runs once, when a tracee
   // notifies (trace_seq moves) or the debugger closes, unless cancelled first.
   std::map<uint64_t, std::function<void()>> dbg_waiters;
+  // [p] Exits of tracees that debugger_wait collected (and so stopped tracing), kept until
+  // the transport confirms the delivery (debugger_wait_delivered) or gives it back
+  // (debugger_wait_undo): a zombie's exit status exists once.
+  std::map<pid_t, std::shared_ptr<Proc>> dbg_exits;
 
   // Lookups. find_lwp hides embryos and zombies (lwp_find); find_lwp_any
   // hides only embryos (proc_find_lwp).

@@ -15,9 +15,10 @@
 //                   exists only while no thread does, and it is claimed exactly once
 //                   (fired by the kernel, or debugger_wait_cancel returning true).
 //                   A caller that gives up is seen late (its cancellation is processed
-//                   after other calls of the same client): a stop collected for a Wait
-//                   whose reply never arrived (IsCancelled in OnDone) is made
-//                   collectable again (debugger_wait_undo), so the next Wait sees it.
+//                   after other calls of the same client): a stop or exit collected for
+//                   a Wait whose reply never arrived (IsCancelled in OnDone) is made
+//                   collectable again (debugger_wait_undo), so the next Wait sees it; a
+//                   delivered exit is forgotten (debugger_wait_delivered).
 //   Ptrace          synchronous: the default reactor.
 //
 // Locking: Table::mu_ is taken with no kernel lock held and is held only around the map
@@ -219,12 +220,15 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
   }
   void OnDone() override {
     LWPD_REACTION_BEGINS(this);  // after the handler and every other reaction
-    // The caller gave up (deadline, cancel, disconnect) while a stop it collected was on
-    // its way: without this the tracee would stay stopped with nobody knowing.
+    // The caller gave up (deadline, cancel, disconnect) while a stop or exit it collected
+    // was on its way: without this the tracee would stay stopped with nobody knowing, or
+    // its exit status would be lost.
     if (collected_ != 0 && ctx_->IsCancelled()) {
-      spdlog::debug("trace: debugger pid {}: stop of pid {} not delivered, collectable again",
-                    s_->pid, collected_);
+      spdlog::debug("trace: debugger pid {}: {} of pid {} not delivered, collectable again",
+                    s_->pid, collected_exit_ ? "exit" : "stop", collected_);
       d_.kernel.debugger_wait_undo(s_->dbg, collected_);
+    } else if (collected_exit_) {
+      d_.kernel.debugger_wait_delivered(s_->dbg, collected_);
     }
     delete this;
   }
@@ -250,8 +254,10 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
     auto w = k.debugger_wait(dbg, self->a_, key, [self] { Pass(self); });
     switch (w.kind) {
       case emul::Kernel::DebuggerWait::kDone:
-        if (w.ret.wait.kind == emul::WaitOut::kStopped)
+        if (w.ret.wait.kind != emul::WaitOut::kNone) {
           self->collected_ = static_cast<int32_t>(w.ret.retval);
+          self->collected_exit_ = w.ret.wait.kind != emul::WaitOut::kStopped;
+        }
         return_to_wire(w.ret, 0, self->resp_);
         self->End(Status::OK);
         return;
@@ -278,7 +284,8 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
   grpc::CallbackServerContext* const ctx_;
   const std::shared_ptr<TraceSession> s_;
   const emul::WaitArgs a_;
-  int32_t collected_ = 0;  // pid whose stop this Wait collected (by the owning thread)
+  int32_t collected_ = 0;        // pid whose stop or exit this Wait collected (by the
+  bool collected_exit_ = false;  // owning thread); an exit (or a kill by a signal)
   v1::SyscallReturn* const resp_;
   const uint64_t key_ = g_wait_key.fetch_add(1, std::memory_order_relaxed);
   const std::shared_ptr<Flag> cancelled_;  // outlives the reactor for Pass's last look

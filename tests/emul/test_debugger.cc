@@ -341,5 +341,43 @@ TEST(Debugger, UndoneStopIsCollectableAgain) {
   Finish(k, t.tp);
 }
 
+// An exit status that never reached the debugger is collectable again, once, and wakes a
+// pending wait; a delivered one is gone (ECHILD), and so are the kept ones at the close.
+TEST(Debugger, UndoneExitIsCollectableAgain) {
+  Kernel k(test_config());
+  Tracee t(k), u(k);
+  const pid_t tpid = t.tp->pid(), upid = u.tp->pid();
+  ProcRef d = Open(k);
+  for (pid_t p : {tpid, upid}) {
+    EXPECT_EQ(Dpt(k, d, PT_ATTACH, p).error, Errno::kOk);
+    ExpectStopped(Dwait(k, d, p), p, NB_SIGSTOP);
+    EXPECT_EQ(Dpt(k, d, PT_CONTINUE, p).error, Errno::kOk);
+  }
+  t.go = true;
+  SysReturn r = Dwait(k, d, tpid);
+  EXPECT_EQ(r.wait.kind, WaitOut::kExited);
+  EXPECT_EQ(Dwait(k, d, tpid).error, Errno::kECHILD);
+  Change c;
+  ASSERT_EQ(k.debugger_wait(d, WaitArgs{.pid = -1}, 31, c.callback()).kind, DW::kPending);
+  k.debugger_wait_undo(d, tpid);
+  ASSERT_TRUE(c.await());
+  EXPECT_EQ(k.check_invariants(), "");
+  r = Dwait(k, d, -1, NB_WNOHANG);
+  EXPECT_EQ(r.retval, tpid);
+  EXPECT_EQ(r.wait.kind, WaitOut::kExited);
+  EXPECT_EQ(r.wait.code, 0);
+  k.debugger_wait_delivered(d, tpid);
+  k.debugger_wait_undo(d, tpid);  // delivered: nothing to give back
+  EXPECT_EQ(Dwait(k, d, tpid).error, Errno::kECHILD);
+  EXPECT_EQ(Dwait(k, d, -1, NB_WNOHANG).retval, 0);  // u is still traced and running
+  // u's exit, collected and neither delivered nor undone when the debugger closes.
+  u.go = true;
+  EXPECT_EQ(Dwait(k, d, upid).wait.kind, WaitOut::kExited);
+  k.debugger_close(d);
+  EXPECT_EQ(k.check_invariants(), "");
+  Finish(k, t.tp);
+  Finish(k, u.tp);
+}
+
 }  // namespace
 }  // namespace lwpd::test
