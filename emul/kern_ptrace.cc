@@ -734,40 +734,34 @@ bool Kernel::debugger_wait_cancel(const ProcRef& d, uint64_t key) {
 
 void Kernel::debugger_wait_undo(const ProcRef& d, pid_t pid) {
   assert(d->debugger);
-  ProcRef q, exited;
+  ProcRef q;
+  bool exited = false;
   {
     ProcLock g(*d);
     if (d->dbg_closed) return;
     if (auto e = d->dbg_exits.find(pid); e != d->dbg_exits.end()) {
-      exited = std::move(e->second);
+      // Traced again; its status is armed again below (a wait in between finds nothing to
+      // collect yet and is told once it is).
+      q = std::move(e->second);
       d->dbg_exits.erase(e);
+      if (!d->tracees.emplace(pid, q).second) return;  // the pid names a new tracee now
+      exited = true;
     } else if (auto it = d->tracees.find(pid); it != d->tracees.end()) {
       q = it->second;
     } else {
       return;
     }
   }
-  if (exited) {
-    // The zombie's status is armed again before it is traced again, so no wait can see
-    // it traced but with nothing to collect.
-    {
-      ProcLock g(*exited);
-      if (exited->tracer != d->pid || exited->stat != ProcStat::kZomb) return;
-      exited->trace_exit_seen = false;
-    }
-    ProcLock g(*d);
-    if (d->dbg_closed || !d->tracees.emplace(pid, exited).second) return;
-    d->trace_seq++;
-    for (auto& [key, fn] : d->dbg_waiters) d->trace_fire.push_back(std::move(fn));
-    d->dbg_waiters.clear();  // run when g drops
-    return;
-  }
   ProcLock g(*q);
-  // Still traced by us and still in the stop that was collected: nothing acted on it
-  // (a PT_CONTINUE would have ended it, a PT_STOP re-armed it).
-  if (q->tracer != d->pid || q->stat != ProcStat::kStop || !q->trace_waited || q->trace_xsig == 0)
-    return;
-  q->trace_waited = false;
+  if (q->tracer != d->pid) return;
+  if (exited) {
+    q->trace_exit_seen = false;
+  } else {
+    // Still in the stop that was collected: nothing acted on it (a PT_CONTINUE would have
+    // ended it, a PT_STOP re-armed it).
+    if (q->stat != ProcStat::kStop || !q->trace_waited || q->trace_xsig == 0) return;
+    q->trace_waited = false;
+  }
   trace_note_stop(*q);  // the debugger's waits re-scan once g drops
 }
 

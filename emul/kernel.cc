@@ -345,8 +345,7 @@ std::string Kernel::check_debuggers(const std::vector<ProcRef>& dbgs) const {
     if (d.dbg_closed && (!d.tracees.empty() || !d.dbg_waiters.empty() || !d.dbg_exits.empty()))
       err << "closed debugger still traces, waits or keeps exits; ";
     for (const auto& [tpid, q] : d.dbg_exits)
-      if (q == nullptr || q->pid != tpid || d.tracees.count(tpid) != 0)
-        err << "kept exit " << tpid << " is wrong; ";
+      if (q == nullptr || q->pid != tpid) err << "kept exit " << tpid << " is wrong; ";
     for (const auto& [tpid, q] : d.tracees)
       if (q == nullptr || q->pid != tpid || q->debugger)
         err << "tracee map entry " << tpid << " is wrong; ";

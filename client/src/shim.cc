@@ -138,7 +138,6 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -284,48 +283,43 @@ bool is_runtime_lib(const char* path) {
          strncmp(base, "libtsan.so", 10) == 0;
 }
 
-// Fills g_tsan_atomics from the dynamic symbol table of libtsan's file (the loaded image
-// keeps no symbol sizes), loaded at `base`. Leaves it empty if the file cannot be read:
-// kicks are then deferred in all of libtsan, as before.
-void find_tsan_atomics(const char* path, uintptr_t base) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  struct stat st {};
-  void* map = MAP_FAILED;
-  if (fstat(fd, &st) == 0 && st.st_size > static_cast<off_t>(sizeof(ElfW(Ehdr))))
-    map = mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  if (map == MAP_FAILED) return;
-  const auto* file = static_cast<const unsigned char*>(map);
-  const size_t size = st.st_size;
-  const auto* eh = reinterpret_cast<const ElfW(Ehdr)*>(file);
-  const bool sane = memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 &&
-                    eh->e_shentsize == sizeof(ElfW(Shdr)) && eh->e_shoff < size &&
-                    eh->e_shnum <= (size - eh->e_shoff) / sizeof(ElfW(Shdr));
-  const auto* sh = reinterpret_cast<const ElfW(Shdr)*>(file + (sane ? eh->e_shoff : 0));
-  for (int i = 0; sane && i < eh->e_shnum; i++) {
-    if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_link >= eh->e_shnum ||
-        sh[i].sh_entsize != sizeof(ElfW(Sym)) || sh[i].sh_offset > size ||
-        sh[i].sh_size > size - sh[i].sh_offset)
-      continue;
-    const ElfW(Shdr)& strs = sh[sh[i].sh_link];
-    if (strs.sh_offset > size || strs.sh_size > size - strs.sh_offset) continue;
-    const auto* sym = reinterpret_cast<const ElfW(Sym)*>(file + sh[i].sh_offset);
-    const char* names = reinterpret_cast<const char*>(file + strs.sh_offset);
-    for (size_t k = 0; k < sh[i].sh_size / sizeof(ElfW(Sym)); k++) {
-      const ElfW(Sym)& y = sym[k];
-      if (ELF64_ST_TYPE(y.st_info) != STT_FUNC || y.st_shndx == SHN_UNDEF || y.st_size == 0 ||
-          y.st_name >= strs.sh_size ||
-          strnlen(names + y.st_name, strs.sh_size - y.st_name) == strs.sh_size - y.st_name ||
-          strncmp(names + y.st_name, "__tsan_atomic", 13) != 0)
-        continue;
-      if (g_ntsan_atomics == static_cast<int>(std::size(g_tsan_atomics))) break;
-      g_tsan_atomics[g_ntsan_atomics++] = {base + y.st_value, base + y.st_value + y.st_size};
+// Fills g_tsan_atomics with the code of each __tsan_atomic* function: its address and the
+// size its dynamic symbol gives. Left empty where libtsan lacks them: kicks are then
+// deferred in all of libtsan.
+void find_tsan_atomics() {
+  static const char* const kOps[] = {"load",
+                                     "store",
+                                     "exchange",
+                                     "fetch_add",
+                                     "fetch_sub",
+                                     "fetch_and",
+                                     "fetch_or",
+                                     "fetch_xor",
+                                     "fetch_nand",
+                                     "compare_exchange_strong",
+                                     "compare_exchange_weak",
+                                     "compare_exchange_val"};
+  auto add = [](const char* name) {
+    void* fn = dlsym(RTLD_DEFAULT, name);
+    Dl_info info;
+    ElfW(Sym)* sym = nullptr;
+    if (fn == nullptr || g_ntsan_atomics == static_cast<int>(std::size(g_tsan_atomics)) ||
+        dladdr1(fn, &info, reinterpret_cast<void**>(&sym), RTLD_DL_SYMENT) == 0 || sym == nullptr)
+      return;
+    const auto lo = reinterpret_cast<uintptr_t>(fn);
+    g_tsan_atomics[g_ntsan_atomics++] = CodeRange{lo, lo + sym->st_size};
+  };
+  char name[64];
+  for (int bits : {8, 16, 32, 64, 128}) {
+    for (const char* op : kOps) {
+      snprintf(name, sizeof name, "__tsan_atomic%d_%s", bits, op);
+      add(name);
     }
   }
-  munmap(map, size);
+  add("__tsan_atomic_thread_fence");
+  add("__tsan_atomic_signal_fence");
   std::sort(g_tsan_atomics, g_tsan_atomics + g_ntsan_atomics,
-            [](const CodeRange& a, const CodeRange& b) { return a.lo < b.lo; });
+            [](const CodeRange& x, const CodeRange& y) { return x.lo < y.lo; });
 }
 
 void find_runtime_code() {
@@ -338,13 +332,11 @@ void find_runtime_code() {
           uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
           g_runtime_code[g_nruntime_code++] = CodeRange{lo, lo + ph.p_memsz};
         }
-        if (strstr(info->dlpi_name, "libtsan.so") != nullptr && !g_tsan_runtime) {
-          g_tsan_runtime = true;
-          find_tsan_atomics(info->dlpi_name, info->dlpi_addr);
-        }
+        if (strstr(info->dlpi_name, "libtsan.so") != nullptr) g_tsan_runtime = true;
         return 0;
       },
       nullptr);
+  if (g_tsan_runtime) find_tsan_atomics();  // dlsym: not under dl_iterate_phdr's lock
 }
 
 // Whether `pc` is inside one of TSan's atomic operations (binary search; signal-safe).

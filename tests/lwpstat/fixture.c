@@ -22,6 +22,7 @@
 #include <lwpd/lwp.h>
 
 static atomic_int spinning;
+static atomic_ulong spins;
 
 static void die(const char* what) {
   perror(what);
@@ -41,12 +42,12 @@ static void spinner(void* arg) {
   /* Switched in again after the sleep: lc_pctr counts it. */
   struct timespec ts = {0, 2 * 1000 * 1000};
   _lwp_park(CLOCK_MONOTONIC, 0, &ts, 0, NULL, NULL);
-  /* The count is atomic for ThreadSanitizer builds: TSan runs a signal handler only when
-   * the thread next enters its runtime, which a loop of plain memory accesses never does,
-   * so the shim's kick could not stop it. Relaxed, it is one locked add otherwise. */
-  static atomic_ulong n;
+  /* Pure user code. The relaxed atomic counter is for ThreadSanitizer builds: TSan runs a
+     signal's handler (the shim's kick) when the thread next enters its runtime, and an
+     atomic operation does. */
   for (;;) {
-    if (atomic_fetch_add_explicit(&n, 1, memory_order_relaxed) == 1000) atomic_store(&spinning, 1);
+    if (atomic_fetch_add_explicit(&spins, 1, memory_order_relaxed) == 1000)
+      atomic_store(&spinning, 1);
   }
 }
 
