@@ -343,7 +343,14 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(session.next_event(set()), ("end", grpc.StatusCode.OK))
         session.close()
 
-        procs = self.inspect.ListProcs(pb.ListProcsRequest(), timeout=TIMEOUT).procs
+        # The daemon releases the exited process on its janitor thread, which may run a
+        # moment after the session stream has ended: poll (bounded) until it is unlisted.
+        deadline = time.monotonic() + 5
+        while True:
+            procs = self.inspect.ListProcs(pb.ListProcsRequest(), timeout=TIMEOUT).procs
+            if pid not in [p.pid for p in procs] or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         self.assertNotIn(pid, [p.pid for p in procs])
         with self.assertRaises(grpc.RpcError) as cm:
             self.inspect.ListLwps(pb.ListLwpsRequest(pid=pid), timeout=TIMEOUT)
