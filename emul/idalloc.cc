@@ -33,13 +33,15 @@ void IdAllocator::free_pid(netbsd::pid_t pid) {
   used_--;
 }
 
-KResult<netbsd::lwpid_t> IdAllocator::alloc_lid(netbsd::pid_t pid) {
+KResult<netbsd::lwpid_t> IdAllocator::alloc_lid(netbsd::pid_t pid, int reserve) {
   std::lock_guard g(mu_);
   assert(slots_.at(pid) == Slot::kProc || slots_.at(pid) == Slot::kProcUsurped);
   if (slots_[pid] == Slot::kProc) {
     slots_[pid] = Slot::kProcUsurped;
     return pid;
   }
+  // Slot 0 is never handed out.
+  if (static_cast<int>(slots_.size()) - 1 - used_ <= reserve) return Errno::kEAGAIN;
   int id = TRY(fresh_locked());
   slots_[id] = Slot::kLwp;
   return id;

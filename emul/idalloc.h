@@ -19,7 +19,9 @@ class IdAllocator {
   // Errors: EAGAIN when the space is exhausted.
   KResult<netbsd::pid_t> alloc_pid();
   void free_pid(netbsd::pid_t pid);
-  KResult<netbsd::lwpid_t> alloc_lid(netbsd::pid_t pid);
+  // A fresh LID (not the process's own slot) is refused while `reserve` or fewer IDs are
+  // free: they are kept for new processes, so LWPs alone never exhaust the PID space.
+  KResult<netbsd::lwpid_t> alloc_lid(netbsd::pid_t pid, int reserve = 0);
   void free_lid(netbsd::pid_t pid, netbsd::lwpid_t lid);
   int in_use() const;
 

@@ -60,6 +60,11 @@ void lwp_kick(Lwp& l);               // ask a user-mode LWP to enter the kernel
 void lwp_dispatch(Lwp& l, int cpu);  // vCPU worker
 void lwp_kick_current(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu);  // takes the lock
 void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq);  // takes the lock
+// A kick of LWP `lid` in user-run generation `gen` on `cpu` went unanswered for `waited`:
+// if it is still running user code in that generation, its process is killed (takes the
+// lock; the vCPU worker calls it holding nothing).
+void lwp_revoke(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu, uint64_t gen,
+                std::chrono::milliseconds waited);
 
 // ---- signals, stop/continue, process exit ----
 void lwp_post_signal(Lwp& l, const SigInfo& si);

@@ -183,7 +183,7 @@ KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, SigSet sigmask,
     if (!k.uid_nthr_add(p.uid, limit)) return Errno::kEAGAIN;
   }
   lwp_drain_zomb(p);
-  auto lid = k.ids().alloc_lid(p.pid);
+  auto lid = k.ids().alloc_lid(p.pid, first ? 0 : k.config().id_reserve);
   if (!lid.ok()) {
     if (!first) k.uid_nthr_sub(p.uid);
     return lid.error();
@@ -590,7 +590,34 @@ void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) {
 // ---- kernel entry and return to user --------------------------------------------------
 
 void lwp_kick(Lwp& l) {
-  if (l.user_mode()) l.proc->port->lwp_kick(l.lid, l.ugen);
+  if (!l.user_mode()) return;
+  l.proc->port->lwp_kick(l.lid, l.ugen);
+  l.proc->kernel().sched().note_kick(l);
+}
+
+// The kernel owns its vCPUs: a user side that does not answer a kick (it blocked the
+// kick signal, its host process is stopped, or a raw client never traps) cannot keep
+// one. The LWP is still in user mode in the kicked generation, so nothing it asked for
+// is pending: its process is killed as by SIGKILL, and process exit takes every LWP
+// running user code into the kernel without the user side's help (proc_exit_begin).
+void lwp_revoke(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu, uint64_t gen,
+                std::chrono::milliseconds waited) {
+  ProcLock g(*p);
+  Lwp* l = p->find_lwp(lid);
+  if (l == nullptr || l->stat != LwpStat::kOnProc || l->cpu != cpu || !l->user_mode() ||
+      l->ugen != gen || (p->sflag & PS_WEXIT))
+    return;  // it answered (or left) meanwhile
+  Kernel& k = p->kernel();
+  k.count_unresponsive_kill();
+  k.log(2, "pid " + std::to_string(p->pid) + " lid " + std::to_string(lid) +
+               ": no kernel entry " + std::to_string(waited.count()) +
+               " ms after a kick; the LWP loses vCPU " + std::to_string(cpu) +
+               " and its process is killed (unresponsive)");
+  p->port->proc_unresponsive(lid);
+  proc_exit_begin(*p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
+  // Exit may have freed `l`: look it up again.
+  [[maybe_unused]] const Lwp* after = p->find_lwp(lid);
+  assert(after == nullptr || !after->user_mode());
 }
 
 void lwp_kick_current(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu) {

@@ -491,9 +491,9 @@ std::vector<std::shared_ptr<Proc>> wait_candidates(const Proc& t, pid_t pid) {
   return v;
 }
 
-bool wait_args_ok(const WaitArgs& a) {
-  return !(a.options & ~NB_WNOHANG) && a.pid != 0 && a.pid >= -1;
-}
+// Only WNOHANG is known. A pid of 0 or below -1 names a process group: tracees are in no
+// group of the tracer's here, so such a wait finds no child (ECHILD, from wait_pass).
+bool wait_args_ok(const WaitArgs& a) { return !(a.options & ~NB_WNOHANG); }
 
 // One look at the tracees of `t` (a process or a debugger): the result, or nullopt when
 // the caller must sleep -- unless t's trace_seq moved from `*seq0` meanwhile (checked by

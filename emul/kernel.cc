@@ -4,6 +4,7 @@
 #include "emul/kernel.h"
 
 #include <cassert>
+#include <map>
 #include <sstream>
 
 #include "emul/callout.h"
@@ -23,7 +24,9 @@ Proc::Proc(Kernel& k, pid_t id, ProcSpec spec, bool is_debugger)
       uid(spec.uid),
       comm(std::move(spec.comm)),
       port(std::move(spec.port)),
-      rlimit_nthr(spec.rlimit_nthr >= 0 ? spec.rlimit_nthr : std::min(k.config().maxlwp, MAXUPRC)),
+      rlimit_nthr(spec.rlimit_nthr >= 0         ? spec.rlimit_nthr
+                  : k.config().nthr_per_uid >= 0 ? k.config().nthr_per_uid
+                                                 : std::min(k.config().maxlwp, MAXUPRC)),
       debugger(is_debugger),
       k_(k) {}
 
@@ -54,7 +57,8 @@ Kernel::Kernel(KernelConfig cfg) : cfg_(std::move(cfg)) {
   ids_ = std::make_unique<IdAllocator>();
   callout_ = std::make_unique<Callout>(
       [](const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) { lwp_timeout(p, lid, seq); });
-  sched_ = std::make_unique<Scheduler>(*this, cfg_.ncpus, cfg_.quantum, cfg_.pin_cpus);
+  sched_ = std::make_unique<Scheduler>(*this, cfg_.ncpus, cfg_.quantum, cfg_.pin_cpus,
+                                       cfg_.kick_timeout);
   sched_->start();
 }
 
@@ -70,23 +74,30 @@ Kernel::~Kernel() {
 
 KResult<ProcRef> Kernel::proc_create(ProcSpec spec) {
   assert(spec.port != nullptr);
-  pid_t pid = TRY(ids_->alloc_pid());
-  auto p = std::make_shared<Proc>(*this, pid, std::move(spec));
+  const uint32_t uid = spec.uid;
+  TRY_OK(proc_slot_take(uid));
+  auto pid = ids_->alloc_pid();
+  if (!pid.ok()) {
+    proc_slot_give(uid);
+    return pid.error();
+  }
+  auto p = std::make_shared<Proc>(*this, pid.value(), std::move(spec));
   Lwp* main = nullptr;
   {
     ProcLock g(*p);
     auto l = lwp_create(*p, nullptr, 0, 0, 0);
     if (!l.ok()) {
-      ids_->free_pid(pid);
+      ids_->free_pid(p->pid);
+      proc_slot_give(uid);
       return l.error();
     }
     main = l.value();
-    assert(main->lid == pid);
+    assert(main->lid == p->pid);
   }
   // Published while its only LWP is still an embryo, then started.
   {
     std::lock_guard t(table_mu_);
-    procs_.emplace(pid, p);
+    procs_.emplace(p->pid, p);
   }
   ProcLock g(*p);
   lwp_start(*main, 0);
@@ -201,9 +212,61 @@ KResult<void> Kernel::proc_release(const ProcRef& p) {
     ProcLock g(*p);
     if (p->stat != ProcStat::kZomb) return Errno::kEBUSY;
   }
-  std::lock_guard t(table_mu_);
-  if (procs_.erase(p->pid) == 1) ids_->free_pid(p->pid);
+  {
+    std::lock_guard t(table_mu_);
+    if (procs_.erase(p->pid) != 1) return {};
+    ids_->free_pid(p->pid);
+  }
+  proc_slot_give(p->uid);
   return {};
+}
+
+// A process slot for `uid`, taken before the process exists and given back when it is
+// released (a zombie still holds one, as on NetBSD). Errors: EAGAIN (kern.maxproc, its
+// root reserve for other uids, or RLIMIT_NPROC, which root bypasses).
+KResult<void> Kernel::proc_slot_take(uint32_t uid) {
+  std::lock_guard t(table_mu_);
+  const int limit = uid == 0 ? cfg_.maxproc : cfg_.maxproc - NPROC_ROOT_RESERVE;
+  if (nprocs_ >= limit) return Errno::kEAGAIN;
+  int& mine = uid_nproc_[uid];
+  if (uid != 0 && mine >= cfg_.maxuprc) {
+    if (mine == 0) uid_nproc_.erase(uid);
+    return Errno::kEAGAIN;
+  }
+  mine++;
+  nprocs_++;
+  return {};
+}
+
+void Kernel::proc_slot_give(uint32_t uid) {
+  std::lock_guard t(table_mu_);
+  auto it = uid_nproc_.find(uid);
+  assert(it != uid_nproc_.end() && it->second > 0 && nprocs_ > 0);
+  if (--it->second == 0) uid_nproc_.erase(it);
+  nprocs_--;
+}
+
+LimitInfo Kernel::snapshot_limits() const {
+  LimitInfo li{.maxproc = cfg_.maxproc,
+               .maxuprc = cfg_.maxuprc,
+               .nthr_per_uid = cfg_.nthr_per_uid >= 0 ? cfg_.nthr_per_uid
+                                                      : std::min(cfg_.maxlwp, MAXUPRC),
+               .unresponsive_kills = unresponsive_kills_.load(std::memory_order_relaxed)};
+  std::map<uint32_t, UidUsage> by_uid;
+  {
+    std::lock_guard t(table_mu_);
+    for (const auto& [uid, n] : uid_nproc_) by_uid[uid] = UidUsage{.uid = uid, .nprocs = n};
+  }
+  {
+    std::lock_guard g(uid_mu_);
+    for (const auto& [uid, n] : uid_nthr_)
+      if (n > 0) {
+        by_uid[uid].uid = uid;
+        by_uid[uid].nthr = n;
+      }
+  }
+  for (const auto& [uid, u] : by_uid) li.uids.push_back(u);
+  return li;
 }
 
 ProcRef Kernel::proc_lookup(pid_t pid) const {
@@ -364,6 +427,16 @@ std::string Kernel::check_invariants() const {
     for (auto& [pid, d] : debuggers_) {
       dbgs.push_back(d);
       if (procs_.count(pid) != 0) return "debugger pid " + std::to_string(pid) + " is a process";
+    }
+    // Slots are taken before a process is published: at least as many as the table holds.
+    std::unordered_map<uint32_t, int> by_uid;
+    for (auto& [pid, p] : procs_) by_uid[p->uid]++;
+    if (nprocs_ < static_cast<int>(procs_.size()))
+      return "nprocs " + std::to_string(nprocs_) + " < table " + std::to_string(procs_.size());
+    for (auto& [uid, n] : by_uid) {
+      auto it = uid_nproc_.find(uid);
+      if (it == uid_nproc_.end() || it->second < n)
+        return "uid " + std::to_string(uid) + " holds fewer process slots than processes";
     }
   }
   if (std::string e = check_debuggers(dbgs); !e.empty()) return e;

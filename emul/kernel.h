@@ -62,6 +62,17 @@ struct KernelConfig {
   std::string runtime_dir;                 // lwpctl region files; empty = memfd
   int maxlwp = netbsd::MAXLWP;             // kern.maxlwp (RLIMIT_NTHR hard limit)
   bool user_set_cpu_affinity = false;      // security.models.extensions.*
+  // An LWP still running user code this long after a kick loses its vCPU: its process is
+  // killed as by SIGKILL (kern_lwp.cc, lwp_revoke). 0: never.
+  std::chrono::milliseconds kick_timeout{0};
+  // Processes (kern.maxproc; the last NPROC_ROOT_RESERVE slots are root's, as fork1()
+  // keeps them) and processes per non-root uid (RLIMIT_NPROC).
+  int maxproc = netbsd::NPROC;
+  int maxuprc = netbsd::MAXUPRC;
+  // Default soft RLIMIT_NTHR of a new process (-1: min(maxlwp, MAXUPRC)).
+  int nthr_per_uid = -1;
+  // IDs (PIDs and LIDs share one space) that LWP creation leaves for new processes.
+  int id_reserve = 64;
   // Optional event observer (see KernelObserver); must outlive the Kernel.
   KernelObserver* observer = nullptr;
   // Log sink (level: 0 debug, 1 info, 2 warn, 3 error); may be empty.
@@ -112,6 +123,19 @@ struct ProcInfo {
   std::vector<LwpInfo> lwps;  // newest first
 };
 
+// What one uid holds, against its limits.
+struct UidUsage {
+  uint32_t uid = 0;
+  int nprocs = 0;  // processes, zombies included (RLIMIT_NPROC)
+  int nthr = 0;    // LWPs other than each process's first (RLIMIT_NTHR)
+};
+
+struct LimitInfo {
+  int maxproc = 0, maxuprc = 0, nthr_per_uid = 0;
+  uint64_t unresponsive_kills = 0;  // processes killed for an unanswered kick
+  std::vector<UidUsage> uids;       // by uid
+};
+
 struct CpuInfo {
   int index = 0;
   int host_cpu = -1;  // pinned host CPU, -1 if not pinned
@@ -135,7 +159,8 @@ class Kernel {
 
   // Create a process whose first LWP (LID == PID) is runnable with a pending
   // start: its port gets lwp_return(kStart) when it is first dispatched.
-  // Errors: EAGAIN (no PID available).
+  // Errors: EAGAIN (no PID available; kern.maxproc reached, or its root reserve for a
+  // non-root uid; the uid's RLIMIT_NPROC reached -- uid 0 is exempt from that one).
   KResult<ProcRef> proc_create(ProcSpec spec);
 
   // The LWP enters the kernel with a syscall. The result comes back through
@@ -211,6 +236,7 @@ class Kernel {
   std::vector<ProcInfo> snapshot_procs() const;
   std::optional<ProcInfo> snapshot_proc(pid_t pid) const;
   std::vector<CpuInfo> snapshot_cpus() const;
+  LimitInfo snapshot_limits() const;
 
   // Recompute every process's counters and state sets from the LWP table and
   // compare with the maintained ones. Returns "" or a description of the
@@ -235,9 +261,12 @@ class Kernel {
   // Per-uid count of non-first LWPs (RLIMIT_NTHR accounting).
   bool uid_nthr_add(uint32_t uid, int limit);  // false: over the limit
   void uid_nthr_sub(uint32_t uid);
+  void count_unresponsive_kill() { unresponsive_kills_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   std::string check_debuggers(const std::vector<ProcRef>& dbgs) const;
+  KResult<void> proc_slot_take(uint32_t uid);
+  void proc_slot_give(uint32_t uid);
 
   KernelConfig cfg_;
   std::unique_ptr<IdAllocator> ids_;
@@ -247,11 +276,14 @@ class Kernel {
   mutable std::mutex table_mu_;                   // lock order: first
   std::unordered_map<pid_t, ProcRef> procs_;      // table_mu_
   std::unordered_map<pid_t, ProcRef> debuggers_;  // table_mu_ (kern_ptrace.cc)
+  int nprocs_ = 0;                                // table_mu_: process slots taken
 
   mutable std::atomic<uint64_t> event_seq_{0};
 
-  std::mutex uid_mu_;                           // leaf
-  std::unordered_map<uint32_t, int> uid_nthr_;  // uid_mu_
+  mutable std::mutex uid_mu_;                    // leaf
+  std::unordered_map<uint32_t, int> uid_nthr_;   // uid_mu_
+  std::unordered_map<uint32_t, int> uid_nproc_;  // table_mu_ (counts procs_ by uid)
+  std::atomic<uint64_t> unresponsive_kills_{0};  // relaxed counter
 };
 
 }  // namespace lwpd::emul

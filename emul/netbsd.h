@@ -105,6 +105,10 @@ inline constexpr size_t LWP_UNPARK_MAX = 1024;
 inline constexpr size_t MAXCOMLEN = 16;  // name buffer incl. NUL
 inline constexpr int NB_NSIG = 64;
 inline constexpr int MAXUPRC = 160;
+// kern.maxproc's usual default (NPROC = 20 + 16 * MAXUSERS with MAXUSERS 64), and the
+// process slots fork1() keeps for root out of it.
+inline constexpr int NPROC = 1044;
+inline constexpr int NPROC_ROOT_RESERVE = 5;
 inline constexpr int MAXLWP = 4096;
 inline constexpr int PID_MAX = 30000;
 

@@ -3,6 +3,8 @@
 
 #include "emul/sched.h"
 
+#include <algorithm>
+
 #include <pthread.h>
 #include <sched.h>
 
@@ -87,8 +89,9 @@ Lwp* RunQueue::pop_migratable(int cpu) {
 
 // ---- Scheduler ---------------------------------------------------------------------
 
-Scheduler::Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin)
-    : k_(k), quantum_(quantum), pin_(pin) {
+Scheduler::Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin,
+                     std::chrono::milliseconds kick_timeout)
+    : k_(k), quantum_(quantum), kick_timeout_(kick_timeout), pin_(pin) {
   assert(ncpus >= 1 && ncpus <= kMaxCpus);
   for (int i = 0; i < ncpus; i++) cpus_.push_back(std::make_unique<Cpu>(i));
 }
@@ -213,6 +216,7 @@ void Scheduler::switch_out(Lwp& l) {
     c.cur = nullptr;
     drop = std::move(c.cur_proc);
     c.need_resched = c.need_kick = false;
+    c.kick_armed = false;
     c.cur_prio = -1;
     c.hint_prio.store(-1, std::memory_order_relaxed);
   }
@@ -267,6 +271,36 @@ void Scheduler::resched(Lwp& l) {
     c.need_resched = true;
   }
   lwp_kick(l);
+}
+
+// The first kick of a user-run generation starts the clock; repeated kicks of the same
+// generation (the worker repeats an unanswered one every slice) do not restart it.
+void Scheduler::note_kick(const Lwp& l) {
+  if (kick_timeout_.count() <= 0 || l.cpu < 0) return;
+  Cpu& c = *cpus_[l.cpu];
+  {
+    std::lock_guard g(c.mu);
+    if (c.cur != &l || (c.kick_armed && c.kick_gen == l.ugen)) return;
+    c.kick_armed = true;
+    c.kick_gen = l.ugen;
+    c.kick_deadline = steady_clock::now() + kick_timeout_;
+  }
+  c.cv.notify_one();  // the worker sleeps until the slice's end: make it see the deadline
+}
+
+// The kick deadline passed. Called by c's worker with c.mu held (dropped meanwhile, as for
+// a kick): lwp_revoke re-validates under the process lock that cur is still in user mode
+// in the kicked generation -- it may have trapped, been switched out or exited since.
+void Scheduler::revoke_check(Cpu& c, std::unique_lock<std::mutex>& lk) {
+  assert(lk.owns_lock() && c.kick_armed && c.cur != nullptr);
+  c.kick_armed = false;
+  auto p = c.cur_proc;
+  const lwpid_t lid = c.cur->lid;
+  const uint64_t gen = c.kick_gen;
+  lk.unlock();
+  lwp_revoke(p, lid, c.index, gen, kick_timeout_);
+  p.reset();
+  lk.lock();
 }
 
 Lwp* Scheduler::steal(Cpu& thief) {
@@ -330,6 +364,7 @@ void Scheduler::run(Cpu& c) {
       c.cur_policy = l->rq_policy;
       c.hint_prio.store(c.cur_prio, std::memory_order_relaxed);
       c.need_resched = c.need_kick = false;
+      c.kick_armed = false;
       c.slice_end = steady_clock::now() + quantum_;
       c.switches++;
       lk.unlock();
@@ -349,6 +384,10 @@ void Scheduler::run(Cpu& c) {
       continue;
     }
     const auto now = steady_clock::now();
+    if (c.kick_armed && now >= c.kick_deadline) {
+      revoke_check(c, lk);
+      continue;
+    }
     if (now >= c.slice_end) {
       // Time slice over: give way to anything of equal or higher priority
       // (NB_SCHED_FIFO is never sliced). A request still unanswered after a
@@ -364,8 +403,9 @@ void Scheduler::run(Cpu& c) {
       c.slice_end = now + quantum_;
       continue;
     }
-    const auto slice_end = c.slice_end;  // by value: the wait re-reads it unlocked
-    c.cv.wait_until(lk, slice_end);
+    // By value: the wait re-reads nothing unlocked.
+    const auto wake = c.kick_armed ? std::min(c.slice_end, c.kick_deadline) : c.slice_end;
+    c.cv.wait_until(lk, wake);
     if (c.cur == nullptr) account(c, false);
   }
 }

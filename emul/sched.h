@@ -62,6 +62,11 @@ class Cpu {
   int cur_policy = 0;
   bool need_resched = false;  // cur must leave at its next userret
   bool need_kick = false;     // the worker must kick cur
+  // An unanswered kick: cur was kicked while running user code in generation kick_gen.
+  // If it is still there at kick_deadline it loses the vCPU (Scheduler::revoke_check).
+  bool kick_armed = false;
+  uint64_t kick_gen = 0;
+  std::chrono::steady_clock::time_point kick_deadline{};
   std::chrono::steady_clock::time_point slice_end{};
   bool stopping = false;
   bool poked = false;  // an idle vCPU was asked to look for work
@@ -81,7 +86,10 @@ class Cpu {
 
 class Scheduler {
  public:
-  Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin);
+  // kick_timeout: how long an LWP may run user code after a kick before it loses its
+  // vCPU by force (0: never).
+  Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin,
+            std::chrono::milliseconds kick_timeout);
   ~Scheduler();
   void start();
   void stop();
@@ -97,6 +105,7 @@ class Scheduler {
   void set_cur_prio(Lwp& l);        // l is LSONPROC; its priority changed
   void requeue(Lwp& l);             // l is LSRUN; priority or affinity changed
   void resched(Lwp& l);             // l is LSONPROC on a vCPU it may not use
+  void note_kick(const Lwp& l);     // l, in user mode, was just kicked: arm the deadline
 
   std::vector<CpuInfo> snapshot() const;
 
@@ -106,9 +115,11 @@ class Scheduler {
   Lwp* steal(Cpu& thief);
   void wake_idle_for(CpuMask mask, int busy_cpu);
   void account(Cpu& c, bool now_busy);
+  void revoke_check(Cpu& c, std::unique_lock<std::mutex>& lk);
 
   Kernel& k_;
   const std::chrono::milliseconds quantum_;
+  const std::chrono::milliseconds kick_timeout_;
   const bool pin_;
   std::vector<std::unique_ptr<Cpu>> cpus_;
   std::atomic<unsigned> rotor_{0};

@@ -15,6 +15,9 @@
 //     it is sent only while the LWP is in user mode or just before its return.
 //   * lwp_exited(): the LWP's pending entry never returns; the host thread ends.
 //   * proc_exited(): the process is gone; the user side ends with `status`.
+//   * proc_unresponsive(lid): LWP `lid` did not answer a kick in time and the process is
+//     about to be killed for it (KernelConfig::kick_timeout); the user side is not to be
+//     trusted any more -- a transport that can end the client's host process does so.
 //
 // Every method is called with the process lock held, in the order the kernel
 // decided things, so an implementation must not block, must not call back into
@@ -50,6 +53,7 @@ class UserPort {
   virtual void lwp_signal(lwpid_t lid, const SigInfo& info) = 0;
   virtual void lwp_exited(lwpid_t lid) = 0;
   virtual void proc_exited(const ExitStatus& status) = 0;
+  virtual void proc_unresponsive(lwpid_t /*lid*/) {}
 };
 
 }  // namespace lwpd::emul

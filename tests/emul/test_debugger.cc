@@ -218,7 +218,8 @@ TEST(Debugger, EchildEinvalAndCancel) {
   EXPECT_EQ(Dwait(k, d, -1).error, Errno::kECHILD);
   EXPECT_EQ(Dwait(k, d, tpid, NB_WNOHANG).error, Errno::kECHILD);
   EXPECT_EQ(Dwait(k, d, -1, 0x40).error, Errno::kEINVAL);
-  EXPECT_EQ(Dwait(k, d, 0).error, Errno::kEINVAL);
+  EXPECT_EQ(Dwait(k, d, 0).error, Errno::kECHILD);   // no process groups: no such child
+  EXPECT_EQ(Dwait(k, d, -2).error, Errno::kECHILD);
   EXPECT_EQ(Dpt(k, d, PT_CONTINUE, tpid).error, Errno::kEPERM);  // not traced
   EXPECT_EQ(Dpt(k, d, PT_ATTACH, kBogusLid).error, Errno::kESRCH);
   EXPECT_EQ(Dpt(k, d, PT_TRACE_ME, 0).error, Errno::kEPERM);

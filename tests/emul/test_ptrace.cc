@@ -104,6 +104,10 @@ TEST(Ptrace, AdmissionRules) {
     ExpectStop(u, tpid, NB_SIGSTOP);
     U_EXPECT_EQ(u, Wait(u, tpid, NB_WNOHANG).retval, 0);  // collected already
     U_EXPECT_EQ(u, Wait(u, tpid, 0x40).error, Errno::kEINVAL);
+    // Process groups (0: the caller's, -2: group 2) hold no tracee: no child to wait for.
+    U_EXPECT_EQ(u, Wait(u, 0, NB_WNOHANG).error, Errno::kECHILD);
+    U_EXPECT_EQ(u, Wait(u, -2, NB_WNOHANG).error, Errno::kECHILD);
+    U_EXPECT_EQ(u, Wait(u, 0, 0x40).error, Errno::kEINVAL);
     U_EXPECT_EQ(u, Pt(u, PT_GET_EVENT_MASK, tpid, 3).error, Errno::kEINVAL);
     U_EXPECT_EQ(u, Pt(u, PT_SET_EVENT_MASK, tpid, 8).error, Errno::kEINVAL);
     U_EXPECT_EQ(u, Pt(u, PT_GET_PROCESS_STATE, tpid, 4).error, Errno::kEINVAL);
