@@ -200,6 +200,10 @@ void GrpcPort::lwp_exited(lwpid_t lid) {
   session_event_locked(std::move(ev));
 }
 
+void GrpcPort::proc_unresponsive(lwpid_t) {
+  if (on_unresponsive_) on_unresponsive_();
+}
+
 void GrpcPort::proc_exited(const emul::ExitStatus& status) {
   {
     std::lock_guard g(mu_);

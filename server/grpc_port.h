@@ -110,6 +110,10 @@ class GrpcPort : public emul::UserPort {
   void lwp_signal(lwpid_t lid, const emul::SigInfo& info) override;
   void lwp_exited(lwpid_t lid) override;
   void proc_exited(const emul::ExitStatus& status) override;
+  void proc_unresponsive(lwpid_t lid) override;
+  // What proc_unresponsive does besides logging (e.g. end the client's host process). Set
+  // once, before the process can run; runs under the kernel's process lock: no blocking.
+  void set_on_unresponsive(std::function<void()> fn) { on_unresponsive_ = std::move(fn); }
 
  private:
   struct Route {
@@ -123,6 +127,7 @@ class GrpcPort : public emul::UserPort {
   void deliver_locked(Route& r, v1::SyscallReturn ret);
 
   const std::function<void()> on_exit_;
+  std::function<void()> on_unresponsive_;  // set before the process runs, then only read
 
   mutable std::mutex mu_;
   std::unordered_map<lwpid_t, Route> routes_;   // [mu_]

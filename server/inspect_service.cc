@@ -69,6 +69,19 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
     resp->set_watchers(d_.watch->watchers());
     resp->set_watch_dropped(d_.watch->dropped());
   }
+  const emul::LimitInfo li = d_.kernel.snapshot_limits();
+  resp->set_maxproc(li.maxproc);
+  resp->set_maxproc_per_uid(li.maxuprc);
+  resp->set_maxlwp_per_uid(li.nthr_per_uid);
+  for (const auto& u : li.uids) {
+    auto* o = resp->add_uids();
+    o->set_uid(u.uid);
+    o->set_nprocs(u.nprocs);
+    o->set_nlwps(u.nthr);
+  }
+  resp->set_unresponsive_kills(li.unresponsive_kills);
+  resp->set_kick_timeout_ms(
+      static_cast<uint32_t>(d_.kernel.config().kick_timeout.count()));
   return done(ctx, grpc::Status::OK);
 }
 

@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -138,6 +139,8 @@ void kernel_log(int level, const std::string& msg) {
   }
 }
 
+constexpr int netbsd_root_reserve() { return lwpd::netbsd::NPROC_ROOT_RESERVE; }
+
 struct Options {
   std::vector<std::string> listen;
   std::string runtime_dir;
@@ -145,7 +148,24 @@ struct Options {
   int quantum_ms = 100;
   std::string log_level = "info";
   std::string admin_token_file;
+  int kick_timeout_ms = -1;  // -1: default_kick_timeout_ms()
+  int maxproc = lwpd::netbsd::NPROC;
+  int maxproc_per_uid = lwpd::netbsd::MAXUPRC;
+  int maxlwp_per_uid = lwpd::netbsd::MAXUPRC;
 };
+
+// The default bound on an unanswered kick: five time slices, but never under half a
+// second, which a loaded host needs to schedule the chain of threads that answers a kick
+// (the client's control thread, the kicked thread, the daemon's gRPC thread). A sanitizer
+// build runs all of them 5-15x slower, so it waits ten times as long.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr int kKickTimeoutScale = 10;
+#else
+constexpr int kKickTimeoutScale = 1;
+#endif
+int default_kick_timeout_ms(int quantum_ms) {
+  return kKickTimeoutScale * std::max(5 * quantum_ms, 500);
+}
 
 // Signals are handled by a thread in sigwait(2), never in a handler: the
 // first SIGTERM/SIGINT starts the clean shutdown, a second one during it
@@ -219,6 +239,11 @@ int run(const Options& o) {
   kcfg.ncpus =
       o.cpus > 0 ? o.cpus : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   kcfg.quantum = std::chrono::milliseconds(o.quantum_ms);
+  kcfg.kick_timeout = std::chrono::milliseconds(
+      o.kick_timeout_ms >= 0 ? o.kick_timeout_ms : default_kick_timeout_ms(o.quantum_ms));
+  kcfg.maxproc = o.maxproc;
+  kcfg.maxuprc = o.maxproc_per_uid;
+  kcfg.nthr_per_uid = o.maxlwp_per_uid;
   kcfg.runtime_dir = runtime_dir;
   kcfg.log = kernel_log;
   // Declared before the kernel, which calls it until its vCPUs stop.
@@ -260,8 +285,10 @@ int run(const Options& o) {
     }
     spdlog::info("listening on {}", o.listen[i]);
   }
-  spdlog::info("{}: {} vCPUs, quantum {} ms, runtime dir {}", kVersion, kernel.ncpus(),
-               o.quantum_ms, runtime_dir);
+  spdlog::info("{}: {} vCPUs, quantum {} ms, kick timeout {} ms, runtime dir {}", kVersion,
+               kernel.ncpus(), o.quantum_ms, kcfg.kick_timeout.count(), runtime_dir);
+  spdlog::info("limits: {} processes ({} kept for root), {} per uid, {} LWPs per uid",
+               kcfg.maxproc, lwpd::netbsd::NPROC_ROOT_RESERVE, kcfg.maxuprc, kcfg.nthr_per_uid);
 
   sigset_t set;
   sigemptyset(&set);
@@ -315,6 +342,19 @@ int main(int argc, char** argv) {
   app.add_option("--admin-token-file", o.admin_token_file,
                  "where to write the fresh admin token (mode 0600; default: admin.token in the "
                  "runtime directory)");
+  app.add_option("--kick-timeout-ms", o.kick_timeout_ms,
+                 "an LWP still running user code this long after a kick loses its vCPU and its "
+                 "process is killed (0: never; default: 5 time slices, at least 500 ms; 10x that in sanitizer builds)")
+      ->check(CLI::Range(0, 3600000));
+  app.add_option("--maxproc", o.maxproc,
+                 "most emulated processes at once (kern.maxproc); the last 5 are kept for root")
+      ->check(CLI::Range(netbsd_root_reserve() + 1, 30000));
+  app.add_option("--maxproc-per-uid", o.maxproc_per_uid,
+                 "most processes per non-root uid (RLIMIT_NPROC)")
+      ->check(CLI::Range(1, 30000));
+  app.add_option("--maxlwp-per-uid", o.maxlwp_per_uid,
+                 "most LWPs per non-root uid, first LWPs of processes not counted (RLIMIT_NTHR)")
+      ->check(CLI::Range(0, 65535));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("lwpd");

@@ -175,6 +175,10 @@ int cmd_stats(Inspector& in, const GlobalOptions& g) {
   auto kv = all_fields(rep);
   for (auto& [k, v] : kv)
     if (k == "uptime_ms") v += " (" + uptime_text(rep.uptime_ms()) + ")";
+  // What each uid holds, against the per-uid limits listed above (root is exempt).
+  for (const auto& u : rep.uids())
+    kv.emplace_back("uid " + std::to_string(u.uid()), std::to_string(u.nprocs()) + " procs, " +
+                                                          std::to_string(u.nlwps()) + " lwps");
   print_pairs(kv);
   return kExitOk;
 }

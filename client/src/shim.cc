@@ -160,6 +160,7 @@
 
 #include "lwpd/lwp.h"
 #include "netbsd_map.h"
+#include "sigmask.h"
 // glibc's <signal.h> defines a BSD macro sigmask(sig) that breaks the generated
 // accessor LwpCreateArgs::sigmask(); the shim never uses the macro.
 #undef sigmask
@@ -497,7 +498,7 @@ void add_token(grpc::ClientContext* ctx, const Process& p) { ctx->AddMetadata(kT
     sigset_t s;
     sigemptyset(&s);
     sigaddset(&s, host_sig);
-    pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+    shim_sigmask(SIG_UNBLOCK, &s, nullptr);
     kill(getpid(), host_sig);
   }
   if (host_sig == SIGKILL || host_sig <= 0) kill(getpid(), SIGKILL);
@@ -643,7 +644,7 @@ LWPD_NO_SANITIZE bool safe_point(const Lwp& l, const void* uctx, bool user_signa
 // delivered inside this pthread_sigmask(), at once (safe_point).
 void unblock(Lwp& l, const sigset_t& mask) {
   __atomic_store_n(&l.at_unblock, true, __ATOMIC_RELAXED);
-  pthread_sigmask(SIG_SETMASK, &mask, nullptr);
+  shim_sigmask(SIG_SETMASK, &mask, nullptr);
   __atomic_store_n(&l.at_unblock, false, __ATOMIC_RELAXED);
 }
 
@@ -738,11 +739,13 @@ LWPD_NO_SANITIZE void user_signal_tramp(int sig, siginfo_t* info, void* uctx) {
     return;
   void* h = __atomic_load_n(&g_user_handler[sig], __ATOMIC_ACQUIRE);
   if (h == nullptr) return;  // raced with a change of disposition: it is gone
+  const bool kick_view = kick_view_save();
   if (__atomic_load_n(&g_user_siginfo[sig], __ATOMIC_RELAXED)) {
     reinterpret_cast<void (*)(int, siginfo_t*, void*)>(h)(sig, info, uctx);
   } else {
     reinterpret_cast<void (*)(int)>(h)(sig);
   }
+  kick_view_restore(kick_view);
 }
 
 // ---- helper threads --------------------------------------------------------------------
@@ -873,9 +876,9 @@ template <class F>
 std::thread start_blocked(F f) {
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  shim_sigmask(SIG_SETMASK, &all, &old);
   std::thread t(std::move(f));
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  shim_sigmask(SIG_SETMASK, &old, nullptr);
   return t;
 }
 
@@ -966,7 +969,7 @@ void after_return(Lwp& l, const pb::SyscallReturn& r);
 pb::SyscallReturn sys_once(Lwp& l, const pb::Syscall& sc) {
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  shim_sigmask(SIG_SETMASK, &all, &old);
   l.ustate.store(pack(gen_of(l.ustate.load()), kKernel));
   if (l.has_home && !t_proxy) {
     ucontext_t me;  // per call: a nested call from a signal handler has its own
@@ -1009,7 +1012,7 @@ int fail(int e) {
 // run with the kick signal blocked. Async-signal-safe.
 bool in_signal_handler() {
   sigset_t cur;
-  pthread_sigmask(SIG_BLOCK, nullptr, &cur);
+  shim_sigmask(SIG_BLOCK, nullptr, &cur);
   return g_kick_signal != 0 && sigismember(&cur, g_kick_signal) == 1;
 }
 
@@ -1063,7 +1066,7 @@ R proxy_call(Process& p, Lwp& l, F& body) {
   };
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  shim_sigmask(SIG_SETMASK, &all, &old);
   ProxyReq* head = p.proxy_q.load(std::memory_order_relaxed);
   do {
     q.next = head;
@@ -1183,13 +1186,13 @@ bool start_lwp_thread(const std::shared_ptr<Lwp>& l) {
   pthread_attr_setstacksize(&attr, kLwpThreadStack);
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  shim_sigmask(SIG_SETMASK, &all, &old);
   pthread_t th;
   auto* arg = new std::shared_ptr<Lwp>(l);
   Process& p = *proc();
   p.lwp_threads.fetch_add(1);
   int rc = pthread_create(&th, &attr, lwp_thread_main, arg);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  shim_sigmask(SIG_SETMASK, &old, nullptr);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
     p.lwp_threads.fetch_sub(1);
@@ -1309,7 +1312,14 @@ int session_open(Process& p) {
   pb::SessionEvent ev;
   if (!p.sess->Write(rq) || !p.sess->Read(&ev)) {
     grpc::Status st = p.sess->Finish();
-    return st.error_code() == grpc::StatusCode::UNAVAILABLE ? ECONNREFUSED : EPROTO;
+    switch (st.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+        return ECONNREFUSED;
+      case grpc::StatusCode::RESOURCE_EXHAUSTED:  // a process limit (README "Security and limits")
+        return EAGAIN;
+      default:
+        return EPROTO;
+    }
   }
   if (!ev.has_attached()) {
     p.sess_ctx.TryCancel();
@@ -1378,7 +1388,7 @@ int lwpd_attach(const char* endpoint) {
   Lwp& l = *main_lwp;
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  shim_sigmask(SIG_SETMASK, &all, &old);
   setup_altstack(l);
   setup_rekick(l);
   l.tid.store(gettid_());
@@ -1410,7 +1420,7 @@ int lwpd_detach(void) {
   p->detaching.store(true);
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  shim_sigmask(SIG_SETMASK, &all, &old);
   l->ustate.store(pack(0, kKernel));
   if (l->ch) {
     pb::LwpRequest rq;
@@ -1452,7 +1462,7 @@ int lwpd_detach(void) {
     futex_wait_ms(&p->lwp_threads, n, 2000 - waited_ms);
   }
   if (p->lwp_threads.load() <= mine) delete p;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  shim_sigmask(SIG_SETMASK, &old, nullptr);
   return 0;
 }
 
@@ -1501,7 +1511,7 @@ void _lwp_exit(void) {
   }
   sigset_t all;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  shim_sigmask(SIG_SETMASK, &all, nullptr);
   l->ustate.store(pack(gen_of(l->ustate.load()), kKernel));
   if (l->has_home) {
     l->exit_req = true;

@@ -74,8 +74,9 @@ struct lwpctl {
  * absolute socket path; NULL = $LWPD_ENDPOINT, else the default socket
  * $XDG_RUNTIME_DIR/lwpd/lwpd.sock or /tmp/lwpd/lwpd.sock) and become an emulated
  * process whose only LWP is the calling thread.
- * Errors: EBUSY (already attached), ECONNREFUSED (daemon unreachable), EPROTO
- * (the daemon refused the session). */
+ * Errors: EBUSY (already attached), ECONNREFUSED (daemon unreachable), EAGAIN
+ * (a process limit of the caller's uid or of the daemon), EPROTO (the daemon refused
+ * the session). */
 LWPD_API int lwpd_attach(const char* endpoint);
 /* The emulated pid (== LID of the first LWP), or -1 when not attached. */
 LWPD_API pid_t lwpd_getpid(void);
