@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <stdexcept>
 
@@ -68,15 +71,30 @@ std::string random_token() {
   return std::string(hex, 32);
 }
 
+// ---- Session --------------------------------------------------------------------------
+
+int Session::kill_host() const {
+  if (host_pidfd == nullptr) return ESRCH;
+  if (::syscall(SYS_pidfd_send_signal, host_pidfd->get(), SIGKILL, nullptr, 0) != 0) return errno;
+  return 0;
+}
+
 // ---- Sessions ------------------------------------------------------------------------
 
 Sessions::Sessions(emul::Kernel& k) : k_(k) {}
 
 Sessions::~Sessions() { janitor_.stop(); }
 
-emul::KResult<std::shared_ptr<Session>> Sessions::create(const std::string& comm, uint32_t uid) {
+emul::KResult<std::shared_ptr<Session>> Sessions::create(const std::string& comm,
+                                                         const SessionIdentity& who) {
   auto s = std::make_shared<Session>();
   s->token = random_token();
+  s->uid = who.uid;
+  if (who.peer && who.peer->is_unix) {
+    s->host_pid = who.peer->pid;
+    s->host_pidfd = who.peer->pidfd;
+  }
+  const uint32_t uid = who.uid;
   // The hook runs under the kernel's process lock: only schedule the reap.
   s->port = std::make_shared<GrpcPort>(
       [this, token = s->token] { janitor_.post([this, token] { reap(token); }); });
