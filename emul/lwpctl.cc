@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -13,7 +14,7 @@ using netbsd::LWPCTL_SLOTS;
 using netbsd::LWPCTL_UAREA_SZ;
 
 KResult<std::unique_ptr<LwpctlArea>> LwpctlArea::create(const std::string& runtime_dir,
-                                                        netbsd::pid_t pid) {
+                                                        netbsd::pid_t pid, uint32_t uid) {
   std::unique_ptr<LwpctlArea> a(new LwpctlArea());
   if (runtime_dir.empty()) {
     a->fd_ = memfd_create("lwpctl", MFD_CLOEXEC);
@@ -22,6 +23,9 @@ KResult<std::unique_ptr<LwpctlArea>> LwpctlArea::create(const std::string& runti
     // A stale file of an earlier daemon with the same PID is replaced.
     ::unlink(a->path_.c_str());
     a->fd_ = ::open(a->path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    // See the header: the owner's only, read-only, when the daemon may give it away.
+    if (a->fd_ >= 0 && ::geteuid() == 0 && ::fchown(a->fd_, uid, static_cast<gid_t>(-1)) == 0)
+      ::fchmod(a->fd_, 0400);
   }
   if (a->fd_ < 0) return Errno::kENOMEM;
   if (::ftruncate(a->fd_, LWPCTL_UAREA_SZ) != 0) return Errno::kENOMEM;

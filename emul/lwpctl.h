@@ -3,6 +3,12 @@
 // user side maps the same memory read-only in spirit and reads them. Backed by
 // a file under the runtime directory (so another process can map it by path)
 // or, without a runtime directory, by a memfd.
+//
+// File modes: the daemon writes through the fd it opened, so the file needs no write bit
+// for anyone. A root daemon gives the file to the process's uid with mode 0400: its own
+// client (and root) can map it, other uids cannot read it. A daemon that is not root cannot
+// give files away: the file stays its own, 0644 (every uid can read which CPU each LWP of
+// every process is on, no uid but the daemon's can write it).
 #pragma once
 
 #include <atomic>
@@ -20,7 +26,7 @@ class LwpctlArea {
  public:
   // Errors: ENOMEM when the backing store cannot be created or mapped.
   static KResult<std::unique_ptr<LwpctlArea>> create(const std::string& runtime_dir,
-                                                     netbsd::pid_t pid);
+                                                     netbsd::pid_t pid, uint32_t uid);
   ~LwpctlArea();
   LwpctlArea(const LwpctlArea&) = delete;
   LwpctlArea& operator=(const LwpctlArea&) = delete;

@@ -270,7 +270,7 @@ Outcome sys_lwp_ctl(Lwp& l, const LwpCtlArgs& a) {
   Proc& p = *l.proc;
   if (l.lwpctl_slot < 0) {
     if (!p.lwpctl) {
-      auto area = LwpctlArea::create(p.kernel().config().runtime_dir, p.pid);
+      auto area = LwpctlArea::create(p.kernel().config().runtime_dir, p.pid, p.uid);
       if (!area.ok()) return Outcome::error(area.error());
       p.lwpctl = area.release();
     }

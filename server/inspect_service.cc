@@ -82,6 +82,16 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
   resp->set_unresponsive_kills(li.unresponsive_kills);
   resp->set_kick_timeout_ms(
       static_cast<uint32_t>(d_.kernel.config().kick_timeout.count()));
+  if (d_.listener != nullptr) {
+    const ListenerStats ls = d_.listener->stats();
+    resp->set_conns_accepted(ls.accepted);
+    resp->set_conns_closed_half_open(ls.closed_half_open);
+    resp->set_conns_refused_over_cap(ls.refused_over_cap);
+    resp->set_accept_errors(ls.accept_errors);
+    resp->set_conns_refused_fd_limit(ls.refused_fd_limit);
+    resp->set_conns_closed_bad_preface(ls.closed_bad_preface);
+    resp->set_conns_live(ls.live);
+  }
   return done(ctx, grpc::Status::OK);
 }
 

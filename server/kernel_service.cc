@@ -137,7 +137,8 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
       return false;
     }
     std::string comm = req_.attach().comm().substr(0, 64);
-    auto r = d_.sessions.create(comm, d_.uid);
+    const SessionIdentity who = session_identity(d_, ctx_);
+    auto r = d_.sessions.create(comm, who);
     if (!r.ok()) {
       FinishNow(Status(StatusCode::RESOURCE_EXHAUSTED,
                        std::string("cannot create a process: ") + netbsd::errno_name(r.error())));
@@ -155,8 +156,7 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
     if (!d_.runtime_dir.empty())
       a->set_lwpctl_path(d_.runtime_dir + "/lwpctl." + std::to_string(s->pid));
     a->set_ncpus(d_.kernel.ncpus());
-    spdlog::info("session pid {}: attached (comm '{}', host pid {})", s->pid, comm,
-                 req_.attach().host_pid());
+    log_attached(*s, who, comm);
     if (!s->port->attach_session(this, std::move(ev)) ||
         d_.shutting_down.load(std::memory_order_relaxed)) {
       d_.sessions.abandon(*s);
@@ -164,6 +164,19 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
       return false;
     }
     return true;
+  }
+
+  // Who attached, as the kernel says; the host pid the client claims is only a hint.
+  void log_attached(const Session& s, const SessionIdentity& who, const std::string& comm) {
+    std::string peer = "peer unknown";
+    if (who.peer && who.peer->is_unix) {
+      peer = fmt::format("peer uid {} pid {}{}", who.peer->uid, who.peer->pid,
+                         who.peer->pidfd ? " (pidfd held)" : "");
+    } else if (who.peer) {
+      peer = "peer TCP";
+    }
+    spdlog::info("session pid {}: attached as uid {} (comm '{}', {}, claimed host pid {})",
+                 s.pid, s.uid, comm, peer, req_.attach().host_pid());
   }
 
   // A message after Attach. False when the stream is finishing.
@@ -184,7 +197,7 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
   }
 
   Daemon& d_;
-  [[maybe_unused]] grpc::CallbackServerContext* const ctx_;
+  grpc::CallbackServerContext* const ctx_;
   v1::SessionRequest req_;      // owned by the one outstanding read
   std::mutex mu_;               // leaf
   std::shared_ptr<Session> s_;  // [mu_] set once by Attach

@@ -3,7 +3,7 @@
 // down cleanly on SIGTERM/SIGINT.
 //
 // Shutdown sequence (run by main once the signal thread reports a signal):
-//   1. refuse new requests and report NOT_SERVING on health;
+//   1. stop accepting connections, refuse new requests and report NOT_SERVING on health;
 //   2. end every session's transports, every watch stream and every trace
 //      session with UNAVAILABLE (streams that would otherwise live as long as
 //      their process / client; closing a debugger also ends its pending Waits);
@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,6 +42,7 @@
 #include <spdlog/spdlog.h>
 
 #include "emul/kernel.h"
+#include "server/listener.h"
 #include "server/services.h"
 #include "server/sessions.h"
 
@@ -152,19 +154,33 @@ struct Options {
   int maxproc = lwpd::netbsd::NPROC;
   int maxproc_per_uid = lwpd::netbsd::MAXUPRC;
   int maxlwp_per_uid = lwpd::netbsd::MAXUPRC;
+  int handshake_timeout_ms = 5000;
+  int max_conns_per_uid = 256;
 };
 
-// The default bound on an unanswered kick: five time slices, but never under half a
-// second, which a loaded host needs to schedule the chain of threads that answers a kick
-// (the client's control thread, the kicked thread, the daemon's gRPC thread). A sanitizer
-// build runs all of them 5-15x slower, so it waits ten times as long.
+// The default bound on an unanswered kick: ten time slices, and never under two seconds.
+// Answering a kick takes a chain of host threads (the client's control thread, the kicked
+// thread, its dispatcher, the daemon's gRPC thread); on a host with a load of 18 on two
+// cores an honest client's chain took over half a second. A sanitizer build runs all of
+// them 5-15x slower, so it waits ten times as long.
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr int kKickTimeoutScale = 10;
 #else
 constexpr int kKickTimeoutScale = 1;
 #endif
 int default_kick_timeout_ms(int quantum_ms) {
-  return kKickTimeoutScale * std::max(5 * quantum_ms, 500);
+  return kKickTimeoutScale * std::max(10 * quantum_ms, 2000);
+}
+
+// Raise the soft fd limit to the hard one: connections cost fds, and the soft default
+// (1024 under systemd) exists for select(), which neither gRPC nor the listener uses.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rlimit want = rl;
+  want.rlim_cur = rl.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &want) == 0)
+    spdlog::debug("fd limit raised from {} to {}", rl.rlim_cur, rl.rlim_max);
 }
 
 // Signals are handled by a thread in sigwait(2), never in a handler: the
@@ -251,8 +267,12 @@ int run(const Options& o) {
   kcfg.observer = &watch;
   emul::Kernel kernel(kcfg);
   server::Sessions sessions(kernel);
+  server::Listener listener(server::ListenerConfig{
+      .handshake_timeout = std::chrono::milliseconds(o.handshake_timeout_ms),
+      .max_conns_per_uid = o.max_conns_per_uid});
   server::Daemon d{.kernel = kernel, .sessions = sessions};
   d.uid = ::geteuid();
+  d.listener = &listener;
   d.runtime_dir = runtime_dir;
   d.admin_token = admin_token;
   d.version = kVersion;
@@ -264,10 +284,8 @@ int run(const Options& o) {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // No listening port: the daemon's listener accepts and hands connections over.
   grpc::ServerBuilder b;
-  std::vector<int> ports(o.listen.size(), 0);
-  for (size_t i = 0; i < o.listen.size(); i++)
-    b.AddListeningPort(o.listen[i], grpc::InsecureServerCredentials(), &ports[i]);
   b.RegisterService(&kernel_svc);
   b.RegisterService(&inspect_svc);
   b.RegisterService(&admin_svc);
@@ -277,14 +295,16 @@ int run(const Options& o) {
     spdlog::error("cannot start the gRPC server (bad or busy --listen address?)");
     return 1;
   }
-  for (size_t i = 0; i < o.listen.size(); i++) {
-    if (ports[i] == 0) {
-      spdlog::error("cannot listen on {}", o.listen[i]);
+  for (const auto& a : o.listen) {
+    if (!listener.listen(a)) {
+      spdlog::error("cannot listen on {}", a);
+      listener.stop();
       server->Shutdown();
       return 1;
     }
-    spdlog::info("listening on {}", o.listen[i]);
+    spdlog::info("listening on {}", a);
   }
+  listener.start(server.get());
   spdlog::info("{}: {} vCPUs, quantum {} ms, kick timeout {} ms, runtime dir {}", kVersion,
                kernel.ncpus(), o.quantum_ms, kcfg.kick_timeout.count(), runtime_dir);
   spdlog::info("limits: {} processes ({} kept for root), {} per uid, {} LWPs per uid",
@@ -298,6 +318,7 @@ int run(const Options& o) {
   int signo = sig.first().get();
   spdlog::info("signal {}: shutting down", signo);
 
+  listener.stop();
   d.shutting_down.store(true, std::memory_order_relaxed);
   if (auto* h = server->GetHealthCheckService()) h->SetServingStatus(false);
   const grpc::Status bye(grpc::StatusCode::UNAVAILABLE, "lwpd is shutting down");
@@ -344,7 +365,8 @@ int main(int argc, char** argv) {
                  "runtime directory)");
   app.add_option("--kick-timeout-ms", o.kick_timeout_ms,
                  "an LWP still running user code this long after a kick loses its vCPU and its "
-                 "process is killed (0: never; default: 5 time slices, at least 500 ms; 10x that in sanitizer builds)")
+                 "process is killed (0: never; default: 10 time slices, at least 2000 ms; 10x that "
+                 "in sanitizer builds)")
       ->check(CLI::Range(0, 3600000));
   app.add_option("--maxproc", o.maxproc,
                  "most emulated processes at once (kern.maxproc); the last 5 are kept for root")
@@ -355,6 +377,14 @@ int main(int argc, char** argv) {
   app.add_option("--maxlwp-per-uid", o.maxlwp_per_uid,
                  "most LWPs per non-root uid, first LWPs of processes not counted (RLIMIT_NTHR)")
       ->check(CLI::Range(0, 65535));
+  app.add_option("--handshake-timeout-ms", o.handshake_timeout_ms,
+                 "a new connection must send its HTTP/2 preface within this time or it is "
+                 "closed")
+      ->check(CLI::Range(10, 600000));
+  app.add_option("--max-conns-per-uid", o.max_conns_per_uid,
+                 "open connections allowed per peer uid (all TCP peers share one count; uid 0 "
+                 "is exempt); more are closed at once")
+      ->check(CLI::Range(1, 1000000));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("lwpd");
@@ -362,6 +392,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(o.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
 
+  raise_fd_limit();
   if (o.listen.empty()) o.listen.push_back("unix://" + default_socket_dir() + "/lwpd.sock");
   int rc = run(o);
   spdlog::shutdown();

@@ -16,6 +16,7 @@
 
 #include "emul/kernel.h"
 #include "lwpd/v1/kernel.grpc.pb.h"
+#include "server/listener.h"
 #include "server/sessions.h"
 #include "server/watch.h"
 
@@ -25,7 +26,10 @@ namespace lwpd::server {
 struct Daemon {
   emul::Kernel& kernel;
   Sessions& sessions;
-  uint32_t uid = 0;         // credentials given to every emulated process
+  // Sessions' credentials come from their connection's peer (session_identity); `uid` is
+  // used only without a listener (an in-process server in tests).
+  uint32_t uid = 0;
+  Listener* listener = nullptr;  // the daemon's acceptor (peer identity, counters); set once
   std::string runtime_dir;  // where lwpctl region files appear
   std::string admin_token;  // grants admin rights (metadata "lwpd-admin-token"); set once
   std::string version;
@@ -123,6 +127,11 @@ class TraceService final : public v1::Trace::CallbackService {
 // (compared in constant time). Admin rights: stop/continue/kill any process, suspend/resume
 // any LWP, trace any process.
 bool is_admin(const Daemon& d, const grpc::CallbackServerContext* ctx);
+
+// Who a session is, by the rules of README "Security and limits": a Unix peer is its kernel
+// uid (SO_PEERCRED); a TCP peer, or one the listener does not know, is nobody (32767) unless
+// the request carries the admin token (then uid 0). Without a listener: d.uid.
+SessionIdentity session_identity(const Daemon& d, const grpc::CallbackServerContext* ctx);
 
 // Resident set size of this process in bytes (from /proc/self/statm), -1 if unknown.
 int64_t self_rss_bytes();

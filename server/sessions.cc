@@ -2,10 +2,16 @@
 
 #include <fcntl.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
+
+#include <spdlog/spdlog.h>
 
 namespace lwpd::server {
 
@@ -68,18 +74,48 @@ std::string random_token() {
   return std::string(hex, 32);
 }
 
+// ---- Session --------------------------------------------------------------------------
+
+int Session::kill_host() const {
+  if (host_pidfd == nullptr) return ESRCH;
+  if (::syscall(SYS_pidfd_send_signal, host_pidfd->get(), SIGKILL, nullptr, 0) != 0) return errno;
+  return 0;
+}
+
 // ---- Sessions ------------------------------------------------------------------------
 
 Sessions::Sessions(emul::Kernel& k) : k_(k) {}
 
 Sessions::~Sessions() { janitor_.stop(); }
 
-emul::KResult<std::shared_ptr<Session>> Sessions::create(const std::string& comm, uint32_t uid) {
+emul::KResult<std::shared_ptr<Session>> Sessions::create(const std::string& comm,
+                                                         const SessionIdentity& who) {
   auto s = std::make_shared<Session>();
   s->token = random_token();
+  s->uid = who.uid;
+  if (who.peer && who.peer->is_unix) {
+    s->host_pid = who.peer->pid;
+    s->host_pidfd = who.peer->pidfd;
+  }
+  const uint32_t uid = who.uid;
   // The hook runs under the kernel's process lock: only schedule the reap.
   s->port = std::make_shared<GrpcPort>(
       [this, token = s->token] { janitor_.post([this, token] { reap(token); }); });
+  // An LWP that does not answer a kick: the client is not to be trusted any more, so its
+  // host process goes too, through the pidfd the kernel gave for the peer (never a pid the
+  // client claimed). Runs under the kernel's process lock: pidfd_send_signal does not block.
+  s->port->set_on_unresponsive([w = std::weak_ptr<Session>(s)] {
+    auto s = w.lock();
+    if (s == nullptr) return;
+    const int e = s->kill_host();
+    if (e == 0) {
+      spdlog::warn("session pid {}: unresponsive; killed its host process {}", s->pid,
+                   s->host_pid);
+    } else {
+      spdlog::warn("session pid {}: unresponsive; its host process not killed ({})", s->pid,
+                   e == ESRCH ? "no pidfd for the peer" : std::strerror(e));
+    }
+  });
   auto r = k_.proc_create(emul::ProcSpec{.uid = uid, .comm = comm, .port = s->port});
   if (!r.ok()) return r.error();
   s->proc = r.release();

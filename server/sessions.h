@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -25,6 +26,7 @@
 
 #include "emul/kernel.h"
 #include "server/grpc_port.h"
+#include "server/listener.h"
 
 namespace lwpd::server {
 
@@ -48,12 +50,30 @@ class Janitor {
   std::thread thread_;
 };
 
+// The credentials of a session, from the kernel (see session_identity in services.h).
+struct SessionIdentity {
+  uint32_t uid = kNobodyUid;  // the emulated process's uid
+  std::optional<Peer> peer;   // the connection's peer, if the listener knows it
+};
+
 struct Session {
   std::string token;
   netbsd::pid_t pid = 0;
+  uint32_t uid = kNobodyUid;  // set before the session is published, then constant
+  // The client's host process, from the connection's kernel credentials (never from what
+  // the client claims): its pid in the daemon's pid namespace (0 when it is outside it, or
+  // over TCP) and a pidfd when the kernel gave one (Linux >= 6.5, Unix peers).
+  pid_t host_pid = 0;
+  std::shared_ptr<const OwnedFd> host_pidfd;
   emul::ProcRef proc;
   std::shared_ptr<GrpcPort> port;
   std::atomic<bool> abandoned{false};  // proc_abandon() done (once)
+
+  // SIGKILL the client's host process through its pidfd (a pid could name another process
+  // by now; a pidfd cannot). Returns 0 or an errno: ESRCH (no pidfd held, or the process is
+  // gone), EINVAL (the process is outside the daemon's pid namespace, e.g. a host client of
+  // a containerised daemon), EPERM (the daemon may not signal it).
+  int kill_host() const;
 };
 
 class Sessions {
@@ -61,8 +81,10 @@ class Sessions {
   explicit Sessions(emul::Kernel& k);
   ~Sessions();
 
-  // Create a process and its session. Errors: EAGAIN (no PID), ENOMEM.
-  emul::KResult<std::shared_ptr<Session>> create(const std::string& comm, uint32_t uid);
+  // Create a process and its session with `who`'s credentials. Errors: EAGAIN (no PID),
+  // ENOMEM.
+  emul::KResult<std::shared_ptr<Session>> create(const std::string& comm,
+                                                 const SessionIdentity& who);
   std::shared_ptr<Session> find(std::string_view token) const;
   // The user side is gone: the process dies as if killed (once).
   void abandon(Session& s);
