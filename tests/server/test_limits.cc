@@ -102,15 +102,17 @@ TEST(UidLimits, PerUidProcessesAndLwpsHoldWhileOtherUidsAttach) {
   ASSERT_TRUE(d.ready()) << d.log();
 
   Client a(d.address(), kNobody), b(d.address(), kNobody);
-  ASSERT_TRUE(is_pid(a.reply())) << d.log();
-  ASSERT_TRUE(is_pid(b.reply())) << d.log();
+  const std::string ra = a.reply(), rb = b.reply();
+  ASSERT_TRUE(is_pid(ra)) << ra << "\n" << d.log();
+  ASSERT_TRUE(is_pid(rb)) << rb << "\n" << d.log();
   Client c(d.address(), kNobody);  // a third process for uid 65534: over RLIMIT_NPROC
   const std::string refused = c.reply();
   EXPECT_NE(refused.find("lwpd_attach"), std::string::npos) << refused;
   EXPECT_NE(refused.find("Resource temporarily unavailable"), std::string::npos) << refused;
 
   Client root(d.address(), 0);  // another uid is not held back
-  ASSERT_TRUE(is_pid(root.reply())) << d.log();
+  const std::string rr = root.reply();
+  ASSERT_TRUE(is_pid(rr)) << rr << "\n" << d.log();
 
   // RLIMIT_NTHR counts every LWP of the uid but each process's first: 2 + 1, then EAGAIN.
   a.send("park 2");
