@@ -9,6 +9,9 @@
 //                                the former cannot PT_ATTACH the latter or go SCHED_FIFO,
 //                                nor read its lwpctl page
 //   TcpSessionsAreNobody         a TCP session is uid 32767, or 0 with the admin token
+//   ChurnKeepsIdentityAndCount   connections opened and closed from several threads while
+//                                sessions attach: every session gets its peer's uid, and
+//                                the live count falls back once gRPC has closed them
 // Second-uid clients run under setpriv(1); the tests run as root (here and in CI).
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -396,6 +400,35 @@ TEST(Listener, TcpSessionsAreNobody) {
   EXPECT_EQ(session_uid(ch, token), 0u);
   EXPECT_EQ(session_uid(ch, std::string(32, '0')), 32767u);  // a forged token is no token
   EXPECT_EQ(session_uid(d.channel(), ""), 0u);                // this test's own uid: root
+}
+
+TEST(Listener, ChurnKeepsIdentityAndCount) {
+  DaemonProcess d(2);
+  ASSERT_TRUE(d.ready()) << d.log();
+  constexpr int kThreads = 4, kRounds = 25;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; t++) {
+    ts.emplace_back([&] {
+      // A fresh connection each round (DaemonProcess::channel uses no shared subchannel):
+      // fds are closed by gRPC and reused by the listener all the time.
+      for (int i = 0; i < kRounds; i++)
+        if (session_uid(d.channel(), "") != 0) wrong++;
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  // Only the connection asking is left (one channel: polling must not add connections).
+  auto inspect = v1::Inspect::NewStub(d.channel());
+  v1::StatsReply s;
+  EXPECT_TRUE(poll_until(
+      [&] {
+        auto ctx = call_ctx("");
+        return inspect->Stats(ctx.get(), {}, &s).ok() && s.conns_live() == 1;
+      },
+      20s))
+      << s.conns_live();
+  EXPECT_GE(s.conns_accepted(), uint64_t{kThreads * kRounds});
 }
 
 }  // namespace
