@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <stdexcept>
 
 #include <grpcpp/server_posix.h>
 #include <spdlog/spdlog.h>
@@ -562,7 +563,9 @@ std::optional<Peer> Listener::Impl::peer_of(const grpc::ServerContextBase& ctx) 
 ListenerStats Listener::Impl::stats() const {
   std::lock_guard g(mu_);
   ListenerStats s = stats_;
-  s.live = static_cast<uint32_t>(conns_.size());
+  // Exact, unlike conns_.size(): entries gRPC closed stay until the next sweep.
+  for (const auto& [fd, c] : conns_)
+    if (!c.handed || sock_id(fd) == std::optional<SockId>(c.id)) s.live++;
   return s;
 }
 

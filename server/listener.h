@@ -82,7 +82,7 @@ struct ListenerStats {
   uint64_t refused_over_cap = 0;   // closed at once: their principal was at its cap
   uint64_t refused_fd_limit = 0;   // accepted on the spare fd and closed (out of fds)
   uint64_t accept_errors = 0;      // accept4 failures other than EAGAIN/EINTR
-  uint32_t live = 0;               // connections pending or handed over (as last counted)
+  uint32_t live = 0;               // connections open now, pending or handed over
 };
 
 class Listener {

@@ -379,11 +379,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   app.add_option("--handshake-timeout-ms", o.handshake_timeout_ms,
                  "a new connection must send its HTTP/2 preface within this time or it is "
-                 "closed")
+                 "closed (default 5000)")
       ->check(CLI::Range(10, 600000));
   app.add_option("--max-conns-per-uid", o.max_conns_per_uid,
                  "open connections allowed per peer uid (all TCP peers share one count; uid 0 "
-                 "is exempt); more are closed at once")
+                 "is exempt); more are closed at once (default 256)")
       ->check(CLI::Range(1, 1000000));
   CLI11_PARSE(app, argc, argv);
 

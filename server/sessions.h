@@ -85,6 +85,10 @@ class Sessions {
   // ENOMEM.
   emul::KResult<std::shared_ptr<Session>> create(const std::string& comm,
                                                  const SessionIdentity& who);
+  // The same with only a uid (no peer): in-process servers in tests.
+  emul::KResult<std::shared_ptr<Session>> create(const std::string& comm, uint32_t uid) {
+    return create(comm, SessionIdentity{.uid = uid, .peer = std::nullopt});
+  }
   std::shared_ptr<Session> find(std::string_view token) const;
   // The user side is gone: the process dies as if killed (once).
   void abandon(Session& s);

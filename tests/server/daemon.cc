@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,9 +25,10 @@ namespace lwpd::test {
 
 using namespace std::chrono_literals;
 
-DaemonProcess::DaemonProcess(int cpus, std::vector<std::string> extra) {
+DaemonProcess::DaemonProcess(int cpus, std::vector<std::string> extra, int nofile) {
   char tmpl[] = "/tmp/lwpd-e2e-XXXXXX";
   dir_ = ::mkdtemp(tmpl);
+  ::chmod(dir_.c_str(), 0755);
   runtime_dir_ = dir_ + "/run";
   address_ = "unix://" + dir_ + "/lwpd.sock";
   std::vector<std::string> args = {LWPD_BINARY,          "--listen",    address_,
@@ -37,6 +40,11 @@ DaemonProcess::DaemonProcess(int cpus, std::vector<std::string> extra) {
   if (pid_ == 0) {
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) ::dup2(fd, 2);
+    ::umask(0);
+    if (nofile > 0) {
+      rlimit rl{static_cast<rlim_t>(nofile), static_cast<rlim_t>(nofile)};
+      ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -19,10 +19,12 @@ namespace lwpd::test {
 namespace v1 = ::lwpd::v1;
 
 // A running lwpd (started by the constructor, SIGKILLed by the destructor if
-// still alive). Its stderr goes to <dir>/lwpd.log.
+// still alive). Its stderr goes to <dir>/lwpd.log. Its directory is searchable by every uid
+// and it runs with umask 0, so clients of other uids (setpriv) can reach its socket.
+// `nofile` > 0: the daemon's RLIMIT_NOFILE (soft and hard).
 class DaemonProcess {
  public:
-  explicit DaemonProcess(int cpus = 2, std::vector<std::string> extra = {});
+  explicit DaemonProcess(int cpus = 2, std::vector<std::string> extra = {}, int nofile = 0);
   ~DaemonProcess();
 
   const std::string& address() const { return address_; }
@@ -52,6 +54,9 @@ std::unique_ptr<grpc::ClientContext> call_ctx(const std::string& token,
                                                   std::chrono::seconds(10));
 
 v1::Syscall sys(const emul::SysArgs& a);
+
+// `server_tests --child-conns PATH N` (test_listener.cc).
+int child_conns(const char* path, int n);
 
 // An attached emulated process: the Session stream and the Kernel stub.
 class Proc {

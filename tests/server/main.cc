@@ -49,6 +49,8 @@ int child_client(const char* address, int n) {
 int main(int argc, char** argv) {
   if (argc == 4 && std::strcmp(argv[1], "--child-client") == 0)
     return child_client(argv[2], std::atoi(argv[3]));
+  if (argc == 4 && std::strcmp(argv[1], "--child-conns") == 0)
+    return lwpd::test::child_conns(argv[2], std::atoi(argv[3]));
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

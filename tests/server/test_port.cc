@@ -4,6 +4,11 @@
 // suppressions of tests/tsan.supp), these are where the daemon's own locking —
 // vCPU threads calling the port under the process lock while transport
 // threads register, cancel and enter — is checked for races most directly.
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -292,6 +297,25 @@ TEST(Port, CancelRacesWithReturn) {
   EXPECT_TRUE(eventually([&] { return ss.find(s->token) == nullptr; }));
   s->port->detach_session(&fs);
   RecordProperty("cancelled", cancelled);
+}
+
+// Session::kill_host signals only through a pidfd, and a pidfd of a process that is gone
+// (reaped: its pid may be reused) signals nobody.
+TEST(Port, KillHostNeedsAPidfdOfALiveProcess) {
+  Session s;
+  EXPECT_EQ(s.kill_host(), ESRCH);  // no pidfd held (a TCP peer, an old kernel)
+  pid_t child = -1;
+  char arg0[] = "sleep", arg1[] = "300";
+  char* argv[] = {arg0, arg1, nullptr};
+  ASSERT_EQ(::posix_spawnp(&child, "sleep", nullptr, nullptr, argv, environ), 0);
+  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
+  ASSERT_GE(pfd, 0);
+  s.host_pidfd = std::make_shared<const OwnedFd>(pfd);
+  EXPECT_EQ(s.kill_host(), 0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(child, &st, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << st;
+  EXPECT_EQ(s.kill_host(), ESRCH);
 }
 
 }  // namespace
