@@ -39,6 +39,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "emul/kernel.h"
@@ -85,7 +86,12 @@ class FuzzProc final : public UserPort {
 
   void lwp_return(lwpid_t lid, const SysReturn& ret, uint64_t gen) override {
     std::lock_guard g(hub_.mu);
+    if (ret.kind == ReturnKind::kStart) born.push_back(lid);
     LwpSide& s = lwps[lid];
+    // A created LWP can be named before it first runs (LWP_SUSPENDED, a busy vCPU).
+    if (ret.kind == ReturnKind::kSyscall && ret.error == Errno::kOk &&
+        std::holds_alternative<LwpCreateArgs>(s.last))
+      born.push_back(static_cast<lwpid_t>(ret.retval));
     s.user = true;
     s.gen = gen;
     s.reissue = ret.kind == ReturnKind::kSyscall &&
@@ -114,6 +120,7 @@ class FuzzProc final : public UserPort {
 
   // ---- [hub.mu] ----
   std::map<lwpid_t, LwpSide> lwps;  // LWPs that got a return and have not exited
+  std::vector<lwpid_t> born;        // LIDs created since the driver last looked
   bool exited = false;
   // ---- driver thread only ----
   ProcRef ref;
@@ -181,6 +188,17 @@ class World {
   LwpParkArgs park_args(lwpid_t self);
   PtraceArgs ptrace_args(pid_t self);
   WaitArgs wait_args(pid_t self);
+  void learn_ids() {
+    std::vector<lwpid_t> born;
+    {
+      std::lock_guard g(hub_.mu);
+      for (auto& p : procs_) {
+        born.insert(born.end(), p->born.begin(), p->born.end());
+        p->born.clear();
+      }
+    }
+    for (lwpid_t l : born) remember(l);
+  }
   void remember(int32_t id) {
     if (std::find(ids_.begin(), ids_.end(), id) == ids_.end()) ids_.push_back(id);
   }
@@ -246,6 +264,7 @@ void World::settle() {
   const auto end = Clock::now() + kSettleLimit;
   int patience = 0;
   for (;;) {
+    learn_ids();
     if (service_ports()) continue;
     if (quiescent()) return;
     // With 2 vCPUs an LWP may wait in a run queue while the other vCPU idles (affinity):
