@@ -38,6 +38,7 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
+#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
@@ -85,7 +86,10 @@ struct Daemon {
   std::unique_ptr<v1::Trace::Stub> tstub;
 
   Daemon() {
-    spdlog::set_level(spdlog::level::off);  // a log line per session would drown the fuzzer's
+    // A log line per session (spdlog) or per invalid UTF-8 string parsed (protobuf) would
+    // drown the fuzzer's own output.
+    spdlog::set_level(spdlog::level::off);
+    google::protobuf::SetLogHandler(nullptr);
     emul::KernelConfig cfg;
     // One vCPU per attached process: each main LWP stays in user mode after its Start, and
     // a second one could not start while the first held the only vCPU.
