@@ -59,6 +59,9 @@ constexpr auto kSettleLimit = 20s;     // longer: the kernel is stuck (a finding
 constexpr auto kTimeoutWait = 3ms;     // kLetTimePass: longer than the short park timeouts
 constexpr lwpid_t kBogusLid = 29999;   // never allocated in a run this short
 
+// LWPD_FUZZ_VERBOSE=1: print every entry and return (to read what an input does).
+const bool g_verbose = std::getenv("LWPD_FUZZ_VERBOSE") != nullptr;
+
 [[noreturn]] void finding(int step, const std::string& what) {
   std::fprintf(stderr, "fuzz_syscalls: step %d: %s\n", step, what.c_str());
   std::abort();
@@ -86,6 +89,10 @@ class FuzzProc final : public UserPort {
 
   void lwp_return(lwpid_t lid, const SysReturn& ret, uint64_t gen) override {
     std::lock_guard g(hub_.mu);
+    if (g_verbose)
+      std::fprintf(stderr, "  return lid %d kind %d: %s retval %lld\n", lid,
+                   static_cast<int>(ret.kind), netbsd::errno_name(ret.error),
+                   static_cast<long long>(ret.retval));
     if (ret.kind == ReturnKind::kStart) born.push_back(lid);
     LwpSide& s = lwps[lid];
     // A created LWP can be named before it first runs (LWP_SUSPENDED, a busy vCPU).
@@ -391,6 +398,9 @@ void World::enter(FuzzProc& p, lwpid_t lid, SysArgs a) {
     s.reissue = false;
     s.last = a;
   }
+  if (g_verbose)
+    std::fprintf(stderr, "step %d: pid %d lid %d enters %s\n", step_, p.pid, lid,
+                 syscall_name(a));
   EntryStatus st = k_->syscall(p.ref, lid, std::move(a));
   // The driver enters only for LWPs the kernel returned to user mode; only their death
   // (their process exiting under them) may refuse the entry.
@@ -484,6 +494,7 @@ void World::user_step(Step s) {
 }
 
 void World::outside_step(Step s) {
+  if (g_verbose) std::fprintf(stderr, "step %d: outside step %d\n", step_, static_cast<int>(s));
   switch (s) {
     case kSignalProc: {
       FuzzProc& p = pick_proc();
@@ -537,7 +548,12 @@ void World::debugger_step() {
       }
       break;
     case kDbgPtrace:
-      if (dbg_ != nullptr) (void)k_->debugger_ptrace(dbg_, ptrace_args(dbg_pid_));
+      if (dbg_ != nullptr) {
+        auto r = k_->debugger_ptrace(dbg_, ptrace_args(dbg_pid_));
+        if (g_verbose && r)
+          std::fprintf(stderr, "  debugger ptrace: %s retval %lld\n", netbsd::errno_name(r->error),
+                       static_cast<long long>(r->retval));
+      }
       break;
     case kDbgWait: {
       if (dbg_ == nullptr) break;
@@ -550,6 +566,9 @@ void World::debugger_step() {
         hub->cv.notify_all();
       });
       if (w.kind == Kernel::DebuggerWait::kPending) pending_waits_.push_back(key);
+      if (g_verbose)
+        std::fprintf(stderr, "  debugger wait: kind %d %s retval %lld\n", static_cast<int>(w.kind),
+                     netbsd::errno_name(w.ret.error), static_cast<long long>(w.ret.retval));
       // What the debugger collected reached it, or its transport failed (undo).
       if (w.kind == Kernel::DebuggerWait::kDone && w.ret.retval > 0) {
         const pid_t pid = static_cast<pid_t>(w.ret.retval);

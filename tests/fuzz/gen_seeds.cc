@@ -42,6 +42,8 @@ constexpr uint8_t kPtAttach = 3, kPtContinue = 1, kPtDetach = 4, kPtKill = 2, kP
 
 void syscall_seeds(const std::filesystem::path& dir) {
   // Three root processes, 1 vCPU, RLIMIT_NTHR 8 (pids are IDs 0-2, the first new LWP is 3).
+  // With one vCPU only one LWP is in user mode at a time: a step names process 0 only while
+  // its LWP holds the vCPU (after a yield or a sleep another process's LWP runs).
   const Bytes h = {0x00, 7};
   auto seed = [&](const std::string& name, Bytes steps, Bytes header = {}) {
     Bytes b = header.empty() ? h : header;
@@ -83,7 +85,7 @@ void syscall_seeds(const std::filesystem::path& dir) {
                        kGetaffinity, 0, kPidZero, kLidSelf,
                        kSetaffinity, 0, kPidZero, kLidSelf, 0xff});
   seed("ptrace-attach-wait-continue",
-       {kPtrace, 0, kPtAttach, known_pid(1), 2, 0, 0, 0, kYield, 0,
+       {kPtrace, 0, kPtAttach, known_pid(1), 2, 0, 0, 0,
         kTraceWait, 0, kPidMinus1, 0, kPtrace, 0, kPtLwpstatus, known_pid(1), 3, 24, 0, 0,
         kPtrace, 0, kPtContinue, known_pid(1), 0, 0, 0, 0,
         kPtrace, 0, kPtDetach, known_pid(1), 0, 0, 0, 0});
