@@ -46,6 +46,7 @@
 #include "emul/kernel.h"
 #include "fuzz_input.h"
 #include "requests_format.h"
+#include "server/hb_annotate.h"
 #include "server/services.h"
 #include "server/sessions.h"
 #include "server/watch.h"
@@ -326,8 +327,12 @@ Pending& Run::unary(const char* method, const std::string& body, uint8_t md) {
   p->ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
   grpc::Slice slice(body);
   p->req = grpc::ByteBuffer(&slice, 1);
+  // The callback runs on a gRPC thread after this hand-off, through Debian's uninstrumented
+  // libgrpc: tell ThreadSanitizer (server/hb_annotate.h).
+  LWPD_HANDOFF_TO_GRPC(p);
   dm_.generic->UnaryCall(&p->ctx, method, grpc::StubOptions(), &p->req, &p->resp,
                          [this, p](const grpc::Status&) {
+                           server::ReactionScope rs(p);
                            std::lock_guard g(mu_);
                            p->done = true;
                            cv_.notify_all();
