@@ -332,7 +332,8 @@ Pending& Run::unary(const char* method, const std::string& body, uint8_t md) {
   LWPD_HANDOFF_TO_GRPC(p);
   dm_.generic->UnaryCall(&p->ctx, method, grpc::StubOptions(), &p->req, &p->resp,
                          [this, p](const grpc::Status&) {
-                           server::ReactionScope rs(p);
+                           // Acquire only: once `done` is set under mu_ the run may free p.
+                           LWPD_REACTION_BEGINS(p);
                            std::lock_guard g(mu_);
                            p->done = true;
                            cv_.notify_all();
