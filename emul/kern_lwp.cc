@@ -98,9 +98,14 @@ ProcLock::~ProcLock() {
   p_.trace_orphans.clear();
   std::vector<std::function<void()>> fire;
   if (!p_.trace_fire.empty()) fire.swap(p_.trace_fire);
+  // Nothing of p_ may be read once it is unlocked: the lock may have been all that kept it
+  // alive. A vCPU whose dispatched LWP ends the process drops its own reference in
+  // switch_out; the moment we unlock, another thread can release the zombie and free it
+  // (found by fuzz_syscalls: a tracer exiting on a vCPU, then released by the test thread).
+  Kernel& k = p_.kernel();
+  const pid_t pid = p_.pid;
   p_.mu.unlock();
-  if (notify != 0 || !orphans.empty())
-    trace_after_unlock(p_.kernel(), p_.pid, notify, std::move(orphans));
+  if (notify != 0 || !orphans.empty()) trace_after_unlock(k, pid, notify, std::move(orphans));
   for (auto& f : fire) f();  // a debugger's woken waits, after every lock is dropped
 }
 

@@ -6,6 +6,9 @@
 #   3. build build-tsan/ (ThreadSanitizer) and run every test in it but the TSan exclusions
 #   4. build build-asan/ (AddressSanitizer + LeakSanitizer) and run every test in it but the
 #      ASan exclusions
+#   5. build the fuzz targets in build-clang/ (clang, libFuzzer + ASan + UBSan) and run each
+#      for LWPD_FUZZ_SECONDS (default 30) from a scratch copy of its seed corpus
+#      (scripts/fuzz.sh --scratch): any crash, leak, invariant failure or hang fails it
 #
 # Sanitizer coverage is by exclusion: a test added later runs under both sanitizers unless it
 # is named in tsan_exclude / asan_exclude below (ctest -E regexes), each with its reason. Labels
@@ -90,6 +93,18 @@ if step "build (build-asan/)" bash scripts/build.sh --sanitize address; then
     --no-tests=error "${ctest_args[@]}"
 else
   skip "ctest (build-asan/)" "build failed"
+fi
+
+# Fuzzing: each target for a bounded time (docs/FUZZING.md); the long runs are scripts/fuzz.sh.
+# Only the fuzz targets and the libraries they link are built (not the whole clang tree).
+fuzz_seconds=${LWPD_FUZZ_SECONDS:-30}
+if step "build (build-clang/ fuzz)" bash scripts/build.sh --clang --target fuzz_syscalls \
+    --target fuzz_requests; then
+  for t in fuzz_syscalls fuzz_requests; do
+    step "$t (${fuzz_seconds}s)" bash scripts/fuzz.sh --no-build --scratch "$t" "$fuzz_seconds"
+  done
+else
+  skip "fuzz targets" "build failed"
 fi
 
 print_summary
