@@ -22,6 +22,8 @@ namespace v1 = ::lwpd::v1;
 // still alive). Its stderr goes to <dir>/lwpd.log.
 class DaemonProcess {
  public:
+  // `extra` arguments are passed on; a "--runtime-dir DIR" among them replaces the
+  // daemon's own runtime directory.
   explicit DaemonProcess(int cpus = 2, std::vector<std::string> extra = {});
   ~DaemonProcess();
 
