@@ -17,7 +17,7 @@ bool GrpcPort::attach_session(SessionStream* s, v1::SessionEvent attached) {
   s->Send(std::move(attached));
   for (auto& ev : early_events_) s->Send(std::move(ev));
   early_events_.clear();
-  if (released_) s->FinishAfterWrites(grpc::Status::OK);
+  if (released_) s->FinishAfterWrites(final_status_);
   return true;
 }
 
@@ -37,7 +37,12 @@ void GrpcPort::orphan() {
 void GrpcPort::released() {
   std::lock_guard g(mu_);
   released_ = true;
-  if (session_ != nullptr) session_->FinishAfterWrites(grpc::Status::OK);
+  if (session_ != nullptr) session_->FinishAfterWrites(final_status_);
+}
+
+void GrpcPort::fail_session(grpc::Status st) {
+  std::lock_guard g(mu_);
+  if (final_status_.ok()) final_status_ = std::move(st);
 }
 
 void GrpcPort::session_event_locked(v1::SessionEvent ev) {

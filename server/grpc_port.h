@@ -88,6 +88,9 @@ class GrpcPort : public emul::UserPort {
   // session stream may now end. Its final status is sent only after this, so a client
   // that sees the stream end no longer finds the process listed.
   void released();
+  // The session stream is to end with `st` rather than OK (a protocol error): still only
+  // after released(), and after the events queued until then (proc_exited included).
+  void fail_session(grpc::Status st);
 
   // ---- LWP transports ----
   void add_lwp(lwpid_t lid);
@@ -137,6 +140,7 @@ class GrpcPort : public emul::UserPort {
   bool orphaned_ = false;                       // [mu_] the stream is gone
   bool exited_ = false;                         // [mu_] proc_exited seen
   bool released_ = false;                       // [mu_] released() seen
+  grpc::Status final_status_;                   // [mu_] the session stream's end (OK)
   bool closed_ = false;                         // [mu_] shutdown
 };
 

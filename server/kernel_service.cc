@@ -193,10 +193,11 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
         break;
     }
     spdlog::warn("session pid {}: malformed message, killing the process", s.pid);
-    // Finish first: the process's exit would otherwise end the stream with OK.
-    FinishNow(Status(StatusCode::INVALID_ARGUMENT,
-                     req_.has_attach() ? "Attach sent twice"
-                                       : "empty SessionRequest (no message set)"));
+    // The stream ends with this status, not OK, once the process is released (as any
+    // session's end: the client then no longer finds its process listed).
+    s.port->fail_session(Status(StatusCode::INVALID_ARGUMENT,
+                                req_.has_attach() ? "Attach sent twice"
+                                                  : "empty SessionRequest (no message set)"));
     d_.sessions.abandon(s);
     return false;
   }
