@@ -4,7 +4,7 @@
 # the figures of the reference run are in docs/SOAK.md.
 #
 #   --daemon-build DIR   tree with the daemon to soak (default build-tsan: ThreadSanitizer)
-#   --client-build DIR   tree with lwpstat, lwpstat_fixture and soak_churn (default build)
+#   --client-build DIR   tree with lwpstat_fixture and soak_churn (default build)
 #   --cycles N           phase 1: client kill -9 cycles (default 1000)
 #   --parallel N         phase 1: clients alive at once (default 4)
 #   --procs N            phase 2: churning processes at once (default 100)
@@ -55,10 +55,9 @@ while (($#)); do
 done
 
 lwpd=$daemon_build/server/lwpd
-lwpstat=$client_build/client/lwpstat/lwpstat
 fixture=$client_build/tests/lwpstat/lwpstat_fixture
 churn=$client_build/tests/soak/soak_churn
-for f in "$lwpd" "$lwpstat" "$fixture" "$churn"; do
+for f in "$lwpd" "$fixture" "$churn"; do
   [[ -x $f ]] || { echo "soak.sh: $f is missing (build it first)" >&2; exit 2; }
 done
 
@@ -67,6 +66,27 @@ mkdir -p "$out/run"
 run=$out/run
 endpoint=unix://$run/lwpd.sock
 export LWPD_ENDPOINT=$endpoint
+# Stats and health through stubs generated here (Debian's python3-grpcio, as tests/python):
+# the soak needs no lwpstat build.
+mkdir -p "$out/py"
+protoc --proto_path="$root/proto" --python_out="$out/py" --grpc_python_out="$out/py" \
+  --plugin=protoc-gen-grpc_python="$(command -v grpc_python_plugin)" \
+  "$root/proto/lwpd/v1/kernel.proto"
+cat > "$out/py/probe.py" <<'PY'
+# probe.py ENDPOINT stats|health: "NPROCS NLWPS" from Inspect.Stats, or SERVING.
+import sys
+import grpc
+from lwpd.v1 import kernel_pb2 as pb, kernel_pb2_grpc as rpc
+ch = grpc.insecure_channel(sys.argv[1])
+if sys.argv[2] == "stats":
+    s = rpc.InspectStub(ch).Stats(pb.StatsRequest(), timeout=30)
+    print(s.nprocs, s.nlwps)
+else:
+    r = ch.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=10)
+    print("SERVING" if r == b"\x08\x01" else "NOT_SERVING")
+PY
+probe() { PYTHONPATH=$out/py /usr/bin/python3 "$out/py/probe.py" "$endpoint" "$1"; }
+
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
 
 "$lwpd" --listen "$endpoint" --runtime-dir "$run" --cpus "$cpus" --log-level warn \
@@ -80,18 +100,14 @@ trap cleanup EXIT
 
 ready=0
 for _ in $(seq 1 300); do
-  if "$lwpstat" health >/dev/null 2>&1; then ready=1; break; fi
+  if [[ $(probe health 2>/dev/null) == SERVING ]]; then ready=1; break; fi
   kill -0 "$daemon" 2>/dev/null || break
   sleep 0.1
 done
 ((ready)) || { echo "soak.sh: lwpd did not come up; log in $out/lwpd.log" >&2; exit 1; }
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$daemon/status"; }
-# "NPROCS NLWPS" from lwpstat stats (proto3 JSON leaves zero fields out).
-counts() {
-  "$lwpstat" stats --json | /usr/bin/python3 -c \
-    'import json,sys; s=json.load(sys.stdin); print(s.get("nprocs",0), s.get("nlwps",0))'
-}
+counts() { probe stats; }
 lwpctl_files() { find "$run" -maxdepth 1 -name 'lwpctl.*' | wc -l; }
 t0=$(date +%s)
 echo "t_s,phase,rss_kb,nprocs,nlwps,lwpctl_files" > "$out/samples.csv"
@@ -163,7 +179,7 @@ read -r nprocs nlwps <<< "$(counts)"
 files=$(lwpctl_files)
 rss_end=$(rss_kb)
 growth_kb=$(( rss_end - rss_warm ))
-serving=$("$lwpstat" health 2>/dev/null || true)
+serving=$(probe health 2>/dev/null || true)
 tsan=$(grep -c "WARNING: ThreadSanitizer" "$out/lwpd.log" || true)
 ok=1
 check() { if eval "$2"; then echo "ok    $1"; else echo "FAIL  $1"; ok=0; fi; }
