@@ -251,6 +251,9 @@ TEST_F(Faults, OversizedMetadataIsRefusedAndOtherConnectionsGoOn) {
     ctx.set_deadline(std::chrono::system_clock::now() + 10s);
     v1::StatsReply rep;
     grpc::Status st = stub->Stats(&ctx, {}, &rep);
+    // A header block much larger than the bound may still be on its way when the daemon
+    // drops the connection: the client then sees the reset (UNAVAILABLE) instead.
+    if (size > 16 * 1024 && st.error_code() == StatusCode::UNAVAILABLE) continue;
     EXPECT_EQ(st.error_code(), StatusCode::RESOURCE_EXHAUSTED) << size << st.error_message();
   }
   EXPECT_TRUE(d_->serving());
