@@ -17,7 +17,7 @@ bool GrpcPort::attach_session(SessionStream* s, v1::SessionEvent attached) {
   s->Send(std::move(attached));
   for (auto& ev : early_events_) s->Send(std::move(ev));
   early_events_.clear();
-  if (exited_) s->FinishAfterWrites(grpc::Status::OK);
+  if (released_) s->FinishAfterWrites(final_status_);
   return true;
 }
 
@@ -32,6 +32,17 @@ void GrpcPort::orphan() {
   std::lock_guard g(mu_);
   orphaned_ = true;
   early_events_.clear();
+}
+
+void GrpcPort::released() {
+  std::lock_guard g(mu_);
+  released_ = true;
+  if (session_ != nullptr) session_->FinishAfterWrites(final_status_);
+}
+
+void GrpcPort::fail_session(grpc::Status st) {
+  std::lock_guard g(mu_);
+  if (final_status_.ok()) final_status_ = std::move(st);
 }
 
 void GrpcPort::session_event_locked(v1::SessionEvent ev) {
@@ -55,7 +66,8 @@ GrpcPort::Check GrpcPort::begin_entry(lwpid_t lid, ReturnTarget* t, int sysno) {
   auto it = routes_.find(lid);
   if (it == routes_.end()) return Check::kNoSuchLwp;
   Route& r = it->second;
-  if (!r.user || r.target != nullptr || !r.buffered.empty()) return Check::kBusy;
+  if (!r.buffered.empty()) return Check::kUncollected;
+  if (!r.user || r.target != nullptr) return Check::kBusy;
   r.target = t;
   r.user = false;
   r.pending_sysno = sysno;
@@ -86,7 +98,7 @@ GrpcPort::Check GrpcPort::start_wait(lwpid_t lid, ReturnTarget* t) {
     t->Deliver(ret);
     return Check::kDelivered;
   }
-  if (r.user) return Check::kBusy;  // already running user code: nothing to wait for
+  if (r.user) return Check::kRunning;
   r.target = t;
   return Check::kOk;
 }
@@ -218,7 +230,7 @@ void GrpcPort::proc_exited(const emul::ExitStatus& status) {
     v1::SessionEvent ev;
     *ev.mutable_proc_exited() = st;
     session_event_locked(std::move(ev));
-    if (session_ != nullptr) session_->FinishAfterWrites(grpc::Status::OK);
+    // The stream ends in released(), once the process is out of the kernel's table.
   }
   // Still under the process lock: the hook only schedules the release.
   if (on_exit_) on_exit_();

@@ -66,11 +66,13 @@ using SessionStream = EventSink<v1::SessionEvent>;
 class GrpcPort : public emul::UserPort {
  public:
   enum class Check {
-    kOk,         // registered (or delivered at once, for kDelivered)
-    kDelivered,  // Start/Open: a buffered return was handed over immediately
-    kNoSuchLwp,  // no route: not an LWP of this process (NOT_FOUND)
-    kBusy,       // the LWP is not in a state for this (FAILED_PRECONDITION)
-    kClosed,     // the process exited or the daemon is shutting down
+    kOk,           // registered (or delivered at once, for kDelivered)
+    kDelivered,    // Start/Open: a buffered return was handed over immediately
+    kNoSuchLwp,    // no route: not an LWP of this process (NOT_FOUND)
+    kBusy,         // the LWP has a pending kernel entry (FAILED_PRECONDITION)
+    kUncollected,  // begin_entry: a return nobody collected waits (take it with Start)
+    kRunning,      // start_wait: the LWP already runs user code, nothing to wait for
+    kClosed,       // the process exited or the daemon is shutting down
   };
 
   explicit GrpcPort(std::function<void()> on_exit) : on_exit_(std::move(on_exit)) {}
@@ -82,6 +84,13 @@ class GrpcPort : public emul::UserPort {
   void detach_session(SessionStream* s);
   // The session stream is gone for good: drop events instead of queueing.
   void orphan();
+  // The exited process has been released from the kernel's table (Sessions::reap): the
+  // session stream may now end. Its final status is sent only after this, so a client
+  // that sees the stream end no longer finds the process listed.
+  void released();
+  // The session stream is to end with `st` rather than OK (a protocol error): still only
+  // after released(), and after the events queued until then (proc_exited included).
+  void fail_session(grpc::Status st);
 
   // ---- LWP transports ----
   void add_lwp(lwpid_t lid);
@@ -135,6 +144,8 @@ class GrpcPort : public emul::UserPort {
   std::deque<v1::SessionEvent> early_events_;   // [mu_] before the stream is bound
   bool orphaned_ = false;                       // [mu_] the stream is gone
   bool exited_ = false;                         // [mu_] proc_exited seen
+  bool released_ = false;                       // [mu_] released() seen
+  grpc::Status final_status_;                   // [mu_] the session stream's end (OK)
   bool closed_ = false;                         // [mu_] shutdown
 };
 

@@ -38,6 +38,8 @@ grpc::ServerUnaryReactor* InspectService::ListProcs(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* InspectService::ListLwps(grpc::CallbackServerContext* ctx,
                                                    const v1::ListLwpsRequest* req,
                                                    v1::ListLwpsReply* resp) {
+  if (req->pid() < 0)
+    return done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "pid must be >= 0"));
   auto pi = d_.kernel.snapshot_proc(req->pid());
   if (!pi) return done(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, "no such process"));
   proc_info_to_wire(*pi, true, resp->mutable_proc());
@@ -68,6 +70,7 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
   if (d_.watch != nullptr) {
     resp->set_watchers(d_.watch->watchers());
     resp->set_watch_dropped(d_.watch->dropped());
+    resp->set_watchers_cut_off(d_.watch->cut_off());
   }
   const emul::LimitInfo li = d_.kernel.snapshot_limits();
   resp->set_maxproc(li.maxproc);
@@ -92,6 +95,7 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
     resp->set_conns_closed_bad_preface(ls.closed_bad_preface);
     resp->set_conns_live(ls.live);
   }
+  resp->set_sessions_cut_off(d_.sessions.cut_offs());
   return done(ctx, grpc::Status::OK);
 }
 

@@ -48,7 +48,15 @@ Status check_status(const Daemon& d, GrpcPort::Check c) {
     case GrpcPort::Check::kNoSuchLwp:
       return Status(StatusCode::NOT_FOUND, "no such LWP in this process");
     case GrpcPort::Check::kBusy:
-      return Status(StatusCode::FAILED_PRECONDITION, "LWP is not in user mode");
+      return Status(StatusCode::FAILED_PRECONDITION,
+                    "LWP is in the kernel: its pending entry has not returned");
+    case GrpcPort::Check::kUncollected:
+      return Status(StatusCode::FAILED_PRECONDITION,
+                    "LWP has a return nobody collected (a cancelled call's or its first "
+                    "dispatch): take it with Start");
+    case GrpcPort::Check::kRunning:
+      return Status(StatusCode::FAILED_PRECONDITION,
+                    "LWP is already running user code: nothing to Start");
     case GrpcPort::Check::kClosed:
       if (d.shutting_down.load(std::memory_order_relaxed))
         return Status(StatusCode::UNAVAILABLE, "lwpd is shutting down");
@@ -78,7 +86,10 @@ grpc::ServerUnaryReactor* finish_now(grpc::CallbackServerContext* ctx, const Sta
 
 class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::SessionEvent> {
  public:
-  SessionReactor(Daemon& d, grpc::CallbackServerContext* ctx) : d_(d), ctx_(ctx) { Read(&req_); }
+  SessionReactor(Daemon& d, grpc::CallbackServerContext* ctx) : d_(d), ctx_(ctx) {
+    SetQueueLimit(d_.max_queued_events);
+    Read(&req_);
+  }
 
   void OnReadDone(bool ok) override {
     ReactionScope rs(HbKey());
@@ -124,6 +135,11 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
   std::shared_ptr<Session> session() {
     std::lock_guard g(mu_);
     return s_;
+  }
+
+  // Under the port and process locks: cut_off only posts.
+  void OnQueueOverflow() override {
+    if (auto s = session()) d_.sessions.cut_off(s, "Session stream");
   }
 
   // The first message. False when the stream is finishing.
@@ -190,9 +206,12 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
         break;
     }
     spdlog::warn("session pid {}: malformed message, killing the process", s.pid);
+    // The stream ends with this status, not OK, once the process is released (as any
+    // session's end: the client then no longer finds its process listed).
+    s.port->fail_session(Status(StatusCode::INVALID_ARGUMENT,
+                                req_.has_attach() ? "Attach sent twice"
+                                                  : "empty SessionRequest (no message set)"));
     d_.sessions.abandon(s);
-    FinishNow(Status(StatusCode::INVALID_ARGUMENT,
-                     req_.has_attach() ? "Attach sent twice" : "empty SessionRequest"));
     return false;
   }
 
@@ -214,6 +233,7 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
     } else if (s_ == nullptr) {
       FinishNow(kBadToken);
     } else {
+      SetQueueLimit(d_.max_queued_events);
       Read(&req_);
     }
   }
@@ -265,6 +285,9 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
   void Fail(const Status& st) override { FinishNow(st); }
 
  private:
+  // A client that sends entries and never reads their returns. Under the port lock.
+  void OnQueueOverflow() override { d_.sessions.cut_off(s_, "LwpChannel"); }
+
   Status Handle() {
     const lwpid_t lid = lid_.load(std::memory_order_relaxed);  // written only here
     switch (req_.msg_case()) {

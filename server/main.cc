@@ -43,6 +43,7 @@
 
 #include "emul/kernel.h"
 #include "server/listener.h"
+#include "server/runtime_dir.h"
 #include "server/services.h"
 #include "server/sessions.h"
 
@@ -56,6 +57,11 @@ constexpr const char* kVersion = "lwpd 0.1.0 (lwpd.v1)";
 // lets their final statuses reach the clients; gRPC also waits this long for
 // idle client connections, so it bounds the shutdown time.
 constexpr auto kShutdownGrace = std::chrono::milliseconds(500);
+// Bound on the metadata of one request or response (the sum of its headers), set
+// explicitly rather than left to gRPC's default: a request over it fails with
+// RESOURCE_EXHAUSTED before any of our code runs. The shim's channel uses the same bound
+// (client/src/shim.cc); our own metadata (tokens) is under 100 bytes.
+constexpr int kMaxMetadataBytes = 8 * 1024;
 
 std::string default_socket_dir() {
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
@@ -156,6 +162,8 @@ struct Options {
   int maxlwp_per_uid = lwpd::netbsd::MAXUPRC;
   int handshake_timeout_ms = 5000;
   int max_conns_per_uid = 256;
+  int max_queued_events = 4096;
+  int watch_stall_ms = 30000;
 };
 
 // The default bound on an unanswered kick: ten time slices, and never under two seconds.
@@ -234,6 +242,14 @@ int run(const Options& o) {
     spdlog::error("cannot create runtime directory {}: {}", runtime_dir, std::strerror(errno));
     return 1;
   }
+  // One daemon per runtime directory; only its owner cleans what a killed one left.
+  server::RuntimeDirLock dir_lock;
+  if (std::string err; !dir_lock.acquire(runtime_dir, &err)) {
+    spdlog::error("{}", err);
+    return 1;
+  }
+  if (int n = server::remove_stale_lwpctl_files(runtime_dir); n > 0)
+    spdlog::info("removed {} stale lwpctl file(s) from {}", n, runtime_dir);
   for (const auto& a : o.listen) {
     if (auto p = unix_path(a)) {
       if (p->empty() || (*p)[0] != '/') {
@@ -263,7 +279,7 @@ int run(const Options& o) {
   kcfg.runtime_dir = runtime_dir;
   kcfg.log = kernel_log;
   // Declared before the kernel, which calls it until its vCPUs stop.
-  server::WatchHub watch;
+  server::WatchHub watch{std::chrono::milliseconds(o.watch_stall_ms)};
   kcfg.observer = &watch;
   emul::Kernel kernel(kcfg);
   server::Sessions sessions(kernel);
@@ -273,6 +289,7 @@ int run(const Options& o) {
   server::Daemon d{.kernel = kernel, .sessions = sessions};
   d.uid = ::geteuid();
   d.listener = &listener;
+  d.max_queued_events = static_cast<size_t>(o.max_queued_events);
   d.runtime_dir = runtime_dir;
   d.admin_token = admin_token;
   d.version = kVersion;
@@ -286,6 +303,7 @@ int run(const Options& o) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   // No listening port: the daemon's listener accepts and hands connections over.
   grpc::ServerBuilder b;
+  b.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, kMaxMetadataBytes);
   b.RegisterService(&kernel_svc);
   b.RegisterService(&inspect_svc);
   b.RegisterService(&admin_svc);
@@ -385,6 +403,14 @@ int main(int argc, char** argv) {
                  "open connections allowed per peer uid (all TCP peers share one count; uid 0 "
                  "is exempt); more are closed at once (default 256)")
       ->check(CLI::Range(1, 1000000));
+  app.add_option("--max-queued-events", o.max_queued_events,
+                 "events queued for one session stream (Session, LwpChannel) that its client "
+                 "has not read; past it the session is cut off: its process is killed")
+      ->check(CLI::Range(64, 1 << 20));
+  app.add_option("--watch-stall-ms", o.watch_stall_ms,
+                 "a Watch stream whose buffer is full and whose client has read nothing for "
+                 "this long is ended with RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(100, 3600 * 1000));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("lwpd");

@@ -34,6 +34,7 @@ struct Daemon {
   std::string admin_token;  // grants admin rights (metadata "lwpd-admin-token"); set once
   std::string version;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  size_t max_queued_events = 4096;  // bound of a session's stream queues (--max-queued-events)
   std::atomic<uint64_t> entries{0};        // kernel entries served (relaxed counter)
   std::atomic<bool> shutting_down{false};  // new requests get UNAVAILABLE
   WatchHub* watch = nullptr;               // the kernel's observer (Watch, SuspendLwp); set once

@@ -138,6 +138,16 @@ void Sessions::abandon(Session& s) {
   k_.proc_abandon(s.proc);
 }
 
+void Sessions::cut_off(const std::shared_ptr<Session>& s, const char* what) {
+  janitor_.post([this, s, what] {
+    if (s->abandoned.load()) return;  // already going (its stream broke, or cut off twice)
+    cut_offs_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("session pid {}: {} queue over its bound (client not reading), killing",
+                 s->pid, what);
+    abandon(*s);
+  });
+}
+
 void Sessions::reap(const std::string& token) {
   std::shared_ptr<Session> s;
   {
@@ -148,6 +158,7 @@ void Sessions::reap(const std::string& token) {
     by_token_.erase(it);
   }
   (void)k_.proc_release(s->proc);
+  s->port->released();
 }
 
 void Sessions::shutdown(const grpc::Status& st) {

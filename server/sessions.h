@@ -5,7 +5,12 @@
 // A session ends in one place, reap(): after the process exited (GrpcPort's
 // on_exit hook, run under the kernel's process lock, only schedules it), the
 // Janitor thread releases the PID in the kernel and drops the entry, which
-// frees the process, its port and its lwpctl region.
+// frees the process, its port and its lwpctl region, and only then lets the
+// session stream end (GrpcPort::released), so a client that sees its stream's
+// final status never finds its process still listed.
+//
+// A session whose client does not read its streams is cut off (cut_off()): its
+// process is killed as when its stream breaks, logged at warn and counted.
 //
 // Lock order: Sessions::mu_ is taken without any kernel or port lock held;
 // Janitor::mu_ is a leaf.
@@ -92,6 +97,12 @@ class Sessions {
   std::shared_ptr<Session> find(std::string_view token) const;
   // The user side is gone: the process dies as if killed (once).
   void abandon(Session& s);
+  // A stream of `s` went over its queue bound (`what` names it): abandon the
+  // process from the janitor thread, log at warn, count. Safe under kernel and
+  // port locks (only posts).
+  void cut_off(const std::shared_ptr<Session>& s, const char* what);
+  // Sessions cut off since start.
+  uint64_t cut_offs() const { return cut_offs_.load(std::memory_order_relaxed); }
   // End every session's transports with `st` and stop the janitor; used at
   // daemon shutdown before the gRPC server is shut down.
   void shutdown(const grpc::Status& st);
@@ -104,6 +115,7 @@ class Sessions {
   Janitor janitor_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Session>> by_token_;  // [mu_]
+  std::atomic<uint64_t> cut_offs_{0};  // relaxed counter, read by Stats
 };
 
 // 32 hex digits from /dev/urandom.

@@ -4,6 +4,12 @@
 // write if none is in flight; OnWriteDone() starts the next. Finish happens
 // exactly once, and only when no write is in flight.
 //
+// The queue is bounded (SetQueueLimit): a client that does not read its stream
+// must not grow the daemon. The Send that would exceed the bound drops every
+// queued event but the one gRPC is writing, finishes the stream with
+// RESOURCE_EXHAUSTED and calls OnQueueOverflow() once, so the owner can deal
+// with the client (a session's process is killed).
+//
 // Locking: wmu_ is a leaf; it is taken under GrpcPort::mu_ (port -> stream)
 // and never held while calling out of this class, except into gRPC's
 // non-blocking StartWrite/Finish (which never run a reaction inline).
@@ -12,6 +18,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string>
 
 #include <grpcpp/grpcpp.h>
 
@@ -38,11 +45,20 @@ template <class Req, class Ev>
 class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventSink<Ev> {
  public:
   bool Send(Ev ev) override {
-    std::lock_guard g(wmu_);
-    if (finish_) return false;
-    q_.push_back(std::move(ev));
-    if (!writing_) StartNextLocked();
-    return true;
+    {
+      std::lock_guard g(wmu_);
+      if (finish_) return false;
+      if (limit_ == 0 || q_.size() < limit_) {
+        q_.push_back(std::move(ev));
+        if (!writing_) StartNextLocked();
+        return true;
+      }
+      FinishNowLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                   "stream cut off: more than " + std::to_string(limit_) +
+                                       " events queued and not read"));
+    }
+    OnQueueOverflow();
+    return false;
   }
 
   void FinishAfterWrites(grpc::Status st) override {
@@ -54,15 +70,14 @@ class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventS
 
   void FinishNow(grpc::Status st) override {
     std::lock_guard g(wmu_);
-    if (finish_) return;
-    finish_ = std::move(st);
-    if (writing_) {
-      // Keep only the message gRPC is writing (its storage must stay valid).
-      q_.erase(q_.begin() + 1, q_.end());
-    } else {
-      q_.clear();
-      FinishLocked();
-    }
+    FinishNowLocked(std::move(st));
+  }
+
+  // At most `n` events queued (counting the one being written); 0 = no bound. Set it
+  // before the stream is visible to other threads (in the constructor).
+  void SetQueueLimit(size_t n) {
+    std::lock_guard g(wmu_);
+    limit_ = n;
   }
 
   bool Finishing() {
@@ -88,6 +103,11 @@ class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventS
   }
 
  protected:
+  // The Send that exceeded the queue limit (once; the stream is finishing with
+  // RESOURCE_EXHAUSTED). Runs on the sender's thread under the sender's locks
+  // (GrpcPort::mu_, a kernel process lock) but not wmu_: it must only schedule work.
+  virtual void OnQueueOverflow() {}
+
   // The address the TSan hand-off annotations of this reactor use (hb_annotate.h); the same
   // for the derived reactors' reactions.
   void* HbKey() { return static_cast<QueuedBidiReactor*>(this); }
@@ -98,6 +118,17 @@ class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventS
   }
 
  private:
+  void FinishNowLocked(grpc::Status st) {
+    if (finish_) return;
+    finish_ = std::move(st);
+    if (writing_) {
+      // Keep only the message gRPC is writing (its storage must stay valid).
+      q_.erase(q_.begin() + 1, q_.end());
+    } else {
+      q_.clear();
+      FinishLocked();
+    }
+  }
   void StartNextLocked() {
     writing_ = true;
     LWPD_HANDOFF_TO_GRPC(HbKey());
@@ -115,6 +146,7 @@ class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventS
   bool writing_ = false;                // [wmu_]
   std::optional<grpc::Status> finish_;  // [wmu_] requested final status
   bool finished_ = false;               // [wmu_] Finish() called
+  size_t limit_ = 0;                    // [wmu_] bound on q_.size(); 0 = none
 };
 
 }  // namespace lwpd::server

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <string>
 
 #include "server/hb_annotate.h"
 
@@ -79,6 +80,7 @@ class Watcher {
     if (n_ == ring_.size()) {
       lost_++;
       hub_.count_dropped();
+      if (writing_ && Clock::now() - write_started_ > hub_.stall_limit()) cut_off_locked();
       return false;
     }
     ring_[(head_ + n_) % ring_.size()] = Slot{e, lost_};
@@ -102,6 +104,7 @@ class Watcher {
     const bool hello = !subscribed_;
     subscribed_ = true;
     writing_ = true;
+    write_started_ = Clock::now();
     busy_ = true;
     g.unlock();
     // Outside the lock: the kernel side keeps pushing while the message is built.
@@ -139,6 +142,7 @@ class Watcher {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
   struct Slot {
     KEvent e;
     uint64_t lost_before = 0;  // events dropped just before this one
@@ -154,6 +158,18 @@ class Watcher {
     n_ -= k;
     trailing_lost_ = 0;
     if (n_ == 0) std::swap(trailing_lost_, lost_);
+  }
+
+  // The client has read nothing for the stall limit with the buffer full: end the stream
+  // (after the write in flight) and free the buffer.
+  void cut_off_locked() {
+    hub_.count_cut_off();
+    finish_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                           "watch cut off: the client read nothing for " +
+                               std::to_string(hub_.stall_limit().count()) +
+                               " ms while its buffer was full");
+    std::vector<Slot>().swap(ring_);
+    head_ = n_ = 0;
   }
 
   void finish_locked() {
@@ -173,6 +189,7 @@ class Watcher {
   uint64_t lost_ = 0;                   // [mu_] dropped since the last queued event
   bool busy_ = true;                    // [mu_] a pump is scheduled or a write is in flight
   bool writing_ = false;                // [mu_]
+  Clock::time_point write_started_;     // [mu_] of the write in flight
   bool subscribed_ = false;             // [mu_] the WATCH_SUBSCRIBED marker went out
   std::optional<grpc::Status> finish_;  // [mu_]
   bool finished_ = false;               // [mu_]
@@ -213,7 +230,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchReply> {
 
 }  // namespace
 
-WatchHub::WatchHub() : pump_([this] { pump_loop(); }) {}
+WatchHub::WatchHub(std::chrono::milliseconds stall_limit)
+    : stall_limit_(stall_limit), pump_([this] { pump_loop(); }) {}
 
 WatchHub::~WatchHub() {
   {

@@ -9,6 +9,11 @@
 // completion (OnWriteDone) drains the next batch itself, so a busy stream is a chain of
 // StartWrite calls that the kernel never takes part in.
 //
+// A watcher that reads nothing is cut off: when its buffer is full and the write in flight
+// has not completed for the stall limit (--watch-stall-ms), the next event ends the stream
+// with RESOURCE_EXHAUSTED and frees the buffer (gRPC keeps the one message it is writing).
+// A slow reader is not cut: each completed write restarts the clock.
+//
 // Loss is never silent: events that do not fit are counted, and the count is delivered as
 // a WATCH_DROPPED marker at the point of loss (after every event queued before the loss,
 // before every event queued after it).
@@ -18,6 +23,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -42,7 +48,9 @@ class WatchHub final : public emul::KernelObserver {
   static constexpr uint32_t kDefaultBuffer = 4096;
   static constexpr uint32_t kMaxBuffer = 65536;
 
-  WatchHub();
+  static constexpr std::chrono::milliseconds kDefaultStall{30000};
+
+  explicit WatchHub(std::chrono::milliseconds stall_limit = kDefaultStall);
   ~WatchHub() override;  // stops the pump thread; every stream must be done by then
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
@@ -67,9 +75,12 @@ class WatchHub final : public emul::KernelObserver {
 
   int watchers() const { return nwatchers_.load(std::memory_order_relaxed); }
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  uint64_t cut_off() const { return cut_off_.load(std::memory_order_relaxed); }
 
   // ---- for Watcher ----
+  std::chrono::milliseconds stall_limit() const { return stall_limit_; }
   void count_dropped() { dropped_.fetch_add(1, std::memory_order_relaxed); }
+  void count_cut_off() { cut_off_.fetch_add(1, std::memory_order_relaxed); }
   void remove(const std::shared_ptr<Watcher>& w);
 
  private:
@@ -91,6 +102,8 @@ class WatchHub final : public emul::KernelObserver {
   std::atomic<int> nwatchers_{0};  // watchers_.size(); read without mu_ on the fast path
   std::atomic<int> nwaiters_{0};   // waiters_.size(); likewise
   std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> cut_off_{0};
+  const std::chrono::milliseconds stall_limit_;
 
   std::mutex pump_mu_;                        // leaf
   std::condition_variable pump_cv_;           // [pump_mu_]

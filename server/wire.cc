@@ -25,6 +25,31 @@ const FieldDescriptor* syscall_field(int case_number) {
 
 // ---- wire -> emul, one overload per syscall ---------------------------------------
 
+// Range audit: every 64-bit wire field lands in a 64-bit kernel value, so decoding never
+// narrows (a value is passed on as sent and the kernel validates it: EINVAL, not a wrap).
+// 32-bit wire fields (pids, LIDs, signals) are 32-bit in the kernel too; a wider value a
+// client puts there is truncated by its protobuf library or by ours while parsing, before
+// this code runs (README, "Unread streams, wire errors ...").
+template <class Kernel, class Wire>
+constexpr bool holds = sizeof(Kernel) >= sizeof(Wire) && std::is_signed_v<Kernel> ==
+                                                            std::is_signed_v<Wire>;
+static_assert(holds<decltype(emul::LwpCreateArgs::pc), uint64_t>);
+static_assert(holds<decltype(emul::LwpCreateArgs::rflags), uint64_t>);
+static_assert(holds<decltype(emul::LwpCreateArgs::sigmask), uint64_t>);
+static_assert(holds<decltype(emul::LwpCreateArgs::tls_base), uint64_t>);
+static_assert(holds<decltype(emul::LwpCreateArgs::flags), uint64_t>);
+static_assert(holds<decltype(emul::LwpCreateArgs::uc_flags), uint32_t>);
+static_assert(holds<decltype(emul::LwpSetprivateArgs::ptr), uint64_t>);
+static_assert(holds<decltype(emul::LwpUnparkArgs::hint), uint64_t>);
+static_assert(holds<decltype(emul::LwpUnparkAllArgs::ntargets), uint64_t>);
+static_assert(holds<decltype(emul::LwpUnparkAllArgs::hint), uint64_t>);
+static_assert(holds<decltype(emul::LwpGetnameArgs::len), uint64_t>);
+static_assert(holds<decltype(emul::SchedSetaffinityArgs::mask), uint64_t>);
+static_assert(holds<decltype(emul::LwpParkArgs::hint), uint64_t>);
+static_assert(holds<decltype(emul::LwpParkArgs::unparkhint), uint64_t>);
+static_assert(holds<decltype(emul::Timespec::tv_sec), int64_t>);
+static_assert(holds<decltype(emul::Timespec::tv_nsec), int64_t>);
+
 emul::ProcExitArgs decode(const v1::ProcExitArgs& w) { return {.status = w.status()}; }
 
 emul::LwpCreateArgs decode(const v1::LwpCreateArgs& w) {

@@ -1364,7 +1364,11 @@ int lwpd_attach(const char* endpoint) {
 
   auto* p = new Process;
   p->endpoint = resolve_endpoint(endpoint);
-  p->chan = grpc::CreateChannel(p->endpoint, grpc::InsecureChannelCredentials());
+  // The daemon's metadata bound (server/main.cc, kMaxMetadataBytes), stated rather than
+  // left to gRPC's default; the shim's own metadata is one short token.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_MAX_METADATA_SIZE, 8 * 1024);
+  p->chan = grpc::CreateCustomChannel(p->endpoint, grpc::InsecureChannelCredentials(), args);
   p->stub = pb::Kernel::NewStub(p->chan);
   p->inspect = pb::Inspect::NewStub(p->chan);
   if (int e = session_open(*p)) {

@@ -30,6 +30,13 @@ DaemonProcess::DaemonProcess(int cpus, std::vector<std::string> extra, int nofil
   dir_ = ::mkdtemp(tmpl);
   ::chmod(dir_.c_str(), 0755);
   runtime_dir_ = dir_ + "/run";
+  // A test may name the runtime directory itself (e.g. to share one between daemons).
+  for (size_t i = 0; i + 1 < extra.size(); i++)
+    if (extra[i] == "--runtime-dir") {
+      runtime_dir_ = extra[i + 1];
+      extra.erase(extra.begin() + i, extra.begin() + i + 2);
+      break;
+    }
   address_ = "unix://" + dir_ + "/lwpd.sock";
   std::vector<std::string> args = {LWPD_BINARY,          "--listen",    address_,
                                    "--runtime-dir",      runtime_dir_,  "--cpus",

@@ -24,6 +24,8 @@ namespace v1 = ::lwpd::v1;
 // `nofile` > 0: the daemon's RLIMIT_NOFILE (soft and hard).
 class DaemonProcess {
  public:
+  // `extra` arguments are passed on; a "--runtime-dir DIR" among them replaces the
+  // daemon's own runtime directory. `nofile` > 0: the daemon's RLIMIT_NOFILE.
   explicit DaemonProcess(int cpus = 2, std::vector<std::string> extra = {}, int nofile = 0);
   ~DaemonProcess();
 
