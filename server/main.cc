@@ -38,6 +38,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include "emul/kernel.h"
 #include "server/services.h"
@@ -136,6 +137,14 @@ void kernel_log(int level, const std::string& msg) {
       spdlog::error("kernel: {}", msg);
       break;
   }
+}
+
+// Tells systemd (Type=notify in lwpd.service) how the daemon is doing: "READY=1" once every
+// listener is up, "STOPPING=1" when the shutdown starts. Without $NOTIFY_SOCKET (not under
+// systemd) sd_notify does nothing, so this is safe to call unconditionally.
+void notify_service_manager(const char* state) {
+  int rc = sd_notify(0, state);
+  if (rc < 0) spdlog::warn("sd_notify({}): {}", state, std::strerror(-rc));
 }
 
 struct Options {
@@ -262,6 +271,7 @@ int run(const Options& o) {
   }
   spdlog::info("{}: {} vCPUs, quantum {} ms, runtime dir {}", kVersion, kernel.ncpus(),
                o.quantum_ms, runtime_dir);
+  notify_service_manager("READY=1");
 
   sigset_t set;
   sigemptyset(&set);
@@ -270,6 +280,7 @@ int run(const Options& o) {
   SignalThread sig(set);
   int signo = sig.first().get();
   spdlog::info("signal {}: shutting down", signo);
+  notify_service_manager("STOPPING=1");
 
   d.shutting_down.store(true, std::memory_order_relaxed);
   if (auto* h = server->GetHealthCheckService()) h->SetServingStatus(false);
