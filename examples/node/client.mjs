@@ -8,12 +8,15 @@
 // then traced by a debugger on the Trace service (admin token from beside the daemon's socket
 // or $LWPD_ADMIN_TOKEN_FILE): PT_ATTACH stops it through a kick that the process honours,
 // LWP create/exit events stop it, PT_DETACH of the running tracee is EBUSY, and PT_STOP +
-// Wait + PT_DETACH leave it running. Prints one line per step; exits 0 when all passed.
-import { spawn } from 'node:child_process';
+// Wait + PT_DETACH leave it running; then reflect.mjs lists, describes and calls services
+// from reflection alone. Prints one line per step; exits 0 when all passed.
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import {
   Debugger, Process, defaultEndpoint, grpc, int64, loadContract, readAdminToken, toId, unary,
 } from './lwpd.mjs';
@@ -161,6 +164,23 @@ async function debug(contract, target, proc, main) {
   }
 }
 
+// reflect.mjs, the grpcurl-like client: services and a call, from reflection alone.
+async function reflection(target) {
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'reflect.mjs');
+  const run = async (...args) =>
+    (await promisify(execFile)(process.execPath, [script, '--endpoint', target, ...args],
+                               { timeout: 30000 })).stdout;
+  const services = (await run('list')).split('\n');
+  check(['lwpd.v1.Kernel', 'lwpd.v1.Inspect', 'lwpd.v1.Admin', 'lwpd.v1.Trace', 'grpc.health.v1.Health']
+    .every((s) => services.includes(s)), `reflection lists the services (${services.filter(Boolean).join(' ')})`);
+  const methods = await run('describe', 'lwpd.v1.Kernel');
+  check(methods.includes('rpc Session(stream SessionRequest) returns (stream SessionEvent)'),
+        'reflection describes lwpd.v1.Kernel');
+  const stats = JSON.parse(await run('call', 'lwpd.v1.Inspect/Stats', '{}'));
+  check(typeof stats.uptime_ms === 'string' && /^lwpd /.test(stats.version),
+        `reflection call lwpd.v1.Inspect/Stats: ${stats.version}, uptime_ms "${stats.uptime_ms}" (int64 as a string)`);
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const contract = loadContract();
@@ -190,6 +210,7 @@ async function main() {
     check(end?.status?.code === 0 && !end.status.signaled, 'Session reports proc_exited with status 0');
     check(proc.errors.length === 0, `no Trap failed (${proc.errors.map(String).join('; ')})`);
     proc.close();
+    await reflection(target);
   } finally {
     if (daemon) {
       const code = await daemon.stop();
