@@ -4,8 +4,8 @@
 //   node client.mjs [--endpoint unix:///run/lwpd/lwpd.sock]   # a running daemon
 //   node client.mjs --lwpd build/server/lwpd                   # start a private one
 //
-// One emulated process (lwpd.mjs's Process) attaches, creates an LWP and waits for it, and is
-// then traced by a debugger on the Trace service (admin token from beside the daemon's socket
+// One emulated process (lwpd.mjs's Process) attaches, recovers from a Call's deadline,
+// creates an LWP and waits for it, and is then traced by a debugger on the Trace service (admin token from beside the daemon's socket
 // or $LWPD_ADMIN_TOKEN_FILE): PT_ATTACH stops it through a kick that the process honours,
 // LWP create/exit events stop it, PT_DETACH of the running tracee is EBUSY, and PT_STOP +
 // Wait + PT_DETACH leave it running; then reflect.mjs lists, describes and calls services
@@ -116,6 +116,16 @@ async function createAndWait(proc, main) {
   return lid;
 }
 
+// A Call whose deadline passes leaves its syscall pending in the daemon (it still completes,
+// and its return is buffered there); Start collects that return, then Calls work again.
+async function deadlineAndRecovery(main) {
+  const park = { lwp_park: { clock_id: 3, flags: 0, ts: { sec: '1', nsec: '0' } } };  // 1 s
+  const err = await main.call(park, 200).then(() => null, (e) => e);
+  check(err?.code === grpc.status.DEADLINE_EXCEEDED, 'a 1 s _lwp_park under a 200 ms deadline: DEADLINE_EXCEEDED');
+  const r = await main.recover();
+  check(r.error === 'ERRNO_ETIMEDOUT', `recover() (Start) collects the buffered return: ${r.error}`);
+}
+
 // Collects the next stop of `pid` and checks it; PT_GET_PROCESS_STATE for SIGTRAP events.
 async function expectStop(dbg, pid, signo, what) {
   const w = await dbg.wait(pid);
@@ -199,6 +209,7 @@ async function main() {
     const self = await main.call({ lwp_self: {} });
     check(int64(self.retval) === BigInt(proc.pid), '_lwp_self of the main LWP is the pid');
 
+    await deadlineAndRecovery(main);
     await createAndWait(proc, main);
     await debug(contract, target, proc, main);
     const again = await main.call({ lwp_self: {} });
