@@ -47,7 +47,7 @@ cp "${debs[@]}" "$ctx/debs/"
 cp "$root/packaging/container/Dockerfile" "$ctx/"
 install -m 0755 "$root/packaging/container/check.sh" "$ctx/check.sh"
 cp "$root"/examples/node/package.json "$root"/examples/node/package-lock.json \
-   "$root"/examples/node/*.mjs "$ctx/node/"
+   "$root"/examples/node/*.mjs "$root"/examples/node/*.proto "$ctx/node/"
 (cd "$ctx/node" && timeout 240 npm ci --ignore-scripts --no-audit --no-fund --prefer-offline \
                      --fetch-timeout=20000 --fetch-retries=1 --loglevel=error) \
   || { echo "package-check: npm ci failed (is the npm registry reachable?)" >&2; exit 1; }

@@ -13,7 +13,7 @@ for f in /usr/sbin/lwpd /usr/bin/lwpstat /usr/bin/lwpd-health "$unit" \
          /usr/share/lwpd/proto/grpc/health/v1/health.proto /usr/include/lwpd/lwp.h; do
   [[ -e $f ]] || fail "$f is not installed"
 done
-ls /usr/lib/*/liblwpclient.so.1 >/dev/null || fail "liblwpclient.so.1 is not installed"
+ls /usr/lib/liblwpclient.so.1 >/dev/null || fail "liblwpclient.so.1 is not installed"
 dpkg-query -W -f='${Package} ${Version} ${Status}\n' lwpd liblwpclient1 liblwpd-dev
 
 # What systemd would do: RuntimeDirectory=lwpd, UMask=0000, then ExecStart as written.

@@ -12,7 +12,7 @@ example=$src/examples/node
 
 rm -rf "$work"
 mkdir -p "$work/proto/lwpd/v1" "$work/proto/grpc/health/v1"
-cp "$example"/package.json "$example"/package-lock.json "$example"/*.mjs "$work/"
+cp "$example"/package.json "$example"/package-lock.json "$example"/*.mjs "$example"/*.proto "$work/"
 cp "$src/proto/lwpd/v1/kernel.proto" "$work/proto/lwpd/v1/"
 cp "$src/client/lwpstat/health.proto" "$work/proto/grpc/health/v1/"
 
