@@ -143,14 +143,32 @@ export class Lwp {
     }
   }
 
-  // After a Call's deadline: the syscall still completes in the daemon (a park still parks)
-  // and its return waits there; a new Call would be refused (the LWP is not in user mode).
-  // Start hands over that buffered return once the LWP is dispatched.
-  async recover(ms = this.proc.callMs) {
-    const r = await unary(this.proc.kernel, 'Start', { lid: this.lid }, this.proc.md, ms);
-    this.lost = false;
-    this.returned(r);
-    return r;
+  // After a Call's deadline: if the call reached the kernel, the syscall still completes
+  // there (a park still parks) and its return waits in the daemon; a new Call would be
+  // refused (FAILED_PRECONDITION, the LWP is not in user mode). Start hands over that
+  // buffered return once the LWP is dispatched: recover() resolves with it. Start too is
+  // refused (FAILED_PRECONDITION) until the daemon has seen the cancellation, and for good
+  // if the deadline passed before the daemon saw the call at all (the LWP never left user
+  // mode): so Start is retried for up to `settleMs`, then recover() resolves with null and
+  // the call may be reissued.
+  async recover(ms = this.proc.callMs, settleMs = 3000) {
+    const giveUp = Date.now() + settleMs;
+    for (;;) {
+      try {
+        const r = await unary(this.proc.kernel, 'Start', { lid: this.lid }, this.proc.md, ms);
+        this.lost = false;
+        this.returned(r);
+        return r;
+      } catch (err) {
+        if (err.code !== grpc.status.FAILED_PRECONDITION) throw err;
+        if (Date.now() > giveUp) {
+          this.lost = false;
+          this.inUser = true;  // still in the user run of `gen`
+          return null;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
   }
 
   returned(r) {
