@@ -40,6 +40,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include "emul/kernel.h"
 #include "server/listener.h"
@@ -148,6 +149,14 @@ void kernel_log(int level, const std::string& msg) {
 }
 
 constexpr int netbsd_root_reserve() { return lwpd::netbsd::NPROC_ROOT_RESERVE; }
+
+// Tells systemd (Type=notify in lwpd.service) how the daemon is doing: "READY=1" once every
+// listener is up, "STOPPING=1" when the shutdown starts. Without $NOTIFY_SOCKET (not under
+// systemd) sd_notify does nothing, so this is safe to call unconditionally.
+void notify_service_manager(const char* state) {
+  int rc = sd_notify(0, state);
+  if (rc < 0) spdlog::warn("sd_notify({}): {}", state, std::strerror(-rc));
+}
 
 struct Options {
   std::vector<std::string> listen;
@@ -327,6 +336,7 @@ int run(const Options& o) {
                kernel.ncpus(), o.quantum_ms, kcfg.kick_timeout.count(), runtime_dir);
   spdlog::info("limits: {} processes ({} kept for root), {} per uid, {} LWPs per uid",
                kcfg.maxproc, lwpd::netbsd::NPROC_ROOT_RESERVE, kcfg.maxuprc, kcfg.nthr_per_uid);
+  notify_service_manager("READY=1");
 
   sigset_t set;
   sigemptyset(&set);
@@ -335,6 +345,7 @@ int run(const Options& o) {
   SignalThread sig(set);
   int signo = sig.first().get();
   spdlog::info("signal {}: shutting down", signo);
+  notify_service_manager("STOPPING=1");
 
   listener.stop();
   d.shutting_down.store(true, std::memory_order_relaxed);

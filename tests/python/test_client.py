@@ -11,6 +11,9 @@ and plays one emulated process through the documented protocol:
 
   * Session: Attach -> Attached{pid, token}; the stream is the process's lifeline
     and carries its events (kicks, lwp_exited, proc_exited) to a reader thread.
+  * kicks are honoured (Kicks): an LWP running user code in the kick's generation
+    enters the kernel with Trap; test_kicks_let_a_debugger_stop_the_process shows
+    why: a debugger's PT_ATTACH stops the process only through that kick.
   * main LWP (LID == pid): Start, then Calls with metadata "lwpd-token".
   * _lwp_create a second LWP and drive it on a second Python thread (Start,
     _lwp_self, _lwp_exit -> ABORTED); the main LWP _lwp_wait()s for it.
@@ -92,10 +95,11 @@ def health_status(channel, timeout=2.0):
 class Session:
     """The Session stream: requests from a queue, events to a queue (reader thread)."""
 
-    def __init__(self, stub, comm):
+    def __init__(self, stub, comm, kicks=None):
         self._requests = queue.Queue()
         self.events = queue.Queue()
         self.kicks = []
+        self._kick_handler = kicks
         self._requests.put(pb.SessionRequest(
             attach=pb.Attach(comm=comm, host_pid=os.getpid())))
         self._call = stub.Session(iter(self._requests.get, None))
@@ -107,6 +111,8 @@ class Session:
             for ev in self._call:
                 if ev.WhichOneof("msg") == "kick":
                     self.kicks.append((ev.kick.lid, ev.kick.gen))
+                    if self._kick_handler is not None:
+                        self._kick_handler.kick(ev.kick.lid, ev.kick.gen)
                 self.events.put(ev)
             self.events.put(("end", grpc.StatusCode.OK))
         except grpc.RpcError as e:
@@ -124,6 +130,79 @@ class Session:
 
     def close(self):
         self._requests.put(None)  # half-close: ends the request iterator
+
+
+class Kicks:
+    """Kick handling for LWPs driven by the unary Start/Call/Trap RPCs (kernel.proto's header).
+
+    A Kick{lid, gen} asks LWP `lid`, if it is running user code in generation `gen` (the gen
+    of its last return), to enter the kernel at once with Trap; Trap returns RETURN_RESUME
+    when the LWP is dispatched again (after a preemption, or once a stopped process is
+    continued). The Session and the calls are different streams, so a kick can arrive before
+    the return it refers to: the highest kick gen per LWP is latched and honoured when that
+    return arrives. Each LWP's thread calls entering() before a Call (it waits for a Trap in
+    progress) and returned() with every SyscallReturn; the Session reader calls kick().
+    All state is guarded by `_lock`; Trap runs on a thread of its own, never under the lock.
+    """
+
+    def __init__(self, kernel):
+        self._kernel = kernel
+        self._lock = threading.Lock()
+        self._lwps = {}        # lid -> {"gen", "in_user", "kick_gen", "trap_done"}
+        self.md = None         # the session's token metadata, set once attached
+        self.honoured = 0      # Traps made
+        self.errors = []       # Traps that failed (the test asserts there are none)
+
+    def _lwp(self, lid):
+        return self._lwps.setdefault(
+            lid, {"gen": None, "in_user": False, "kick_gen": -1, "trap_done": None})
+
+    def returned(self, lid, ret):
+        with self._lock:
+            st = self._lwp(lid)
+            st["gen"], st["in_user"] = ret.gen, True
+            if st["kick_gen"] == ret.gen:
+                self._trap_locked(lid, st)
+
+    def entering(self, lid):
+        while True:
+            with self._lock:
+                st = self._lwp(lid)
+                done = st["trap_done"]
+                if done is None:
+                    st["in_user"] = False
+                    return
+            done.wait(TIMEOUT * 3)  # a stopped process's Trap returns when continued
+
+    def kick(self, lid, gen):
+        with self._lock:
+            st = self._lwp(lid)
+            st["kick_gen"] = max(st["kick_gen"], gen)
+            if st["in_user"] and st["gen"] == gen:
+                self._trap_locked(lid, st)
+
+    def _trap_locked(self, lid, st):
+        if st["trap_done"] is not None:
+            return
+        st["in_user"] = False
+        st["trap_done"] = threading.Event()
+        self.honoured += 1
+        threading.Thread(target=self._trap, args=(lid, st["trap_done"]), daemon=True).start()
+
+    def _trap(self, lid, done):
+        try:
+            ret = self._kernel.Trap(pb.LwpRef(lid=lid), metadata=self.md, timeout=TIMEOUT * 3)
+        except grpc.RpcError as e:
+            ret = None
+            self.errors.append((lid, e.code()))
+        with self._lock:
+            st = self._lwp(lid)
+            st["trap_done"] = None
+            if ret is not None:
+                st["gen"], st["in_user"] = ret.gen, True
+                if st["kick_gen"] == ret.gen:  # kicked again before this reply came
+                    self._trap_locked(lid, st)
+        done.set()
 
 
 class LwpdDaemon:
@@ -154,6 +233,10 @@ class LwpdDaemon:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("lwpd did not become healthy: " + self.log_text())
             time.sleep(0.05)
+
+    def admin_token(self):
+        with open(os.path.join(self.dir, "admin.token")) as f:
+            return f.read().strip()
 
     def log_text(self):
         self.log.flush()
@@ -187,6 +270,17 @@ class ExternalDaemon:
         if health_status(self.channel, timeout=TIMEOUT) != "SERVING":
             raise RuntimeError(endpoint + " is not SERVING")
 
+    def admin_token(self):
+        """$LWPD_ADMIN_TOKEN_FILE, else admin.token beside the socket (as lwpstat finds it)."""
+        path = os.environ.get("LWPD_ADMIN_TOKEN_FILE")
+        if not path:
+            sock = self.endpoint[len("unix://"):] if self.endpoint.startswith("unix://") else None
+            if sock is None:
+                raise unittest.SkipTest("no admin token for a TCP endpoint")
+            path = os.path.join(os.path.dirname(sock), "admin.token")
+        with open(path) as f:
+            return f.read().strip()
+
     def log_text(self):
         return "(external daemon at %s: no log)\n" % self.endpoint
 
@@ -210,6 +304,7 @@ class PythonClientTest(unittest.TestCase):
             self.daemon = LwpdDaemon(ARGS.lwpd, cpus=2)
         self.kernel = pb_grpc.KernelStub(self.daemon.channel)
         self.inspect = pb_grpc.InspectStub(self.daemon.channel)
+        self.kicks = Kicks(self.kernel)
 
     def tearDown(self):
         rc = self.daemon.stop()
@@ -223,22 +318,34 @@ class PythonClientTest(unittest.TestCase):
         return bool(result and (result.failures or result.errors))
 
     def call(self, md, lid, **sc):
-        return self.kernel.Call(pb.LwpCall(lid=lid, syscall=syscall(**sc)),
-                                metadata=md, timeout=TIMEOUT)
+        """One syscall of LWP `lid`, kicks honoured around it (Kicks)."""
+        self.kicks.entering(lid)
+        r = self.kernel.Call(pb.LwpCall(lid=lid, syscall=syscall(**sc)),
+                             metadata=md, timeout=TIMEOUT)
+        self.kicks.returned(lid, r)
+        return r
+
+    def start(self, md, lid):
+        r = self.kernel.Start(pb.LwpRef(lid=lid), metadata=md, timeout=TIMEOUT)
+        self.kicks.returned(lid, r)
+        return r
+
+    def attach(self, comm):
+        session = Session(self.kernel, comm, kicks=self.kicks)
+        ev = session.next_event({"attached"})
+        self.assertNotIsInstance(ev, tuple, "session ended before Attached: %s" % (ev,))
+        self.kicks.md = (("lwpd-token", ev.attached.token),)
+        return session, ev.attached, self.kicks.md
 
     def test_process_lifecycle(self):
         # ---- Session: Attach -> Attached ----
-        session = Session(self.kernel, "pyclient")
-        ev = session.next_event({"attached"})
-        self.assertNotIsInstance(ev, tuple, "session ended before Attached: %s" % (ev,))
-        att = ev.attached
+        session, att, md = self.attach("pyclient")
         pid, token = att.pid, att.token
         self.assertGreater(pid, 0)
         self.assertTrue(token)
         if not ARGS.endpoint:
             self.assertEqual(att.ncpus, 2)  # --cpus 2
         self.assertGreaterEqual(att.ncpus, 2, "two LWPs must be able to run at once")
-        md = (("lwpd-token", token),)
 
         # Without the token the kernel refuses.
         with self.assertRaises(grpc.RpcError) as cm:
@@ -247,7 +354,7 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
 
         # ---- main LWP: Start, then syscalls ----
-        r = self.kernel.Start(pb.LwpRef(lid=pid), metadata=md, timeout=TIMEOUT)
+        r = self.start(md, pid)
         self.assertEqual(r.kind, pb.RETURN_START)
         r = self.call(md, pid, lwp_self=pb.LwpSelfArgs())
         self.assertEqual((r.kind, r.error, r.retval), (pb.RETURN_SYSCALL, pb.ERRNO_OK, pid))
@@ -266,7 +373,7 @@ class PythonClientTest(unittest.TestCase):
 
         def run_child():
             try:
-                r = self.kernel.Start(pb.LwpRef(lid=new_lid), metadata=md, timeout=TIMEOUT)
+                r = self.start(md, new_lid)
                 child["start_kind"] = r.kind
                 r = self.call(md, new_lid, lwp_self=pb.LwpSelfArgs())
                 child["self"] = r.retval
@@ -360,6 +467,43 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(stats.ncpus, att.ncpus)
         if not ARGS.endpoint:
             self.assertEqual(stats.nprocs, 0)
+        self.assertEqual(self.kicks.errors, [])
+
+    def test_kicks_let_a_debugger_stop_the_process(self):
+        """PT_ATTACH stops the tracee with SIGSTOP, which reaches an LWP running user code
+        only as a kick: without Kicks the debugger's Wait would run into its deadline."""
+        session, att, md = self.attach("pytracee")
+        pid = att.pid
+        self.start(md, pid)
+        self.call(md, pid, lwp_self=pb.LwpSelfArgs())  # now "running user code"
+
+        trace = pb_grpc.TraceStub(self.daemon.channel)
+        requests = queue.Queue()
+        events = trace.Session(iter(requests.get, None),
+                               metadata=(("lwpd-admin-token", self.daemon.admin_token()),))
+        try:
+            opened = next(events).opened
+            tmd = (("lwpd-trace-token", opened.token),)
+            r = trace.Ptrace(pb.PtraceArgs(request=9, pid=pid), metadata=tmd, timeout=TIMEOUT)
+            self.assertEqual(r.error, pb.ERRNO_OK, "PT_ATTACH")
+            w = trace.Wait(pb.WaitArgs(pid=pid), metadata=tmd, timeout=TIMEOUT)
+            self.assertEqual((w.wait.kind, w.wait.code), (pb.WAIT_STOPPED, 17), "SIGSTOP")
+            self.assertGreaterEqual(self.kicks.honoured, 1)
+            # Stopped and waited for: PT_DETACH lets it run on (EBUSY while it runs).
+            r = trace.Ptrace(pb.PtraceArgs(request=10, pid=pid), metadata=tmd, timeout=TIMEOUT)
+            self.assertEqual(r.error, pb.ERRNO_OK, "PT_DETACH")
+        finally:
+            requests.put(None)  # ends the debugger; the detached process survives it
+        r = self.call(md, pid, lwp_self=pb.LwpSelfArgs())  # after the Trap's RETURN_RESUME
+        self.assertEqual(r.retval, pid)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(md, pid, lwp_exit=pb.LwpExitArgs())
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.ABORTED)
+        ev = session.next_event({"proc_exited"})
+        self.assertNotIsInstance(ev, tuple, "session ended without proc_exited: %s" % (ev,))
+        self.assertEqual((ev.proc_exited.signaled, ev.proc_exited.code), (False, 0))
+        session.close()
+        self.assertEqual(self.kicks.errors, [])
 
 
 def main():
