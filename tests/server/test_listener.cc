@@ -223,8 +223,8 @@ TEST(Listener, FloodBeyondFdLimitRecovers) {
   }
   EXPECT_GT(closed, 0) << "no connection refused while out of fds";
   EXPECT_LT(closed, static_cast<int>(flood.size())) << "the daemon held none";
-  // Out of fds, the daemon cannot even take a health check.
-  EXPECT_FALSE(d.serving());
+  // (Whether a health check fails now depends on when gRPC closes the fds of connections
+  // that ended before the flood, so the counters below are what proves the fds ran out.)
   for (int fd : flood) ::close(fd);
   // Once they are gone it serves again, and a whole session works.
   EXPECT_TRUE(poll_until([&] { return d.serving(); }, 30s)) << d.log();
