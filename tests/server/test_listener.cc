@@ -418,13 +418,16 @@ TEST(Listener, ChurnKeepsIdentityAndCount) {
   }
   for (auto& t : ts) t.join();
   EXPECT_EQ(wrong.load(), 0);
-  // Only the connection asking is left (one channel: polling must not add connections).
+  // Of the 100 connections only the one asking is left (one channel: polling must not add
+  // connections), and perhaps one more gRPC has not closed yet (seen under TSan, where it
+  // stayed for over 20 s; the daemon-side lifetime of a connection is gRPC's). Without the
+  // fstat check every connection ever handed over would still count.
   auto inspect = v1::Inspect::NewStub(d.channel());
   v1::StatsReply s;
   EXPECT_TRUE(poll_until(
       [&] {
         auto ctx = call_ctx("");
-        return inspect->Stats(ctx.get(), {}, &s).ok() && s.conns_live() == 1;
+        return inspect->Stats(ctx.get(), {}, &s).ok() && s.conns_live() <= 2;
       },
       20s))
       << s.conns_live();
