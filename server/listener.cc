@@ -533,6 +533,10 @@ void Listener::Impl::stop() {
   }
 }
 
+// gRPC closes a connection's fd only when its transport is destroyed, after the calls on
+// it; so while a call runs, "fd:N" names its own socket. Were that ever not so, a call whose
+// connection died could resolve to a later connection on the same number; such a call can
+// no longer deliver its reply, so what it creates is abandoned unseen.
 std::optional<Peer> Listener::Impl::peer_of(const grpc::ServerContextBase& ctx) const {
   const std::string p = ctx.peer();
   if (p.rfind("fd:", 0) != 0) return std::nullopt;
