@@ -55,6 +55,13 @@
 // continuation runs while its waker is half-way through (e.g. a waiter
 // reaping an LWP that is still inside lwp_exit).
 //
+// Kicks and revocation: a kick asks an LWP running user code to enter the kernel; the
+// first kick of a user-run generation arms a deadline on its vCPU (Scheduler::note_kick,
+// KernelConfig::kick_timeout). If the LWP is still in user mode in that generation when
+// the deadline passes, the vCPU worker takes it back by force (lwp_revoke): the process
+// is killed as by SIGKILL and the user port told (proc_unresponsive), so a client that
+// blocks the kick signal or never traps cannot keep a vCPU.
+//
 // Tracing (kern_ptrace.cc): work that needs another process's lock -- waking
 // a tracer's wait(2), killing the tracees of an exited tracer -- is recorded
 // under Proc::mu and run by ProcLock right after it unlocks, holding nothing.
