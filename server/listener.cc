@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -60,9 +61,12 @@ struct SockId {
 };
 
 // The identity of the socket open at `fd`, nullopt if `fd` is closed or not a socket.
+// The raw system call, not the C library's fstat: `fd` may have been closed by gRPC and its
+// number reused by another thread meanwhile, which is exactly what the inode comparison
+// detects; ThreadSanitizer's fstat interceptor would report that reuse as a race on the fd.
 std::optional<SockId> sock_id(int fd) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return std::nullopt;
+  if (::syscall(SYS_fstat, fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return std::nullopt;
   return SockId{st.st_dev, st.st_ino};
 }
 

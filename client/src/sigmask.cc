@@ -43,6 +43,17 @@ __thread bool t_kick_view __attribute__((tls_model("initial-exec"))) = false;
 
 LWPD_NO_SANITIZE int kick_signo() { return SIGRTMIN + 3; }
 
+// ThreadSanitizer runs a program's signal handlers itself, at its own safe points: it blocks
+// every signal and later restores the old mask with SIG_SETMASK through its
+// REAL(pthread_sigmask) -- which is this interposer. The shim recognises "in a handler" by
+// the kick signal being blocked, and the restore must really restore, so under TSan every
+// SIG_SETMASK passes through unchanged (a program that blocks the kick signal that way there
+// is caught by the daemon's kick timeout). Known before main(): no dlsym in a handler.
+bool g_under_tsan = false;
+__attribute__((constructor)) void detect_tsan() {
+  g_under_tsan = dlsym(RTLD_DEFAULT, "__tsan_init") != nullptr;
+}
+
 // The next definition of `name` (libc's, or a sanitizer's interceptor), looked up once.
 template <typename Fn>
 LWPD_NO_SANITIZE Fn next_fn(Fn* cache, const char* name) {
@@ -111,6 +122,7 @@ LWPD_NO_SANITIZE int change_mask(int how, const sigset_t* set, sigset_t* old, Ma
         sigdelset(&mine, kick);
         break;
       case SIG_SETMASK:
+        if (g_under_tsan) return next(how, set, old);
         mine = keep_kick(*set, next);
         break;
       default:
