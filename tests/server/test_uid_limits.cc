@@ -67,7 +67,13 @@ class Client {
       pollfd p{out_, POLLIN, 0};
       if (poll(&p, 1, 100) <= 0) continue;
       if (read(out_, &c, 1) != 1) break;
-      if (c == '\n') return l;
+      if (c == '\n') {
+        if (l.rfind("==", 0) == 0) {  // a sanitizer's own note on stderr (ASan build)
+          l.clear();
+          continue;
+        }
+        return l;
+      }
       l += c;
     }
     return l;
