@@ -14,6 +14,9 @@
 #   --rss-bound-mb N     allowed RSS growth of the daemon from the end of the warm-up (the
 #                        first 10% of phase 1) to the end (default 64; TSan's own shadow
 #                        and allocator caches are in that figure)
+#   --rss-flat-mb N      allowed RSS growth over the second half of phase 2, while the same
+#                        number of LWPs keeps churning (default 32): a leak per LWP or per
+#                        call grows with the work done, steady state does not
 #   --out DIR            where the log, samples and report go (default: a new /tmp dir)
 #
 # Phase 1 runs lwpstat_fixture (a main LWP waiting, two parked LWPs, one spinning in user
@@ -21,8 +24,10 @@
 # runs --procs soak_churn processes of --lwps LWPs each, creating, exiting and reaping
 # LWPs for --seconds. Every 5 s (and at each phase end) the daemon's VmRSS, Stats' nprocs
 # and nlwps, and the number of lwpctl files are sampled to samples.csv. The end checks:
-# 0 processes, 0 LWPs, 0 lwpctl files, every churn process exited 0, no TSan report, the
-# daemon still SERVING, RSS growth within the bound. Exit 0 iff all hold.
+# 0 processes, 0 LWPs, 0 lwpctl files, every churn process exited 0, no sanitizer report, the
+# daemon still SERVING, RSS growth within the bounds, and then a clean shutdown: SIGTERM,
+# exit status 0 (with an AddressSanitizer daemon, --daemon-build build-asan, that status is
+# LeakSanitizer's verdict on everything the daemon still holds). Exit 0 iff all hold.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -35,8 +40,9 @@ lwps=100
 seconds=600
 cpus=2
 rss_bound_mb=64
+rss_flat_mb=32
 out=""
-usage() { sed -n '2,28s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2; }
+usage() { sed -n '2,33s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 2; }
 while (($#)); do
   case $1 in
     --daemon-build) daemon_build=$2; shift 2 ;;
@@ -48,6 +54,7 @@ while (($#)); do
     --seconds) seconds=$2; shift 2 ;;
     --cpus) cpus=$2; shift 2 ;;
     --rss-bound-mb) rss_bound_mb=$2; shift 2 ;;
+    --rss-flat-mb) rss_flat_mb=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) usage ;;
     *) echo "soak.sh: unknown argument '$1'" >&2; usage ;;
@@ -88,6 +95,7 @@ PY
 probe() { PYTHONPATH=$out/py /usr/bin/python3 "$out/py/probe.py" "$endpoint" "$1"; }
 
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp${LSAN_OPTIONS:+ $LSAN_OPTIONS}"
 
 "$lwpd" --listen "$endpoint" --runtime-dir "$run" --cpus "$cpus" --log-level warn \
   2> "$out/lwpd.log" &
@@ -160,11 +168,17 @@ for i in $(seq 1 "$procs"); do
   "$churn" "$lwps" "$seconds" > "$out/churn.$i.out" 2> "$out/churn.$i.err" & cpids+=($!)
 done
 bad_churn=0
+rss_mid=""
+rss_late=""
 while :; do
   alive=0
   for p in "${cpids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
   ((alive == 0)) && break
   sample churn
+  # Steady state: half-way through and just before the churn processes stop (95%).
+  el=$(( $(date +%s) - t1 ))
+  if [[ -z $rss_mid ]] && (( el * 2 >= seconds )); then rss_mid=$(rss_kb); fi
+  if [[ -z $rss_late ]] && (( el * 20 >= seconds * 19 )); then rss_late=$(rss_kb); fi
   kill -0 "$daemon" 2>/dev/null || { echo "soak.sh: lwpd died in phase 2" >&2; exit 1; }
   sleep 5
 done
@@ -180,7 +194,15 @@ files=$(lwpctl_files)
 rss_end=$(rss_kb)
 growth_kb=$(( rss_end - rss_warm ))
 serving=$(probe health 2>/dev/null || true)
-tsan=$(grep -c "WARNING: ThreadSanitizer" "$out/lwpd.log" || true)
+rss_mid=${rss_mid:-$rss_end}
+rss_late=${rss_late:-$rss_end}
+flat_kb=$(( rss_late - rss_mid ))
+# The clean shutdown: SIGTERM, and the daemon exits 0 (LeakSanitizer's check runs at exit).
+kill -TERM "$daemon" 2>/dev/null || true
+exit_status=0
+wait "$daemon" || exit_status=$?
+sanitizer=$(grep -cE "WARNING: ThreadSanitizer|ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" \
+  "$out/lwpd.log" || true)
 ok=1
 check() { if eval "$2"; then echo "ok    $1"; else echo "FAIL  $1"; ok=0; fi; }
 {
@@ -191,14 +213,18 @@ check() { if eval "$2"; then echo "ok    $1"; else echo "FAIL  $1"; ok=0; fi; }
   echo "RSS: start $(sed -n 2p "$out/samples.csv" | cut -d, -f3) kB, after warm-up $rss_warm kB," \
        "end $rss_end kB (growth $growth_kb kB, bound $((rss_bound_mb * 1024)) kB);" \
        "peak $(cut -d, -f3 "$out/samples.csv" | tail -n +2 | sort -n | tail -1) kB"
+  echo "RSS in phase 2's steady state: $rss_mid kB half-way, $rss_late kB at 95%" \
+       "(growth $flat_kb kB, bound $((rss_flat_mb * 1024)) kB)"
   check "0 processes left (got $nprocs)" '((nprocs == 0))'
   check "0 LWPs left (got $nlwps)" '((nlwps == 0))'
   check "0 lwpctl files left (got $files)" '((files == 0))'
   check "every kill cycle saw its fixture ready" '((failed_cycles == 0))'
   check "every churn process exited 0" '((bad_churn == 0))'
-  check "no ThreadSanitizer report (got $tsan)" '((tsan == 0))'
+  check "no sanitizer report (got $sanitizer)" '((sanitizer == 0))'
   check "daemon SERVING" '[[ $serving == SERVING ]]'
   check "RSS growth within the bound" '((growth_kb <= rss_bound_mb * 1024))'
+  check "RSS flat in phase 2's second half" '((flat_kb <= rss_flat_mb * 1024))'
+  check "clean shutdown on SIGTERM: exit status 0 (got $exit_status)" '((exit_status == 0))'
 } > "$out/report.txt"
 cat "$out/report.txt"
 echo "samples: $out/samples.csv, log: $out/lwpd.log"

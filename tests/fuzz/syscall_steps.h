@@ -54,7 +54,7 @@ enum Step : uint8_t {
   kDebugger,       // sub-op (open/ptrace/wait/cancel/close), then its arguments
   kSigrestart,     // process, mask byte
   kRelease,        // process
-  kLetTimePass,    // wait up to 3 ms for a park timeout
+  kLetTimePass,    // wait up to 300 us for a park timeout
   kNumSteps
 };
 
