@@ -1,127 +1,16 @@
 #include "emul/netbsd.h"
 
-#include <cerrno>
+#include <string_view>
 
 #include "emul/syscalls.h"
 
-namespace lwpd::netbsd {
-
-const char* errno_name(Errno e) {
-  switch (e) {
-    case Errno::kOk:
-      return "0";
-    case Errno::kEPERM:
-      return "EPERM";
-    case Errno::kESRCH:
-      return "ESRCH";
-    case Errno::kEINTR:
-      return "EINTR";
-    case Errno::kEDEADLK:
-      return "EDEADLK";
-    case Errno::kENOMEM:
-      return "ENOMEM";
-    case Errno::kEFAULT:
-      return "EFAULT";
-    case Errno::kEBUSY:
-      return "EBUSY";
-    case Errno::kENODEV:
-      return "ENODEV";
-    case Errno::kEINVAL:
-      return "EINVAL";
-    case Errno::kEAGAIN:
-      return "EAGAIN";
-    case Errno::kEALREADY:
-      return "EALREADY";
-    case Errno::kETIMEDOUT:
-      return "ETIMEDOUT";
-    case Errno::kENAMETOOLONG:
-      return "ENAMETOOLONG";
-    case Errno::kERESTART:
-      return "ERESTART";
-    case Errno::kECHILD:
-      return "ECHILD";
-    case Errno::kEREISSUE:
-      return "EREISSUE";
-  }
-  return "E?";
-}
-
-int errno_to_host(Errno e) {
-  switch (e) {
-    case Errno::kOk:
-      return 0;
-    case Errno::kEPERM:
-      return EPERM;
-    case Errno::kESRCH:
-      return ESRCH;
-    case Errno::kEINTR:
-      return EINTR;
-    case Errno::kEDEADLK:
-      return EDEADLK;
-    case Errno::kENOMEM:
-      return ENOMEM;
-    case Errno::kEFAULT:
-      return EFAULT;
-    case Errno::kEBUSY:
-      return EBUSY;
-    case Errno::kENODEV:
-      return ENODEV;
-    case Errno::kEINVAL:
-      return EINVAL;
-    case Errno::kEAGAIN:
-      return EAGAIN;
-    case Errno::kEALREADY:
-      return EALREADY;
-    case Errno::kETIMEDOUT:
-      return ETIMEDOUT;
-    case Errno::kENAMETOOLONG:
-      return ENAMETOOLONG;
-    case Errno::kERESTART:
-    case Errno::kEREISSUE:
-      return EINTR;
-    case Errno::kECHILD:
-      return ECHILD;
-  }
-  return EINVAL;
-}
-
-const char* lwp_stat_name(LwpStat s) {
-  switch (s) {
-    case LwpStat::kIdl:
-      return "IDL";
-    case LwpStat::kRun:
-      return "RUN";
-    case LwpStat::kSleep:
-      return "SLEEP";
-    case LwpStat::kStop:
-      return "STOP";
-    case LwpStat::kZomb:
-      return "ZOMB";
-    case LwpStat::kOnProc:
-      return "ONPROC";
-    case LwpStat::kSuspended:
-      return "SUSPENDED";
-  }
-  return "?";
-}
-
-const char* proc_stat_name(ProcStat s) {
-  switch (s) {
-    case ProcStat::kIdl:
-      return "IDL";
-    case ProcStat::kActive:
-      return "ACTIVE";
-    case ProcStat::kDying:
-      return "DYING";
-    case ProcStat::kStop:
-      return "STOP";
-    case ProcStat::kZomb:
-      return "ZOMB";
-  }
-  return "?";
-}
-
-}  // namespace lwpd::netbsd
+// The numbers and names of emul/syscalls.h's table are NetBSD's, as the shared table
+// (common/netbsd_abi.h) lists them: checked here, row by row.
+#define LWPD_SYSNO_CHECK(name, num, str, fn)                                        \
+  static_assert(num == ::lwpd::netbsd::sysno(::lwpd::netbsd::Sysno::k##name), str); \
+  static_assert(std::string_view(str) == ::lwpd::netbsd::sysno_name(::lwpd::netbsd::Sysno::k##name));
+LWPD_SYSCALLS(LWPD_SYSNO_CHECK)
+#undef LWPD_SYSNO_CHECK
 
 namespace lwpd::emul {
 

@@ -5,7 +5,7 @@
 namespace lwpd::server {
 
 namespace {
-constexpr int kSysLwpCreate = 309;
+constexpr int kSysLwpCreate = netbsd::sysno(netbsd::Sysno::kLwpCreate);
 }  // namespace
 
 // ---- the Session stream ----------------------------------------------------------------

@@ -61,7 +61,7 @@ constexpr auto kShutdownGrace = std::chrono::milliseconds(500);
 // Bound on the metadata of one request or response (the sum of its headers), set
 // explicitly rather than left to gRPC's default: a request over it fails with
 // RESOURCE_EXHAUSTED before any of our code runs. The shim's channel uses the same bound
-// (client/src/shim.cc); our own metadata (tokens) is under 100 bytes.
+// (client/src/transport_grpc.cc); our own metadata (tokens) is under 100 bytes.
 constexpr int kMaxMetadataBytes = 8 * 1024;
 
 std::string default_socket_dir() {

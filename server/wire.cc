@@ -286,7 +286,23 @@ v1::Syscall syscall_to_wire(const emul::SysArgs& a) {
   return s;
 }
 
-v1::Errno errno_to_wire(netbsd::Errno e) { return static_cast<v1::Errno>(static_cast<int>(e)); }
+// One case per row of the shared table (common/netbsd_abi.h); a value outside it is EINVAL.
+v1::Errno errno_to_wire(netbsd::Errno e) {
+  switch (e) {
+    case netbsd::Errno::kOk:
+      return v1::ERRNO_OK;
+#define LWPD_ERRNO_WIRE(name, num) \
+  case netbsd::Errno::k##name:     \
+    return v1::ERRNO_##name;
+      LWPD_NETBSD_ERRNOS(LWPD_ERRNO_WIRE)
+#undef LWPD_ERRNO_WIRE
+    case netbsd::Errno::kERESTART:
+      return v1::ERRNO_ERESTART;
+    case netbsd::Errno::kEREISSUE:
+      return v1::ERRNO_EREISSUE;
+  }
+  return v1::ERRNO_EINVAL;
+}
 
 void return_to_wire(const emul::SysReturn& r, uint64_t gen, v1::SyscallReturn* out) {
   switch (r.kind) {

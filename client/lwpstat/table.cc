@@ -4,7 +4,7 @@
 #include <cassert>
 #include <cstdio>
 
-#include "emul/netbsd.h"
+#include "common/netbsd_abi.h"
 
 namespace lwpd::lwpstat {
 

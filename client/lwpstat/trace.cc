@@ -28,7 +28,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "emul/netbsd.h"
+#include "common/netbsd_abi.h"
 #include "lwpstat.h"
 
 namespace lwpd::lwpstat {
@@ -37,17 +37,10 @@ namespace nb = ::lwpd::netbsd;
 
 namespace {
 
-const char* const kSigNames[] = {
-    "",         "SIGHUP",  "SIGINT",  "SIGQUIT", "SIGILL",  "SIGTRAP",   "SIGABRT",
-    "SIGEMT",   "SIGFPE",  "SIGKILL", "SIGBUS",  "SIGSEGV", "SIGSYS",    "SIGPIPE",
-    "SIGALRM",  "SIGTERM", "SIGURG",  "SIGSTOP", "SIGTSTP", "SIGCONT",   "SIGCHLD",
-    "SIGTTIN",  "SIGTTOU", "SIGIO",   "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF",
-    "SIGWINCH", "SIGINFO", "SIGUSR1", "SIGUSR2", "SIGPWR"};
-
 // NetBSD signal number -> name ("SIG36" beyond the named ones, "" for 0).
 std::string sig_name(int sig) {
   if (sig == 0) return "";
-  if (sig > 0 && sig < static_cast<int>(std::size(kSigNames))) return kSigNames[sig];
+  if (const char* n = nb::signal_name(sig)) return n;
   return "SIG" + std::to_string(sig);
 }
 

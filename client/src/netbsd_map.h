@@ -1,5 +1,6 @@
 // Host (Linux) <-> NetBSD numbering for the values that cross the shim: errno,
-// signal numbers, signal sets and clock ids. Pure functions, no state.
+// signal numbers, signal sets and clock ids. Pure functions, no state; NetBSD's numbers come
+// from the shared table, common/netbsd_abi.h.
 #pragma once
 
 #include <csignal>

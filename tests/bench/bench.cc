@@ -11,7 +11,7 @@
 //                                                  vs  B4 signal stop round trip  +  B0
 //   M5  10,000 parked LWPs across 100 processes: daemon RSS per LWP, daemon CPU while idle.
 //   M1s M1 made from a signal handler (the shim runs it on a proxy worker thread, see
-//       client/src/shim.cc "Calls from signal handlers"); the thread signals itself with
+//       client/src/shim_internal.h "Calls from signal handlers"); the thread signals itself with
 //       pthread_kill                             vs  M1  +  B1s (the same signal, handler empty)
 //   M1w, M2w  M1 and M2 with a slow watcher attached: an Inspect.Watch stream that is never
 //       read, overflowed before the timed loop so its buffer is full and every kernel event

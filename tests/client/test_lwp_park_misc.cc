@@ -368,5 +368,29 @@ TEST(ClientAttach, UnreachableDaemon) {
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_status(st);
 }
 
+// LWPD_TRANSPORT (client/src/attach.cc): grpc is the only transport built; shm is named but
+// not available yet; anything else is no transport at all. The default stays gRPC.
+TEST(ClientAttach, TransportChoice) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setenv("LWPD_TRANSPORT", "shm", 1);
+    C_ERR(lwpd_attach(daemon().endpoint.c_str()), EPROTONOSUPPORT);
+    C_EQ(lwpd_getpid(), -1);
+    setenv("LWPD_TRANSPORT", "carrier-pigeon", 1);
+    C_ERR(lwpd_attach(daemon().endpoint.c_str()), EINVAL);
+    setenv("LWPD_TRANSPORT", "grpc", 1);
+    C_OK(lwpd_attach(daemon().endpoint.c_str()));
+    C_OK(lwpd_detach());
+    unsetenv("LWPD_TRANSPORT");
+    C_OK(lwpd_attach(daemon().endpoint.c_str()));
+    C_OK(lwpd_detach());
+    _exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe_status(st);
+}
+
 }  // namespace
 }  // namespace lwpd::clienttest

@@ -1,4 +1,4 @@
-// _lwp_* calls made from signal handlers (client/src/shim.cc, "Calls from signal handlers"):
+// _lwp_* calls made from signal handlers (client/src/shim_internal.h, "Calls from signal handlers"):
 // NetBSD's calls are system calls, safe in any handler; the shim runs a handler's call on a
 // proxy worker so that the interrupted code's locks (a malloc arena) do not matter.
 #include <link.h>

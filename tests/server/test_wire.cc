@@ -131,5 +131,23 @@ TEST(Wire, ReturnAndErrno) {
   EXPECT_EQ(errno_to_wire(nb::Errno::kENAMETOOLONG), v1::ERRNO_ENAMETOOLONG);
 }
 
+// The shared table (common/netbsd_abi.h) has a row for every wire errno: proto/'s
+// static_asserts check the rows against the wire, this checks the other direction.
+TEST(Wire, EveryWireErrnoHasATableRow) {
+  int rows = 3;  // OK, ERESTART, EREISSUE
+#define LWPD_COUNT_ROW(name, num) rows++;
+  LWPD_NETBSD_ERRNOS(LWPD_COUNT_ROW)
+#undef LWPD_COUNT_ROW
+  const auto* d = v1::Errno_descriptor();
+  EXPECT_EQ(d->value_count(), rows);
+  for (int i = 0; i < d->value_count(); i++) {
+    const auto e = static_cast<nb::Errno>(d->value(i)->number());
+    EXPECT_EQ(errno_to_wire(e), d->value(i)->number()) << d->value(i)->name();
+    if (e != nb::Errno::kOk) {
+      EXPECT_EQ("ERRNO_" + std::string(nb::errno_name(e)), d->value(i)->name());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lwpd::server

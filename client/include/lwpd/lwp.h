@@ -74,9 +74,12 @@ struct lwpctl {
  * absolute socket path; NULL = $LWPD_ENDPOINT, else the default socket
  * $XDG_RUNTIME_DIR/lwpd/lwpd.sock or /tmp/lwpd/lwpd.sock) and become an emulated
  * process whose only LWP is the calling thread.
+ * $LWPD_TRANSPORT picks the transport: unset, empty or "grpc" (the only one so far);
+ * "shm" fails with EPROTONOSUPPORT ("shm transport not available" on stderr), any other
+ * value with EINVAL.
  * Errors: EBUSY (already attached), ECONNREFUSED (daemon unreachable), EAGAIN
  * (a process limit of the caller's uid or of the daemon), EPROTO (the daemon refused
- * the session). */
+ * the session), EPROTONOSUPPORT / EINVAL ($LWPD_TRANSPORT, above). */
 LWPD_API int lwpd_attach(const char* endpoint);
 /* The emulated pid (== LID of the first LWP), or -1 when not attached. */
 LWPD_API pid_t lwpd_getpid(void);
