@@ -90,8 +90,10 @@ struct Daemon {
 
   Daemon() {
     // A log line per session (spdlog) or per invalid UTF-8 string parsed (protobuf) would
-    // drown the fuzzer's own output.
-    spdlog::set_level(spdlog::level::off);
+    // drown the fuzzer's own output. LWPD_FUZZ_LOG=debug (any spdlog level) turns the
+    // daemon's log on, to read what one input does.
+    const char* level = std::getenv("LWPD_FUZZ_LOG");
+    spdlog::set_level(level != nullptr ? spdlog::level::from_str(level) : spdlog::level::off);
     google::protobuf::SetLogHandler(nullptr);
     emul::KernelConfig cfg;
     // One vCPU per attached process: each main LWP stays in user mode after its Start, and
@@ -99,6 +101,9 @@ struct Daemon {
     cfg.ncpus = 2;
     cfg.quantum = std::chrono::hours(1);  // no time slicing: requests decide
     cfg.pin_cpus = false;
+    // vCPU revocation on, as in the daemon (which defaults to 2 s): an input that kicks an LWP
+    // its raw client never traps exercises the revocation path too.
+    cfg.kick_timeout = std::chrono::milliseconds(250);
     cfg.observer = &watch;
     kernel = std::make_unique<emul::Kernel>(cfg);
     sessions = std::make_unique<server::Sessions>(*kernel);
