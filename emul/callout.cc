@@ -8,7 +8,7 @@ Callout::Callout(Handler h) : handler_(std::move(h)), thread_([this] { run(); })
 
 Callout::~Callout() {
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -18,7 +18,7 @@ Callout::~Callout() {
 void Callout::arm(Key k, std::weak_ptr<Proc> p, netbsd::lwpid_t lid) {
   bool earliest;
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     auto [it, fresh] = q_.emplace(k, Entry{std::move(p), lid});
     earliest = it == q_.begin();
   }
@@ -26,18 +26,18 @@ void Callout::arm(Key k, std::weak_ptr<Proc> p, netbsd::lwpid_t lid) {
 }
 
 void Callout::cancel(Key k) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   q_.erase(k);
 }
 
 size_t Callout::pending() const {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   return q_.size();
 }
 
 void Callout::run() {
   pthread_setname_np(pthread_self(), "lwpd-callout");
-  std::unique_lock lk(mu_);
+  UniqueLock lk(mu_);
   while (!stop_) {
     if (q_.empty()) {
       cv_.wait(lk);

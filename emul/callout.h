@@ -5,14 +5,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 
+#include "emul/lock.h"
 #include "emul/netbsd.h"
 
 namespace lwpd::emul {
@@ -32,23 +31,23 @@ class Callout {
   explicit Callout(Handler h);
   ~Callout();
 
-  // Lock order: after Proc::mu (called with it held).
-  void arm(Key k, std::weak_ptr<Proc> p, netbsd::lwpid_t lid);
-  void cancel(Key k);
-  size_t pending() const;
+  // Called with a Proc::mu held (Callout ranks after Proc, emul/lock.h).
+  void arm(Key k, std::weak_ptr<Proc> p, netbsd::lwpid_t lid) EXCLUDES(mu_);
+  void cancel(Key k) EXCLUDES(mu_);
+  size_t pending() const EXCLUDES(mu_);
 
  private:
   struct Entry {
     std::weak_ptr<Proc> proc;
     netbsd::lwpid_t lid;
   };
-  void run();
+  void run() EXCLUDES(mu_);
 
   Handler handler_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<Key, Entry> q_;  // mu_
-  bool stop_ = false;       // mu_
+  mutable Mutex mu_{LockRank::kCallout};
+  CondVar cv_;
+  std::map<Key, Entry> q_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -20,21 +20,21 @@ KResult<int> IdAllocator::fresh_locked() {
 }
 
 KResult<netbsd::pid_t> IdAllocator::alloc_pid() {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   int id = TRY(fresh_locked());
   slots_[id] = Slot::kProc;
   return id;
 }
 
 void IdAllocator::free_pid(netbsd::pid_t pid) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   assert(slots_.at(pid) == Slot::kProc);
   slots_[pid] = Slot::kFree;
   used_--;
 }
 
 KResult<netbsd::lwpid_t> IdAllocator::alloc_lid(netbsd::pid_t pid, int reserve) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   assert(slots_.at(pid) == Slot::kProc || slots_.at(pid) == Slot::kProcUsurped);
   if (slots_[pid] == Slot::kProc) {
     slots_[pid] = Slot::kProcUsurped;
@@ -48,7 +48,7 @@ KResult<netbsd::lwpid_t> IdAllocator::alloc_lid(netbsd::pid_t pid, int reserve) 
 }
 
 void IdAllocator::free_lid(netbsd::pid_t pid, netbsd::lwpid_t lid) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (lid == pid) {
     assert(slots_.at(pid) == Slot::kProcUsurped);
     slots_[pid] = Slot::kProc;
@@ -60,7 +60,7 @@ void IdAllocator::free_lid(netbsd::pid_t pid, netbsd::lwpid_t lid) {
 }
 
 int IdAllocator::in_use() const {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   return used_;
 }
 

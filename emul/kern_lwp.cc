@@ -43,15 +43,19 @@
 //                      sleep queues and the lwpctl slot bitmap
 //   Cpu::mu            one vCPU: run queue, current LWP, resched flags, and
 //                      the run-queue links of the LWPs queued there
-//   IdAllocator, Callout, uid accounting, UserPort implementations: leaves
+//   IdAllocator, Callout, uid accounting, UserPort implementations: inner
 //
-// Lock order:  table_mu_ -> Proc::mu -> Cpu::mu -> {IdAllocator, Callout, uid, port}
+// Lock order: the daemon's one order (emul/ and server/) is on one line in
+// emul/lock.h, with the annotated Mutex, its guards and the LockRank enum; in
+// short  table_mu_ -> Proc::mu -> Cpu::mu -> {Callout, IdAllocator, uid, port}.
 //   Never two Proc locks, never two Cpu locks. A vCPU worker holds no lock
 //   when it takes a Proc lock; it learns what to do under Cpu::mu, drops it,
-//   and re-validates under Proc::mu.
+//   and re-validates under Proc::mu. Assertion builds abort on a lock taken
+//   out of rank order. Fields say their lock in GUARDED_BY and functions their
+//   contract in REQUIRES/EXCLUDES (kern.h), checked by clang -Wthread-safety.
 //
 // Deferred wakeups: a broadcast of the process condvar only marks it pending;
-// ProcLock runs the sleepers' continuations just before unlocking, so no
+// DeferringProcLock runs the sleepers' continuations just before unlocking, so no
 // continuation runs while its waker is half-way through (e.g. a waiter
 // reaping an LWP that is still inside lwp_exit).
 //
@@ -64,7 +68,8 @@
 //
 // Tracing (kern_ptrace.cc): work that needs another process's lock -- waking
 // a tracer's wait(2), killing the tracees of an exited tracer -- is recorded
-// under Proc::mu and run by ProcLock right after it unlocks, holding nothing.
+// under Proc::mu and run by DeferringProcLock right after it unlocks, holding
+// nothing (the guard's name says at each call site that its release runs work).
 // ---------------------------------------------------------------------------
 
 #include <algorithm>
@@ -93,25 +98,33 @@ std::atomic<uint64_t> g_sleep_seq{0};
 
 }  // namespace
 
-// ---- ProcLock ---------------------------------------------------------------------
+// ---- DeferringProcLock ------------------------------------------------------------
 
-ProcLock::ProcLock(Proc& p) : p_(p) { p_.mu.lock(); }
+DeferringProcLock::DeferringProcLock(Proc& p) : p_(&p) { p.mu.lock(); }
 
-ProcLock::~ProcLock() {
-  proc_drain(p_);
+DeferringProcLock::~DeferringProcLock() {
+  if (p_ != nullptr) unlock_and_run_deferred();
+}
+
+// The analysis sees p_ as an alias of the Proc::mu the constructor acquired; it cannot
+// follow a member pointer back to the capability, hence the AssertHeld.
+void DeferringProcLock::unlock_and_run_deferred() {
+  Proc& p = *std::exchange(p_, nullptr);
+  p.mu.AssertHeld();
+  proc_drain(p);
   // Tracing work that needs another process's lock runs after ours drops.
-  const pid_t notify = std::exchange(p_.trace_notify, 0);
-  std::vector<std::shared_ptr<Proc>> orphans = std::move(p_.trace_orphans);
-  p_.trace_orphans.clear();
+  const pid_t notify = std::exchange(p.trace_notify, 0);
+  std::vector<std::shared_ptr<Proc>> orphans = std::move(p.trace_orphans);
+  p.trace_orphans.clear();
   std::vector<std::function<void()>> fire;
-  if (!p_.trace_fire.empty()) fire.swap(p_.trace_fire);
-  // Nothing of p_ may be read once it is unlocked: the lock may have been all that kept it
+  if (!p.trace_fire.empty()) fire.swap(p.trace_fire);
+  // Nothing of p may be read once it is unlocked: the lock may have been all that kept it
   // alive. A vCPU whose dispatched LWP ends the process drops its own reference in
   // switch_out; the moment we unlock, another thread can release the zombie and free it
   // (found by fuzz_syscalls: a tracer exiting on a vCPU, then released by the test thread).
-  Kernel& k = p_.kernel();
-  const pid_t pid = p_.pid;
-  p_.mu.unlock();
+  Kernel& k = p.kernel();
+  const pid_t pid = p.pid;
+  p.mu.unlock();
   if (notify != 0 || !orphans.empty()) trace_after_unlock(k, pid, notify, std::move(orphans));
   for (auto& f : fire) f();  // a debugger's woken waits, after every lock is dropped
 }
@@ -144,6 +157,7 @@ bool lwp_transition_ok(LwpStat from, LwpStat to) {
 // exact and runs the side effects of leaving and entering LSONPROC and LSRUN.
 void lwp_set_state(Lwp& l, LwpStat to, bool run_at_head) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   const LwpStat from = l.stat;
   assert(lwp_transition_ok(from, to));
   Scheduler& s = p.kernel().sched();
@@ -202,9 +216,11 @@ KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, SigSet sigmask,
   }
   auto owned = std::make_unique<Lwp>(lid.value(), &p);
   Lwp* l = owned.get();
+  lwp_assert_locked(*l);
   l->sigmask = sigmask;
   l->private_ptr = private_ptr;
   if (creator != nullptr) {
+    lwp_assert_locked(*creator);
     l->policy = creator->policy;
     l->base_prio = creator->base_prio;
     l->affinity = creator->affinity;
@@ -235,6 +251,7 @@ KResult<Lwp*> lwp_create(Proc& p, Lwp* creator, uint64_t flags, SigSet sigmask,
 
 void lwp_start(Lwp& l, uint64_t flags) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   assert(l.stat == LwpStat::kIdl);
   // LWP_SUSPENDED only arms the suspension: the LWP suspends itself in
   // userret before its first user instruction, so a _lwp_continue that comes
@@ -252,6 +269,7 @@ void lwp_start(Lwp& l, uint64_t flags) {
 
 void lwp_free(Lwp& l) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   Kernel& k = p.kernel();
   assert(l.stat == LwpStat::kZomb || l.stat == LwpStat::kIdl);
   assert(l.sleep.kind == SleepKind::kNone);
@@ -273,7 +291,10 @@ void lwp_free(Lwp& l) {
 }
 
 void lwp_drain_zomb(Proc& p) {
-  if (p.zomblwp != nullptr) lwp_free(*p.zomblwp);
+  if (Lwp* z = p.zomblwp) {
+    lwp_assert_locked(*z);
+    lwp_free(*z);
+  }
 }
 
 // ---- exit ---------------------------------------------------------------------------
@@ -282,12 +303,14 @@ namespace {
 
 // The last live LWP leaves: free every zombie and the LWP itself, and report
 // the process's end. The PID stays allocated until Kernel::proc_release().
-void proc_finish_exit(Proc& p, Lwp& last) {
+void proc_finish_exit(Proc& p, Lwp& last) REQUIRES(p.mu) {
+  lwp_assert_locked(last);
   assert(p.live_lwps() == 1 && last.stat == LwpStat::kOnProc);
   std::vector<Lwp*> zombies;
   for (Lwp* o : p.order)
     if (o != &last) zombies.push_back(o);
   for (Lwp* z : zombies) {
+    lwp_assert_locked(*z);
     assert(z->stat == LwpStat::kZomb);
     lwp_free(*z);
   }
@@ -312,9 +335,13 @@ void proc_finish_exit(Proc& p, Lwp& last) {
 
 void lwp_exit(Lwp& l) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   assert(l.stat == LwpStat::kOnProc && l.in_kernel);
   // The creator never returns, so its new LWP never starts: creation aborted.
-  if (l.pending_child != nullptr) lwp_free(*std::exchange(l.pending_child, nullptr));
+  if (Lwp* child = std::exchange(l.pending_child, nullptr)) {
+    lwp_assert_locked(*child);
+    lwp_free(*child);
+  }
   if (p.live_lwps() == 1) {
     // The last live LWP takes the whole process with it (exit status 0 unless
     // an exit was already under way with its own status).
@@ -346,20 +373,25 @@ void lwp_exit(Lwp& l) {
 // new LWP whose creator died before learning its LID, so no host thread was
 // ever started for it -- must not keep the process from finishing.
 void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) {
+  p.mu.AssertHeld();
   if (p.sflag & PS_WEXIT) return;
   p.sflag |= PS_WEXIT;
   p.sflag &= ~PS_STOPPING;
   p.xstat = st;
   p.stat = ProcStat::kDying;
   if (caller != nullptr) {
+    lwp_assert_locked(*caller);
     caller->flag |= LW_WEXIT;
     p.exiter = caller->lid;
   }
   std::vector<lwpid_t> in_user;
   std::vector<Lwp*> victims;
-  for (Lwp* o : p.order)
+  for (Lwp* o : p.order) {
+    lwp_assert_locked(*o);
     if (o != caller && o->stat != LwpStat::kZomb) victims.push_back(o);
+  }
   for (Lwp* o : victims) {
+    lwp_assert_locked(*o);
     o->flag |= LW_WEXIT;
     o->flag &= ~LW_DBGSUSPEND;
     switch (o->stat) {
@@ -386,7 +418,9 @@ void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) {
   // By LID: each exit may free others (the last one frees the process).
   for (lwpid_t lid : in_user) {
     Lwp* o = p.find_lwp(lid);
-    if (o == nullptr || !o->user_mode()) continue;
+    if (o == nullptr) continue;
+    lwp_assert_locked(*o);
+    if (!o->user_mode()) continue;
     o->in_kernel = true;
     o->ret = SysReturn{.kind = ReturnKind::kResume};
     lwp_userret(*o);
@@ -402,19 +436,20 @@ Errno lwp_sig_error(const Lwp& l, int signo) {
 namespace {
 
 // The first pending signal that would interrupt an interruptible sleep.
-int lwp_deliverable_signal(const Lwp& l) {
+int lwp_deliverable_signal(const Lwp& l) REQUIRES(l.proc->mu) {
   SigSet s = l.sigpend & ~l.sigmask;
   return s == 0 ? 0 : __builtin_ctzll(s) + 1;
 }
 
-void lwp_sleep_dequeue(Lwp& l) {
+void lwp_sleep_dequeue(Lwp& l) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   if (l.sleep.on_lwpcv) p.lwpcv_sleepers.erase(l.cv_it);
   if (l.sleep.deadline) p.kernel().callout().cancel({*l.sleep.deadline, l.sleep.seq});
   l.sleep = Sleep{};
 }
 
-void park_write_back(Lwp& l, SysReturn& r, bool timed_out) {
+void park_write_back(Lwp& l, SysReturn& r, bool timed_out) REQUIRES(l.proc->mu) {
   if (!l.sleep.ts_relative || !l.sleep.deadline) return;
   Timespec ts{};
   if (!timed_out) {
@@ -429,6 +464,7 @@ void park_write_back(Lwp& l, SysReturn& r, bool timed_out) {
 
 std::optional<SysReturn> lwp_sleep(Lwp& l, const SleepSpec& s) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   assert(l.stat == LwpStat::kOnProc && l.in_kernel && l.sleep.kind == SleepKind::kNone);
   if (s.interruptible) {
     if (l.flag & LW_CANCELLED) {
@@ -574,6 +610,7 @@ void lwp_wake(Lwp& l, WakeReason why) {
 void proc_broadcast(Proc& p) { p.lwpcv_pending = true; }
 
 void proc_drain(Proc& p) {
+  p.mu.AssertHeld();
   if (p.draining) return;
   p.draining = true;
   while (p.lwpcv_pending) {
@@ -583,19 +620,21 @@ void proc_drain(Proc& p) {
     for (Lwp* l : p.lwpcv_sleepers) sleepers.push_back(l->lid);
     for (lwpid_t lid : sleepers) {
       auto it = p.lwps.find(lid);
-      if (it != p.lwps.end() && it->second->sleep.on_lwpcv) {
-        lwp_wake(*it->second, WakeReason::kBroadcast);
-      }
+      if (it == p.lwps.end()) continue;
+      Lwp& l = *it->second;
+      lwp_assert_locked(l);
+      if (l.sleep.on_lwpcv) lwp_wake(l, WakeReason::kBroadcast);
     }
   }
   p.draining = false;
 }
 
 void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) {
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   auto it = p->lwps.find(lid);
   if (it == p->lwps.end()) return;
   Lwp& l = *it->second;
+  lwp_assert_locked(l);
   if (l.sleep.kind != SleepKind::kNone && l.sleep.seq == seq) lwp_wake(l, WakeReason::kTimeout);
 }
 
@@ -614,10 +653,12 @@ void lwp_kick(Lwp& l) {
 // running user code into the kernel without the user side's help (proc_exit_begin).
 void lwp_revoke(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu, uint64_t gen,
                 std::chrono::milliseconds waited) {
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   Lwp* l = p->find_lwp(lid);
-  if (l == nullptr || l->stat != LwpStat::kOnProc || l->cpu != cpu || !l->user_mode() ||
-      l->ugen != gen || (p->sflag & PS_WEXIT))
+  if (l == nullptr) return;  // it left meanwhile
+  lwp_assert_locked(*l);
+  if (l->stat != LwpStat::kOnProc || l->cpu != cpu || !l->user_mode() || l->ugen != gen ||
+      (p->sflag & PS_WEXIT))
     return;  // it answered (or left) meanwhile
   Kernel& k = p->kernel();
   k.count_unresponsive_kill();
@@ -628,18 +669,22 @@ void lwp_revoke(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu, uint64_t g
   p->port->proc_unresponsive(lid);
   proc_exit_begin(*p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
   // Exit may have freed `l`: look it up again.
-  [[maybe_unused]] const Lwp* after = p->find_lwp(lid);
-  assert(after == nullptr || !after->user_mode());
+  if ([[maybe_unused]] const Lwp* after = p->find_lwp(lid)) {
+    lwp_assert_locked(*after);
+    assert(!after->user_mode());
+  }
 }
 
 void lwp_kick_current(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu) {
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   Lwp* l = p->find_lwp(lid);
-  if (l != nullptr && l->stat == LwpStat::kOnProc && l->cpu == cpu) lwp_kick(*l);
+  if (l == nullptr) return;
+  lwp_assert_locked(*l);
+  if (l->stat == LwpStat::kOnProc && l->cpu == cpu) lwp_kick(*l);
 }
 
 void lwp_dispatch(Lwp& l, int cpu) {
-  ProcLock g(*l.proc);
+  DeferringProcLock g(*l.proc);
   assert(l.stat == LwpStat::kRun && l.in_kernel);
   l.cpu = cpu;
   lwp_set_state(l, LwpStat::kOnProc);
@@ -650,6 +695,7 @@ void lwp_dispatch(Lwp& l, int cpu) {
 // lwp_userret(): exit, then suspension, then a process stop, then preemption.
 void lwp_userret(Lwp& l) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   assert(l.stat == LwpStat::kOnProc && l.in_kernel);
   if ((l.flag & LW_WEXIT) || (p.sflag & PS_WEXIT)) {
     lwp_exit(l);
@@ -676,8 +722,9 @@ void lwp_userret(Lwp& l) {
     l.kboost = false;
     s.set_cur_prio(l);
   }
-  if (l.pending_child != nullptr) {
-    lwp_start(*std::exchange(l.pending_child, nullptr), l.pending_child_flags);
+  if (Lwp* child = std::exchange(l.pending_child, nullptr)) {
+    lwp_assert_locked(*child);
+    lwp_start(*child, l.pending_child_flags);
   }
   for (const SigInfo& si : l.sigq) p.port->lwp_signal(l.lid, si);
   l.sigq.clear();
@@ -703,6 +750,16 @@ void lwp_post_signal(Lwp& l, const SigInfo& si) {
   }
 }
 
+namespace {
+
+// `l`, an LWP of the locked process, blocks `signo`.
+bool lwp_blocks(const Lwp& l, int signo) {
+  lwp_assert_locked(l);
+  return l.sigmask & sigmask_of(signo);
+}
+
+}  // namespace
+
 // Signals that act on the whole process regardless of the target LWP.
 void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si, bool catch_traced) {
   if (catch_traced && trace_signal(p, target, si)) return;
@@ -722,23 +779,29 @@ void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si, bool catch_traced
   if (target == nullptr) {
     // Process-directed: the first LWP that does not block it, else the first.
     for (Lwp* o : p.order) {
+      lwp_assert_locked(*o);
       if (o->stat == LwpStat::kZomb) continue;
-      if (target == nullptr || !(o->sigmask & sigmask_of(si.signo))) {
-        bool better = target == nullptr || (target->sigmask & sigmask_of(si.signo));
+      if (target == nullptr || !lwp_blocks(*o, si.signo)) {
+        bool better = target == nullptr || lwp_blocks(*target, si.signo);
         if (better) target = o;
       }
     }
   }
-  if (target != nullptr) lwp_post_signal(*target, si);
+  if (target != nullptr) {
+    lwp_assert_locked(*target);
+    lwp_post_signal(*target, si);
+  }
 }
 
 // ---- stop and continue ---------------------------------------------------------------
 
 void proc_stop(Proc& p) {
+  p.mu.AssertHeld();
   if ((p.sflag & (PS_WEXIT | PS_STOPPING)) || p.stat == ProcStat::kStop) return;
   p.sflag |= PS_STOPPING;
   std::vector<Lwp*> lwps(p.order.begin(), p.order.end());
   for (Lwp* o : lwps) {
+    lwp_assert_locked(*o);
     if (o->stat == LwpStat::kSleep && o->sleep.interruptible) {
       lwp_set_state(*o, LwpStat::kStop);
     } else if (o->stat == LwpStat::kOnProc) {
@@ -749,12 +812,15 @@ void proc_stop(Proc& p) {
 }
 
 void proc_stop_check(Proc& p) {
+  p.mu.AssertHeld();
   if (!(p.sflag & PS_STOPPING)) return;
   // Embryos count in nrlwps but wait for their (stopped) creator's return.
   int running = p.nrlwps;
   if (running > 0) {
-    for (const Lwp* o : p.order)
+    for (const Lwp* o : p.order) {
+      lwp_assert_locked(*o);
       if (o->stat == LwpStat::kIdl) running--;
+    }
   }
   if (running == 0) {
     p.sflag &= ~PS_STOPPING;
@@ -765,12 +831,14 @@ void proc_stop_check(Proc& p) {
 }
 
 void proc_continue(Proc& p) {
+  p.mu.AssertHeld();
   if (p.stat != ProcStat::kStop && !(p.sflag & PS_STOPPING)) return;
   p.stat = ProcStat::kActive;
   p.sflag &= ~PS_STOPPING;
   p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcCont, .pid = p.pid});
   std::vector<Lwp*> lwps(p.order.begin(), p.order.end());
   for (Lwp* o : lwps) {
+    lwp_assert_locked(*o);
     if (o->stat != LwpStat::kStop || (o->flag & LW_DBGSUSPEND)) continue;
     if (o->sleep.kind == SleepKind::kNone) {
       lwp_set_state(*o, LwpStat::kRun);
@@ -790,10 +858,13 @@ void proc_continue(Proc& p) {
 // Leave _lwp_wait without collecting anything (NetBSD's error exit).
 void lwp_wait_leave(Lwp& l) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   assert(l.in_lwpwait);
   if (l.waitingfor != 0) {
-    Lwp* t = p.find_lwp_any(l.waitingfor);
-    if (t != nullptr && t->waiter == l.lid) t->waiter = 0;
+    if (Lwp* t = p.find_lwp_any(l.waitingfor)) {
+      lwp_assert_locked(*t);
+      if (t->waiter == l.lid) t->waiter = 0;
+    }
   }
   l.in_lwpwait = false;
   l.waitingfor = 0;
@@ -805,19 +876,23 @@ void lwp_wait_leave(Lwp& l) {
 // nullopt when the caller must (keep) sleep(ing).
 std::optional<SysReturn> lwp_wait_scan(Lwp& l) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   const lwpid_t wait_for = l.waitingfor;
   lwp_drain_zomb(p);
   auto fail = [&](Errno e) {
+    l.proc->mu.AssertHeld();  // a lambda is analysed on its own: it runs under ours
     lwp_wait_leave(l);
     return SysReturn::err(e);
   };
   if (wait_for != 0) {
     Lwp* t = p.find_lwp_any(wait_for);
     if (t == nullptr) return fail(Errno::kESRCH);
+    lwp_assert_locked(*t);
     if (t->detached) return fail(Errno::kEINVAL);
   }
   int counted = 0;
   for (Lwp* c : p.order) {
+    lwp_assert_locked(*c);
     if (wait_for != 0 && c->lid != wait_for) continue;
     if (c->stat == LwpStat::kIdl) continue;
     // Mutual wait (and self-wait: the caller waits for itself).
@@ -852,9 +927,11 @@ std::optional<SysReturn> lwp_wait_scan(Lwp& l) {
 // The suspender's wait condition, re-run on every broadcast.
 std::optional<SysReturn> lwp_suspend_check(Lwp& l) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   const lwpid_t tid = l.sleep.kind == SleepKind::kSuspendWait ? l.sleep.target : 0;
   Lwp* t = p.find_lwp(tid);
   if (t == nullptr) return SysReturn::err(Errno::kESRCH);
+  lwp_assert_locked(*t);
   if ((l.flag | t->flag) & (LW_WCORE | LW_WEXIT)) return SysReturn::err(Errno::kERESTART);
   if (t->stat == LwpStat::kSuspended || !(t->flag & LW_WSUSPEND)) return SysReturn{};
   return std::nullopt;

@@ -33,7 +33,7 @@
 // being caught again.
 //
 // Waking the tracer. When a tracee becomes fully stopped or exits, it sets
-// trace_notify under its own lock; ProcLock, after unlocking, takes the
+// trace_notify under its own lock; DeferringProcLock, after unlocking, takes the
 // tracer's lock, bumps trace_seq and ends every kTraceWait sleep of the
 // tracer with EREISSUE, which the user side reissues at once. wait(2) reads
 // trace_seq before it looks at the tracees and sleeps only if it is unchanged
@@ -55,7 +55,7 @@
 // Closing it is a tracer's exit: tracees killed, callbacks run, PID freed by
 // the last call in progress (DebuggerCall).
 //
-// Lock order: as kern_lwp.cc (table_mu_ -> Proc::mu); never two Proc locks.
+// Lock order: emul/lock.h (KernelTable -> Proc); never two Proc locks.
 // ---------------------------------------------------------------------------
 
 #include <cassert>
@@ -80,9 +80,11 @@ bool is_stop_signal(int sig) {
   return sig == NB_SIGSTOP || sig == NB_SIGTSTP || sig == NB_SIGTTIN || sig == NB_SIGTTOU;
 }
 
-bool lwp_live(const Lwp& l) { return l.stat != LwpStat::kIdl && l.stat != LwpStat::kZomb; }
+bool lwp_live(const Lwp& l) REQUIRES(l.proc->mu) {
+  return l.stat != LwpStat::kIdl && l.stat != LwpStat::kZomb;
+}
 
-void trace_clear_stop(Proc& q) {
+void trace_clear_stop(Proc& q) REQUIRES(q.mu) {
   q.trace_xsig = 0;
   q.trace_waited = false;
   q.trace_si = SigInfo{};
@@ -92,7 +94,7 @@ void trace_clear_stop(Proc& q) {
 
 // Begin the trace stop that reports `si` (and the LWP event, if any): the
 // whole process stops; its tracer is told once it is fully stopped.
-void trace_stop_begin(Proc& q, const SigInfo& si, int event, lwpid_t event_lwp) {
+void trace_stop_begin(Proc& q, const SigInfo& si, int event, lwpid_t event_lwp) REQUIRES(q.mu) {
   q.trace_xsig = si.signo;
   q.trace_si = si;
   q.trace_report_event = event;
@@ -105,13 +107,14 @@ void trace_stop_begin(Proc& q, const SigInfo& si, int event, lwpid_t event_lwp) 
   }
 }
 
-bool trace_wants(const Proc& p, int event) {
+bool trace_wants(const Proc& p, int event) REQUIRES(p.mu) {
   return p.tracer != 0 && (p.trace_events & event) && !(p.sflag & PS_WEXIT) && p.trace_xsig == 0;
 }
 
 // The calling LWP reports `event` and stops with the rest of its process.
-void trace_report_event(Lwp& l, int event) {
+void trace_report_event(Lwp& l, int event) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   trace_stop_begin(p, SigInfo{.signo = NB_SIGTRAP, .code = NB_TRAP_LWP, .lid = l.lid}, event,
                    l.lid);
   lwp_set_state(l, LwpStat::kStop);
@@ -120,16 +123,18 @@ void trace_report_event(Lwp& l, int event) {
 
 // The tracer LWP `lid` (in the kernel, LSONPROC) returns `r`. Caller holds
 // the tracer's lock.
-void trace_return(Proc& t, lwpid_t lid, SysReturn r) {
+void trace_return(Proc& t, lwpid_t lid, SysReturn r) REQUIRES(t.mu) {
   Lwp* l = t.find_lwp(lid);
-  assert(l != nullptr && l->stat == LwpStat::kOnProc && l->in_kernel);
+  assert(l != nullptr);
+  lwp_assert_locked(*l);
+  assert(l->stat == LwpStat::kOnProc && l->in_kernel);
   l->ret = std::move(r);
   lwp_userret(*l);
 }
 
 // ---- admission and LWP resolution (§5.3) ----------------------------------------
 
-Errno trace_admit(const Proc& q, pid_t caller, bool need_stopped) {
+Errno trace_admit(const Proc& q, pid_t caller, bool need_stopped) REQUIRES(q.mu) {
   if (q.stat == ProcStat::kZomb) return Errno::kESRCH;
   if (q.tracer == 0) return Errno::kEPERM;
   if (q.tracer != caller) return Errno::kEBUSY;
@@ -140,7 +145,7 @@ Errno trace_admit(const Proc& q, pid_t caller, bool need_stopped) {
 
 // ptrace_update_lwp: no lookup at all for lid 0, the first LWP, or a
 // single-LWP process (so a bogus LID "works" there, as in NetBSD).
-Lwp* trace_resolve_lwp(Proc& q, lwpid_t lid, Errno* e) {
+Lwp* trace_resolve_lwp(Proc& q, lwpid_t lid, Errno* e) REQUIRES(q.mu) {
   Lwp* first = q.first_live_lwp();
   if (lid == 0 || (first != nullptr && lid == first->lid) || q.live_lwps() == 1) return first;
   Lwp* l = q.find_lwp(lid);
@@ -149,7 +154,7 @@ Lwp* trace_resolve_lwp(Proc& q, lwpid_t lid, Errno* e) {
 }
 
 // The live LWP after `after` in list order (newest first); 0 = the first.
-Lwp* trace_next_lwp(Proc& q, lwpid_t after, Errno* e) {
+Lwp* trace_next_lwp(Proc& q, lwpid_t after, Errno* e) REQUIRES(q.mu) {
   auto it = q.order.begin();
   if (after != 0) {
     Lwp* l = q.find_lwp(after);
@@ -157,14 +162,17 @@ Lwp* trace_next_lwp(Proc& q, lwpid_t after, Errno* e) {
       *e = Errno::kESRCH;
       return nullptr;
     }
+    lwp_assert_locked(*l);
     it = std::next(l->order_it);
   }
-  for (; it != q.order.end(); ++it)
+  for (; it != q.order.end(); ++it) {
+    lwp_assert_locked(**it);
     if (lwp_live(**it)) return *it;
+  }
   return nullptr;
 }
 
-void lwp_status_out(const Lwp& l, PtraceOut* o) {
+void lwp_status_out(const Lwp& l, PtraceOut* o) REQUIRES(l.proc->mu) {
   o->lwpid = l.lid;
   o->sigpend = l.sigpend;
   o->sigmask = l.sigmask;
@@ -174,14 +182,17 @@ void lwp_status_out(const Lwp& l, PtraceOut* o) {
 
 // ---- resuming --------------------------------------------------------------------
 
-bool all_suspended(const Proc& q) {
-  for (const Lwp* o : q.order)
+bool all_suspended(const Proc& q) REQUIRES(q.mu) {
+  for (const Lwp* o : q.order) {
+    lwp_assert_locked(*o);
     if (lwp_live(*o) && !(o->flag & (LW_WSUSPEND | LW_DBGSUSPEND))) return false;
+  }
   return true;
 }
 
 // Resume one LWP of a stopped process; the others stay LSSTOP (lwp_unstop).
-void lwp_unstop_one(Proc& q, Lwp& l) {
+void lwp_unstop_one(Proc& q, Lwp& l) REQUIRES(q.mu) {
+  lwp_assert_locked(l);
   q.stat = ProcStat::kActive;
   q.sflag &= ~PS_STOPPING;
   if (l.stat != LwpStat::kStop) return;
@@ -197,7 +208,7 @@ void lwp_unstop_one(Proc& q, Lwp& l) {
 
 // After a resume: deliver the tracer's signal uncaught, then report the next
 // signal that arrived while the stop was being reported.
-void trace_after_resume(Proc& q, const SigInfo& stop_si, int sig) {
+void trace_after_resume(Proc& q, const SigInfo& stop_si, int sig) REQUIRES(q.mu) {
   if (sig != 0) {
     SigInfo si = stop_si;
     if (si.signo != sig) si = SigInfo{.signo = sig, .code = NB_SI_USER};
@@ -213,13 +224,14 @@ void trace_after_resume(Proc& q, const SigInfo& stop_si, int sig) {
 }
 
 // PT_CONTINUE and PT_DETACH (§5.7). Errors: EINVAL, ESRCH, EDEADLK.
-SysReturn trace_resume(Proc& q, const PtraceArgs& a, bool detach) {
+SysReturn trace_resume(Proc& q, const PtraceArgs& a, bool detach) REQUIRES(q.mu) {
   Lwp* one = nullptr;
   if (a.data < 0) {
     if (detach) return SysReturn::err(Errno::kEINVAL);
     if (a.data == INT_MIN) return SysReturn::err(Errno::kESRCH);
     one = q.find_lwp(-a.data);
     if (one == nullptr) return SysReturn::err(Errno::kESRCH);
+    lwp_assert_locked(*one);
     if (one->flag & (LW_WSUSPEND | LW_DBGSUSPEND)) return SysReturn::err(Errno::kEDEADLK);
   } else {
     if (a.data >= NB_NSIG) return SysReturn::err(Errno::kEINVAL);
@@ -234,7 +246,10 @@ SysReturn trace_resume(Proc& q, const PtraceArgs& a, bool detach) {
     q.tracer = 0;
     q.trace_events = 0;
     q.trace_sigq.clear();
-    for (Lwp* o : q.order) o->flag &= ~LW_DBGSUSPEND;
+    for (Lwp* o : q.order) {
+      lwp_assert_locked(*o);
+      o->flag &= ~LW_DBGSUSPEND;
+    }
   } else if (is_stop_signal(sig)) {
     // Stays stopped; the tracer is told again.
     trace_stop_begin(q, SigInfo{.signo = sig, .code = NB_SI_USER}, 0, 0);
@@ -256,7 +271,7 @@ struct TracerChange {
   bool remove = false;        // PT_DETACH: forget it
 };
 
-SysReturn pt_attach(Proc& q, const Proc& caller, TracerChange* ch) {
+SysReturn pt_attach(Proc& q, const Proc& caller, TracerChange* ch) REQUIRES(q.mu) {
   if (q.stat == ProcStat::kZomb) return SysReturn::err(Errno::kESRCH);
   if (q.tracer != 0) return SysReturn::err(Errno::kEBUSY);
   if (q.sflag & PS_WEXIT) return SysReturn::err(Errno::kEBUSY);
@@ -273,7 +288,7 @@ SysReturn pt_attach(Proc& q, const Proc& caller, TracerChange* ch) {
   return SysReturn{};
 }
 
-SysReturn pt_stop(Proc& q, const Proc& caller) {
+SysReturn pt_stop(Proc& q, const Proc& caller) REQUIRES(q.mu) {
   const SigInfo si{.signo = NB_SIGSTOP, .code = NB_SI_USER, .pid = caller.pid, .uid = caller.uid};
   if (q.stat == ProcStat::kStop) {
     // Already stopped: re-arm the notification (another SIGSTOP stop).
@@ -284,14 +299,14 @@ SysReturn pt_stop(Proc& q, const Proc& caller) {
   return SysReturn{};
 }
 
-SysReturn pt_kill(Proc& q) {
+SysReturn pt_kill(Proc& q) REQUIRES(q.mu) {
   trace_clear_stop(q);
   q.trace_sigq.clear();
   proc_exit_begin(q, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
   return SysReturn{};
 }
 
-SysReturn pt_event_mask(Proc& q, const PtraceArgs& a) {
+SysReturn pt_event_mask(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   if (a.data != PTRACE_EVENT_SIZE) return SysReturn::err(Errno::kEINVAL);
   SysReturn r;
   if (a.request == PT_SET_EVENT_MASK) {
@@ -302,7 +317,7 @@ SysReturn pt_event_mask(Proc& q, const PtraceArgs& a) {
   return r;
 }
 
-SysReturn pt_process_state(Proc& q, const PtraceArgs& a) {
+SysReturn pt_process_state(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   if (a.data != PTRACE_STATE_SIZE) return SysReturn::err(Errno::kEINVAL);
   SysReturn r;
   if (q.trace_si.signo == NB_SIGTRAP && q.trace_si.code == NB_TRAP_LWP) {
@@ -312,7 +327,7 @@ SysReturn pt_process_state(Proc& q, const PtraceArgs& a) {
   return r;
 }
 
-SysReturn pt_get_siginfo(Proc& q, const PtraceArgs& a) {
+SysReturn pt_get_siginfo(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   if (a.data != PTRACE_SIGINFO_SIZE) return SysReturn::err(Errno::kEINVAL);
   SysReturn r;
   r.trace.stop_signo = q.trace_si.signo;
@@ -323,13 +338,14 @@ SysReturn pt_get_siginfo(Proc& q, const PtraceArgs& a) {
   return r;
 }
 
-SysReturn pt_lwpinfo(Proc& q, const PtraceArgs& a) {
+SysReturn pt_lwpinfo(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   if (a.data != PTRACE_LWPINFO_SIZE) return SysReturn::err(Errno::kEINVAL);
   Errno e = Errno::kOk;
   Lwp* l = trace_next_lwp(q, a.in.lwpid, &e);
   if (e != Errno::kOk) return SysReturn::err(e);
   SysReturn r;
   if (l == nullptr) return r;  // pl_lwpid 0: the end
+  lwp_assert_locked(*l);
   r.trace.lwpid = l->lid;
   if (l->flag & LW_WSUSPEND) {
     r.trace.pl_event = PL_EVENT_SUSPENDED;
@@ -339,7 +355,7 @@ SysReturn pt_lwpinfo(Proc& q, const PtraceArgs& a) {
   return r;
 }
 
-SysReturn pt_lwpstatus(Proc& q, const PtraceArgs& a) {
+SysReturn pt_lwpstatus(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   if (a.data < static_cast<int>(sizeof(lwpid_t)) || a.data > PTRACE_LWPSTATUS_SIZE)
     return SysReturn::err(Errno::kEINVAL);
   Errno e = Errno::kOk;
@@ -347,15 +363,19 @@ SysReturn pt_lwpstatus(Proc& q, const PtraceArgs& a) {
                                    : trace_resolve_lwp(q, a.in.lwpid, &e);
   if (e != Errno::kOk) return SysReturn::err(e);
   SysReturn r;
-  if (l != nullptr) lwp_status_out(*l, &r.trace);
+  if (l != nullptr) {
+    lwp_assert_locked(*l);
+    lwp_status_out(*l, &r.trace);
+  }
   return r;
 }
 
-SysReturn pt_suspend_resume(Proc& q, const PtraceArgs& a) {
+SysReturn pt_suspend_resume(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   Errno e = Errno::kOk;
   Lwp* l = trace_resolve_lwp(q, a.data, &e);
   if (e != Errno::kOk) return SysReturn::err(e);
   if (l == nullptr) return SysReturn::err(Errno::kESRCH);
+  lwp_assert_locked(*l);
   if (a.request == PT_SUSPEND) {
     l->flag |= LW_DBGSUSPEND;
   } else {
@@ -389,7 +409,8 @@ bool request_known(int req) {
 }
 
 // One request on a tracee other than PT_ATTACH, under the tracee's lock.
-SysReturn pt_request(Proc& q, const Proc& caller, const PtraceArgs& a, TracerChange* ch) {
+SysReturn pt_request(Proc& q, const Proc& caller, const PtraceArgs& a, TracerChange* ch)
+    REQUIRES(q.mu) {
   const bool running_ok = a.request == PT_KILL || a.request == PT_STOP;
   if (Errno e = trace_admit(q, caller.pid, !running_ok); e != Errno::kOk) return SysReturn::err(e);
   switch (a.request) {
@@ -425,19 +446,19 @@ SysReturn pt_request(Proc& q, const Proc& caller, const PtraceArgs& a, TracerCha
 
 // Errors: EINVAL (unknown request, self-attach, sizes), EPERM (PT_TRACE_ME,
 // not traced, other uid), ESRCH, EBUSY, EDEADLK.
-SysReturn ptrace_on(Proc& t, const PtraceArgs& a, TracerChange* ch) {
+SysReturn ptrace_on(Proc& t, const PtraceArgs& a, TracerChange* ch) EXCLUDES(t.mu) {
   if (!request_known(a.request)) return SysReturn::err(Errno::kEINVAL);
   // lwpd processes have no parent to be traced by.
   if (a.request == PT_TRACE_ME) return SysReturn::err(Errno::kEPERM);
   if (a.request == PT_ATTACH && a.pid == t.pid) return SysReturn::err(Errno::kEINVAL);
   std::shared_ptr<Proc> q = t.kernel().proc_lookup(a.pid);
   if (!q) {
-    ProcLock g(t);  // an exited tracee whose PID was released
+    DeferringProcLock g(t);  // an exited tracee whose PID was released
     auto it = t.tracees.find(a.pid);
     if (it != t.tracees.end()) q = it->second;
   }
   if (!q) return SysReturn::err(Errno::kESRCH);
-  ProcLock g(*q);
+  DeferringProcLock g(*q);
   if (a.request == PT_ATTACH) return pt_attach(*q, t, ch);
   return pt_request(*q, t, a, ch);
 }
@@ -445,7 +466,7 @@ SysReturn ptrace_on(Proc& t, const PtraceArgs& a, TracerChange* ch) {
 // ---- wait(2) ---------------------------------------------------------------------
 
 // Collect the tracee's pending stop or exit, if any. Caller holds q's lock.
-WaitOut trace_collect(Proc& q) {
+WaitOut trace_collect(Proc& q) REQUIRES(q.mu) {
   if (q.stat == ProcStat::kZomb) {
     if (q.trace_exit_seen) return {};
     q.trace_exit_seen = true;
@@ -468,7 +489,7 @@ struct WaitScan {
 WaitScan wait_scan(const std::vector<std::shared_ptr<Proc>>& cands, pid_t caller) {
   WaitScan s;
   for (const auto& q : cands) {
-    ProcLock g(*q);
+    DeferringProcLock g(*q);
     if (q->tracer != caller) continue;
     s.owned++;
     WaitOut w = trace_collect(*q);
@@ -481,7 +502,7 @@ WaitScan wait_scan(const std::vector<std::shared_ptr<Proc>>& cands, pid_t caller
   return s;
 }
 
-std::vector<std::shared_ptr<Proc>> wait_candidates(const Proc& t, pid_t pid) {
+std::vector<std::shared_ptr<Proc>> wait_candidates(const Proc& t, pid_t pid) REQUIRES(t.mu) {
   std::vector<std::shared_ptr<Proc>> v;
   if (pid == -1) {
     for (const auto& [tp, q] : t.tracees) v.push_back(q);
@@ -498,15 +519,15 @@ bool wait_args_ok(const WaitArgs& a) { return !(a.options & ~NB_WNOHANG); }
 // One look at the tracees of `t` (a process or a debugger): the result, or nullopt when
 // the caller must sleep -- unless t's trace_seq moved from `*seq0` meanwhile (checked by
 // the caller under the lock it sleeps with). Errors: ECHILD (no such tracee).
-std::optional<SysReturn> wait_pass(Proc& t, const WaitArgs& a, uint64_t* seq0) {
+std::optional<SysReturn> wait_pass(Proc& t, const WaitArgs& a, uint64_t* seq0) EXCLUDES(t.mu) {
   std::vector<std::shared_ptr<Proc>> cands;
   {
-    ProcLock g(t);
+    DeferringProcLock g(t);
     *seq0 = t.trace_seq;
     cands = wait_candidates(t, a.pid);
   }
   WaitScan s = wait_scan(cands, t.pid);
-  ProcLock g(t);
+  DeferringProcLock g(t);
   if (s.who) {
     if (s.out.kind != WaitOut::kStopped) {
       t.tracees.erase(s.who->pid);
@@ -524,18 +545,19 @@ std::optional<SysReturn> wait_pass(Proc& t, const WaitArgs& a, uint64_t* seq0) {
 // Errors: ECHILD (no such tracee), EINVAL (options), EINTR/ERESTART.
 void trace_wait(const std::shared_ptr<Proc>& t, lwpid_t lid, const WaitArgs& a) {
   if (!wait_args_ok(a)) {
-    ProcLock g(*t);
+    DeferringProcLock g(*t);
     trace_return(*t, lid, SysReturn::err(Errno::kEINVAL));
     return;
   }
   for (;;) {
     uint64_t seq0 = 0;
     std::optional<SysReturn> r = wait_pass(*t, a, &seq0);
-    ProcLock g(*t);
+    DeferringProcLock g(*t);
     if (r) return trace_return(*t, lid, std::move(*r));
     if (t->trace_seq != seq0) continue;  // a tracee changed meanwhile: look again
     Lwp* l = t->find_lwp(lid);
     assert(l != nullptr);
+    lwp_assert_locked(*l);
     if (auto slept = lwp_sleep(*l, SleepSpec{.kind = SleepKind::kTraceWait})) {
       trace_return(*t, lid, std::move(*slept));
     }
@@ -561,6 +583,7 @@ bool trace_signal(Proc& p, Lwp* target, const SigInfo& si) {
 
 bool trace_userret(Lwp& l) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   if (l.trace_exit_pending) {
     if (!l.trace_exit_done && trace_wants(p, PTRACE_LWP_EXIT) && p.live_lwps() > 1) {
       l.trace_exit_done = true;
@@ -582,6 +605,7 @@ bool trace_userret(Lwp& l) {
 
 bool trace_lwp_exit(Lwp& l) {
   const Proc& p = *l.proc;
+  p.mu.AssertHeld();
   if (p.tracer == 0 || !(p.trace_events & PTRACE_LWP_EXIT) || (p.sflag & PS_WEXIT) ||
       p.live_lwps() <= 1) {
     return false;
@@ -605,19 +629,24 @@ void trace_after_unlock(Kernel& k, pid_t self, pid_t notify,
                         std::vector<std::shared_ptr<Proc>> orphans) {
   if (notify != 0) {
     if (std::shared_ptr<Proc> t = k.tracer_lookup(notify)) {
-      ProcLock g(*t);
+      DeferringProcLock g(*t);
       t->trace_seq++;
-      // A debugger's waits: their callbacks run when g drops (ProcLock).
+      // A debugger's waits: their callbacks run when g drops (DeferringProcLock).
       for (auto& [key, fn] : t->dbg_waiters) t->trace_fire.push_back(std::move(fn));
       t->dbg_waiters.clear();
       std::vector<Lwp*> waiters;
-      for (Lwp* o : t->order)
+      for (Lwp* o : t->order) {
+        lwp_assert_locked(*o);
         if (o->sleep.kind == SleepKind::kTraceWait) waiters.push_back(o);
-      for (Lwp* o : waiters) lwp_wake(*o, WakeReason::kUnpark);
+      }
+      for (Lwp* o : waiters) {
+        lwp_assert_locked(*o);
+        lwp_wake(*o, WakeReason::kUnpark);
+      }
     }
   }
   for (auto& q : orphans) {
-    ProcLock g(*q);
+    DeferringProcLock g(*q);
     if (q->tracer != self) continue;
     q->tracer = 0;
     q->trace_events = 0;
@@ -638,7 +667,7 @@ void trace_syscall(const std::shared_ptr<Proc>& t, lwpid_t lid, const SysArgs& a
   const auto& a = std::get<PtraceArgs>(args);
   TracerChange ch;
   SysReturn r = ptrace_on(*t, a, &ch);
-  ProcLock g(*t);
+  DeferringProcLock g(*t);
   if (ch.add) t->tracees[a.pid] = ch.add;
   if (ch.remove) t->tracees.erase(a.pid);
   trace_return(*t, lid, std::move(r));
@@ -655,7 +684,7 @@ namespace {
 class DebuggerCall {
  public:
   explicit DebuggerCall(const ProcRef& d) : d_(d) {
-    ProcLock g(*d_);
+    DeferringProcLock g(*d_);
     open_ = !d_->dbg_closed;
     if (open_) d_->dbg_calls++;
   }
@@ -663,7 +692,7 @@ class DebuggerCall {
     if (!open_) return;
     bool last = false;
     {
-      ProcLock g(*d_);
+      DeferringProcLock g(*d_);
       last = --d_->dbg_calls == 0 && d_->dbg_closed;
     }
     if (last) d_->kernel().debugger_forget(d_);
@@ -683,7 +712,7 @@ KResult<ProcRef> Kernel::debugger_open(uint32_t uid) {
   const pid_t pid = TRY(ids_->alloc_pid());
   auto d = std::make_shared<Proc>(*this, pid, ProcSpec{.uid = uid, .comm = "debugger"},
                                   /*is_debugger=*/true);
-  std::lock_guard t(table_mu_);
+  MutexLock t(table_mu_);
   debuggers_.emplace(pid, d);
   return d;
 }
@@ -694,7 +723,7 @@ std::optional<SysReturn> Kernel::debugger_ptrace(const ProcRef& d, const PtraceA
   if (!call.open()) return std::nullopt;
   TracerChange ch;
   SysReturn r = ptrace_on(*d, a, &ch);
-  ProcLock g(*d);
+  DeferringProcLock g(*d);
   if (ch.add) {
     if (d->dbg_closed) {
       d->trace_orphans.push_back(ch.add);  // attached during the close: dies with it
@@ -715,7 +744,7 @@ Kernel::DebuggerWait Kernel::debugger_wait(const ProcRef& d, const WaitArgs& a, 
   for (;;) {
     uint64_t seq0 = 0;
     std::optional<SysReturn> r = wait_pass(*d, a, &seq0);
-    ProcLock g(*d);
+    DeferringProcLock g(*d);
     if (r) return DebuggerWait{.ret = std::move(*r)};
     if (d->trace_seq != seq0) continue;  // a tracee changed meanwhile: look again
     // Closed during the pass: its waiters have been run already; this one never would.
@@ -728,7 +757,7 @@ Kernel::DebuggerWait Kernel::debugger_wait(const ProcRef& d, const WaitArgs& a, 
 }
 
 bool Kernel::debugger_wait_cancel(const ProcRef& d, uint64_t key) {
-  ProcLock g(*d);
+  DeferringProcLock g(*d);
   return d->dbg_waiters.erase(key) == 1;
 }
 
@@ -737,7 +766,7 @@ void Kernel::debugger_wait_undo(const ProcRef& d, pid_t pid) {
   ProcRef q;
   bool exited = false;
   {
-    ProcLock g(*d);
+    DeferringProcLock g(*d);
     if (d->dbg_closed) return;
     if (auto e = d->dbg_exits.find(pid); e != d->dbg_exits.end()) {
       // Traced again; its status is armed again below (a wait in between finds nothing to
@@ -752,7 +781,7 @@ void Kernel::debugger_wait_undo(const ProcRef& d, pid_t pid) {
       return;
     }
   }
-  ProcLock g(*q);
+  DeferringProcLock g(*q);
   if (q->tracer != d->pid) return;
   if (exited) {
     q->trace_exit_seen = false;
@@ -768,7 +797,7 @@ void Kernel::debugger_wait_undo(const ProcRef& d, pid_t pid) {
 void Kernel::debugger_wait_delivered(const ProcRef& d, pid_t pid) {
   assert(d->debugger);
   ProcRef forget;  // the zombie's last reference may go: after the lock
-  ProcLock g(*d);
+  DeferringProcLock g(*d);
   if (auto e = d->dbg_exits.find(pid); e != d->dbg_exits.end()) {
     forget = std::move(e->second);
     d->dbg_exits.erase(e);
@@ -780,7 +809,7 @@ void Kernel::debugger_close(const ProcRef& d) {
   bool release = false;
   std::map<pid_t, ProcRef> exits;  // the kept zombies' last references may go: after the lock
   {
-    ProcLock g(*d);
+    DeferringProcLock g(*d);
     if (d->dbg_closed) return;
     d->dbg_closed = true;
     exits.swap(d->dbg_exits);
@@ -789,12 +818,12 @@ void Kernel::debugger_close(const ProcRef& d) {
     for (auto& [key, fn] : d->dbg_waiters) d->trace_fire.push_back(std::move(fn));
     d->dbg_waiters.clear();
     release = d->dbg_calls == 0;
-  }  // ProcLock: the orphans are killed, then the waits' callbacks run
+  }  // DeferringProcLock: the orphans are killed, then the waits' callbacks run
   if (release) debugger_forget(d);
 }
 
 void Kernel::debugger_forget(const ProcRef& d) {
-  std::lock_guard t(table_mu_);
+  MutexLock t(table_mu_);
   auto it = debuggers_.find(d->pid);
   if (it == debuggers_.end() || it->second != d) return;
   debuggers_.erase(it);

@@ -34,18 +34,24 @@ Proc::~Proc() = default;
 
 Lwp* Proc::find_lwp_any(lwpid_t lid) const {
   auto it = lwps.find(lid);
-  if (it == lwps.end() || it->second->stat == LwpStat::kIdl) return nullptr;
-  return it->second.get();
+  if (it == lwps.end()) return nullptr;
+  Lwp* l = it->second.get();
+  lwp_assert_locked(*l);
+  return l->stat == LwpStat::kIdl ? nullptr : l;
 }
 
 Lwp* Proc::find_lwp(lwpid_t lid) const {
   Lwp* l = find_lwp_any(lid);
-  return (l == nullptr || l->stat == LwpStat::kZomb) ? nullptr : l;
+  if (l == nullptr) return nullptr;
+  lwp_assert_locked(*l);
+  return l->stat == LwpStat::kZomb ? nullptr : l;
 }
 
 Lwp* Proc::first_live_lwp() const {
-  for (Lwp* l : order)
+  for (Lwp* l : order) {
+    lwp_assert_locked(*l);
     if (l->stat != LwpStat::kIdl && l->stat != LwpStat::kZomb) return l;
+  }
   return nullptr;
 }
 
@@ -67,7 +73,7 @@ Kernel::~Kernel() {
   // be dropped wholesale.
   sched_->stop();
   callout_.reset();
-  std::lock_guard g(table_mu_);
+  MutexLock g(table_mu_);
   procs_.clear();
   debuggers_.clear();
 }
@@ -84,7 +90,7 @@ KResult<ProcRef> Kernel::proc_create(ProcSpec spec) {
   auto p = std::make_shared<Proc>(*this, pid.value(), std::move(spec));
   Lwp* main = nullptr;
   {
-    ProcLock g(*p);
+    DeferringProcLock g(*p);
     auto l = lwp_create(*p, nullptr, 0, 0, 0);
     if (!l.ok()) {
       ids_->free_pid(p->pid);
@@ -96,10 +102,11 @@ KResult<ProcRef> Kernel::proc_create(ProcSpec spec) {
   }
   // Published while its only LWP is still an embryo, then started.
   {
-    std::lock_guard t(table_mu_);
+    MutexLock t(table_mu_);
     procs_.emplace(p->pid, p);
   }
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
+  lwp_assert_locked(*main);
   lwp_start(*main, 0);
   return p;
 }
@@ -123,10 +130,11 @@ const char* entry_status_name(EntryStatus s) {
 namespace {
 
 // Validate that `lid` may enter the kernel now and mark it as entered.
-EntryStatus lwp_enter(Proc& p, lwpid_t lid, Lwp** out) {
+EntryStatus lwp_enter(Proc& p, lwpid_t lid, Lwp** out) REQUIRES(p.mu) {
   if (p.stat == ProcStat::kZomb) return EntryStatus::kProcExited;
   Lwp* l = p.find_lwp(lid);
   if (l == nullptr) return EntryStatus::kNoSuchLwp;
+  lwp_assert_locked(*l);
   if (!l->user_mode()) return EntryStatus::kNotInUserMode;
   l->in_kernel = true;
   *out = l;
@@ -140,10 +148,11 @@ EntryStatus Kernel::syscall(const ProcRef& p, lwpid_t lid, SysArgs args) {
   const bool trace_call =
       std::holds_alternative<PtraceArgs>(args) || std::holds_alternative<WaitArgs>(args);
   {
-    ProcLock g(*p);
+    DeferringProcLock g(*p);
     Lwp* l = nullptr;
     EntryStatus st = lwp_enter(*p, lid, &l);
     if (st != EntryStatus::kOk) return st;
+    lwp_assert_locked(*l);
     if (!trace_call) {
       Outcome o = sys_dispatch(*l, args);
       if (o.what == Outcome::kReturn) {
@@ -159,10 +168,11 @@ EntryStatus Kernel::syscall(const ProcRef& p, lwpid_t lid, SysArgs args) {
 }
 
 EntryStatus Kernel::trap(const ProcRef& p, lwpid_t lid) {
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   Lwp* l = nullptr;
   EntryStatus st = lwp_enter(*p, lid, &l);
   if (st != EntryStatus::kOk) return st;
+  lwp_assert_locked(*l);
   l->ret = SysReturn{.kind = ReturnKind::kResume};
   lwp_userret(*l);
   return EntryStatus::kOk;
@@ -170,7 +180,7 @@ EntryStatus Kernel::trap(const ProcRef& p, lwpid_t lid) {
 
 KResult<void> Kernel::proc_signal(const ProcRef& p, int signo) {
   if (signo <= 0 || signo >= NB_NSIG) return Errno::kEINVAL;
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   if (p->stat == ProcStat::kZomb) return Errno::kESRCH;
   SigInfo si{.signo = signo, .code = NB_SI_USER, .pid = 0, .uid = 0};
   proc_post_signal(*p, nullptr, si);
@@ -178,42 +188,44 @@ KResult<void> Kernel::proc_signal(const ProcRef& p, int signo) {
 }
 
 KResult<LwpStat> Kernel::lwp_suspend_ext(const ProcRef& p, lwpid_t lid) {
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   if (p->stat == ProcStat::kZomb || (p->sflag & PS_WEXIT)) return Errno::kESRCH;
   Lwp* t = p->find_lwp(lid);
   if (t == nullptr) return Errno::kESRCH;
+  lwp_assert_locked(*t);
   // As _lwp_suspend: a debugger's suspension already holds it; nothing to arm.
   if (!(t->flag & LW_DBGSUSPEND)) lwp_suspend_arm(*t, nullptr);
   return t->stat;
 }
 
 KResult<LwpStat> Kernel::lwp_continue_ext(const ProcRef& p, lwpid_t lid) {
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   Lwp* t = p->find_lwp(lid);
   if (t == nullptr) return Errno::kESRCH;
+  lwp_assert_locked(*t);
   lwp_continue_target(*t);
   return t->stat;
 }
 
 void Kernel::proc_abandon(const ProcRef& p) {
   // Process exit already takes LWPs in user mode into the kernel itself.
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   if (p->stat == ProcStat::kZomb) return;
   proc_exit_begin(*p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
 }
 
 void Kernel::proc_set_sigrestart(const ProcRef& p, SigSet mask) {
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   p->sigrestart = mask;
 }
 
 KResult<void> Kernel::proc_release(const ProcRef& p) {
   {
-    ProcLock g(*p);
+    DeferringProcLock g(*p);
     if (p->stat != ProcStat::kZomb) return Errno::kEBUSY;
   }
   {
-    std::lock_guard t(table_mu_);
+    MutexLock t(table_mu_);
     if (procs_.erase(p->pid) != 1) return {};
     ids_->free_pid(p->pid);
   }
@@ -225,7 +237,7 @@ KResult<void> Kernel::proc_release(const ProcRef& p) {
 // released (a zombie still holds one, as on NetBSD). Errors: EAGAIN (kern.maxproc, its
 // root reserve for other uids, or RLIMIT_NPROC, which root bypasses).
 KResult<void> Kernel::proc_slot_take(uint32_t uid) {
-  std::lock_guard t(table_mu_);
+  MutexLock t(table_mu_);
   const int limit = uid == 0 ? cfg_.maxproc : cfg_.maxproc - NPROC_ROOT_RESERVE;
   if (nprocs_ >= limit) return Errno::kEAGAIN;
   int& mine = uid_nproc_[uid];
@@ -239,7 +251,7 @@ KResult<void> Kernel::proc_slot_take(uint32_t uid) {
 }
 
 void Kernel::proc_slot_give(uint32_t uid) {
-  std::lock_guard t(table_mu_);
+  MutexLock t(table_mu_);
   auto it = uid_nproc_.find(uid);
   assert(it != uid_nproc_.end() && it->second > 0 && nprocs_ > 0);
   if (--it->second == 0) uid_nproc_.erase(it);
@@ -254,11 +266,11 @@ LimitInfo Kernel::snapshot_limits() const {
                .unresponsive_kills = unresponsive_kills_.load(std::memory_order_relaxed)};
   std::map<uint32_t, UidUsage> by_uid;
   {
-    std::lock_guard t(table_mu_);
+    MutexLock t(table_mu_);
     for (const auto& [uid, n] : uid_nproc_) by_uid[uid] = UidUsage{.uid = uid, .nprocs = n};
   }
   {
-    std::lock_guard g(uid_mu_);
+    MutexLock g(uid_mu_);
     for (const auto& [uid, n] : uid_nthr_)
       if (n > 0) {
         by_uid[uid].uid = uid;
@@ -270,13 +282,13 @@ LimitInfo Kernel::snapshot_limits() const {
 }
 
 ProcRef Kernel::proc_lookup(pid_t pid) const {
-  std::lock_guard t(table_mu_);
+  MutexLock t(table_mu_);
   auto it = procs_.find(pid);
   return it == procs_.end() ? nullptr : it->second;
 }
 
 ProcRef Kernel::tracer_lookup(pid_t pid) const {
-  std::lock_guard t(table_mu_);
+  MutexLock t(table_mu_);
   if (auto it = procs_.find(pid); it != procs_.end()) return it->second;
   auto it = debuggers_.find(pid);
   return it == debuggers_.end() ? nullptr : it->second;
@@ -294,7 +306,7 @@ void Kernel::emit(KEvent e) const {
 }
 
 bool Kernel::uid_nthr_add(uint32_t uid, int limit) {
-  std::lock_guard g(uid_mu_);
+  MutexLock g(uid_mu_);
   int& n = uid_nthr_[uid];
   if (n + 1 > limit) return false;
   n++;
@@ -302,7 +314,7 @@ bool Kernel::uid_nthr_add(uint32_t uid, int limit) {
 }
 
 void Kernel::uid_nthr_sub(uint32_t uid) {
-  std::lock_guard g(uid_mu_);
+  MutexLock g(uid_mu_);
   int& n = uid_nthr_[uid];
   assert(n > 0);
   n--;
@@ -332,7 +344,7 @@ const char* wchan_name(SleepKind k) {
   return "";
 }
 
-ProcInfo proc_info_locked(const Proc& p) {
+ProcInfo proc_info_locked(const Proc& p) REQUIRES(p.mu) {
   ProcInfo pi;
   pi.pid = p.pid;
   pi.uid = p.uid;
@@ -345,6 +357,7 @@ ProcInfo proc_info_locked(const Proc& p) {
   pi.nlwpwait = p.nlwpwait;
   if (p.lwpctl) pi.lwpctl_path = p.lwpctl->path();
   for (const Lwp* l : p.order) {
+    lwp_assert_locked(*l);
     LwpInfo li;
     li.lid = l->lid;
     li.stat = l->stat;
@@ -366,19 +379,17 @@ ProcInfo proc_info_locked(const Proc& p) {
   return pi;
 }
 
-std::vector<ProcRef> table_copy(std::mutex& mu, const std::unordered_map<pid_t, ProcRef>& t) {
-  std::lock_guard g(mu);
-  std::vector<ProcRef> v;
-  for (auto& [pid, p] : t) v.push_back(p);
-  return v;
-}
-
 }  // namespace
 
 std::vector<ProcInfo> Kernel::snapshot_procs() const {
+  std::vector<ProcRef> procs;
+  {
+    MutexLock t(table_mu_);
+    for (auto& [pid, p] : procs_) procs.push_back(p);
+  }
   std::vector<ProcInfo> out;
-  for (auto& p : table_copy(table_mu_, procs_)) {
-    ProcLock g(*p);
+  for (auto& p : procs) {
+    DeferringProcLock g(*p);
     out.push_back(proc_info_locked(*p));
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.pid < b.pid; });
@@ -388,7 +399,7 @@ std::vector<ProcInfo> Kernel::snapshot_procs() const {
 std::optional<ProcInfo> Kernel::snapshot_proc(pid_t pid) const {
   ProcRef p = proc_lookup(pid);
   if (!p) return std::nullopt;
-  ProcLock g(*p);
+  DeferringProcLock g(*p);
   return proc_info_locked(*p);
 }
 
@@ -399,8 +410,9 @@ std::vector<CpuInfo> Kernel::snapshot_cpus() const { return sched_->snapshot(); 
 std::string Kernel::check_debuggers(const std::vector<ProcRef>& dbgs) const {
   std::ostringstream err;
   for (const auto& dr : dbgs) {
-    ProcLock g(*dr);
+    DeferringProcLock g(*dr);
     const Proc& d = *dr;
+    d.mu.AssertHeld();
     if (!d.debugger) err << "non-debugger in the debugger table; ";
     if (d.nlwps != 0 || !d.lwps.empty() || !d.order.empty()) err << "debugger with LWPs; ";
     if (d.tracer != 0) err << "debugger is traced; ";
@@ -422,7 +434,7 @@ std::string Kernel::check_invariants() const {
   std::ostringstream err;
   std::vector<ProcRef> procs, dbgs;
   {
-    std::lock_guard g(table_mu_);
+    MutexLock g(table_mu_);
     for (auto& [pid, p] : procs_) procs.push_back(p);
     for (auto& [pid, d] : debuggers_) {
       dbgs.push_back(d);
@@ -441,11 +453,13 @@ std::string Kernel::check_invariants() const {
   }
   if (std::string e = check_debuggers(dbgs); !e.empty()) return e;
   for (auto& pr : procs) {
-    ProcLock g(*pr);
+    DeferringProcLock g(*pr);
     const Proc& p = *pr;
+    p.mu.AssertHeld();
     if (p.debugger) err << "debugger in the process table; ";
     int nlwps = 0, nrlwps = 0, nzlwps = 0, ndlwps = 0, nlwpwait = 0, cv = 0;
     for (const Lwp* l : p.order) {
+      lwp_assert_locked(*l);
       nlwps++;
       const LwpStat s = l->stat;
       if (s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kSleep)
@@ -478,8 +492,10 @@ std::string Kernel::check_invariants() const {
     cmp("ndlwps", p.ndlwps, ndlwps);
     cmp("nlwpwait", p.nlwpwait, nlwpwait);
     cmp("lwpcv sleepers", static_cast<int>(p.lwpcv_sleepers.size()), cv);
-    if (p.zomblwp != nullptr && (p.zomblwp->stat != LwpStat::kZomb || !p.zomblwp->detached))
-      err << "p_zomblwp holds a non-zombie; ";
+    if (const Lwp* z = p.zomblwp) {
+      lwp_assert_locked(*z);
+      if (z->stat != LwpStat::kZomb || !z->detached) err << "p_zomblwp holds a non-zombie; ";
+    }
     if (p.stat == ProcStat::kZomb && nlwps != 0) err << "exited process still has LWPs; ";
     if (p.trace_waited && p.trace_xsig == 0) err << "trace stop collected without a signal; ";
     if (p.tracer == 0 && (p.trace_xsig != 0 || p.trace_events != 0 || !p.trace_sigq.empty()))

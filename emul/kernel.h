@@ -7,12 +7,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "emul/lock.h"
 #include "emul/netbsd.h"
 #include "emul/result.h"
 #include "emul/syscalls.h"
@@ -150,6 +150,8 @@ struct CpuInfo {
   uint64_t idle_ns = 0;
 };
 
+// Every Kernel method takes the locks it needs and returns holding none; callers hold no
+// kernel lock (the thread-safety annotations are on the internals: proc.h, kern.h).
 class Kernel {
  public:
   explicit Kernel(KernelConfig cfg);
@@ -161,7 +163,7 @@ class Kernel {
   // start: its port gets lwp_return(kStart) when it is first dispatched.
   // Errors: EAGAIN (no PID available; kern.maxproc reached, or its root reserve for a
   // non-root uid; the uid's RLIMIT_NPROC reached -- uid 0 is exempt from that one).
-  KResult<ProcRef> proc_create(ProcSpec spec);
+  KResult<ProcRef> proc_create(ProcSpec spec) EXCLUDES(table_mu_);
 
   // The LWP enters the kernel with a syscall. The result comes back through
   // the port (possibly from within this call).
@@ -188,7 +190,7 @@ class Kernel {
   // Report which signals have SA_RESTART handlers in the process (bit sig-1).
   void proc_set_sigrestart(const ProcRef& p, netbsd::SigSet mask);
   // Forget an exited process and free its PID. Errors: EBUSY (still alive).
-  KResult<void> proc_release(const ProcRef& p);
+  KResult<void> proc_release(const ProcRef& p) EXCLUDES(table_mu_);
 
   // ---- debuggers: tracers that are not emulated processes (kern_ptrace.cc) ----
   // A debugger traces processes like an attached process's ptrace(2)/wait(2) do, for a
@@ -199,7 +201,7 @@ class Kernel {
   // tracee is killed (SIGKILL), as NetBSD's exit1() kills an orphaned traced process.
 
   // Errors: EAGAIN (no PID available).
-  KResult<ProcRef> debugger_open(uint32_t uid);
+  KResult<ProcRef> debugger_open(uint32_t uid) EXCLUDES(table_mu_);
   // ptrace(2) by the debugger, synchronously: the same requests, errors and results as
   // the syscall (kern_ptrace.cc). nullopt: the debugger is closed.
   std::optional<SysReturn> debugger_ptrace(const ProcRef& dbg, const PtraceArgs& a);
@@ -231,17 +233,17 @@ class Kernel {
   // progress. Idempotent.
   void debugger_close(const ProcRef& dbg);
 
-  ProcRef proc_lookup(pid_t pid) const;
+  ProcRef proc_lookup(pid_t pid) const EXCLUDES(table_mu_);
   pid_t proc_pid(const ProcRef& p) const;
-  std::vector<ProcInfo> snapshot_procs() const;
+  std::vector<ProcInfo> snapshot_procs() const EXCLUDES(table_mu_);
   std::optional<ProcInfo> snapshot_proc(pid_t pid) const;
   std::vector<CpuInfo> snapshot_cpus() const;
-  LimitInfo snapshot_limits() const;
+  LimitInfo snapshot_limits() const EXCLUDES(table_mu_, uid_mu_);
 
   // Recompute every process's counters and state sets from the LWP table and
   // compare with the maintained ones. Returns "" or a description of the
   // first violation.
-  std::string check_invariants() const;
+  std::string check_invariants() const EXCLUDES(table_mu_);
 
   const KernelConfig& config() const { return cfg_; }
   int ncpus() const { return cfg_.ncpus; }
@@ -255,34 +257,34 @@ class Kernel {
   }
   void emit(KEvent e) const;
   // A tracer to notify: a process or a debugger.
-  ProcRef tracer_lookup(pid_t pid) const;
+  ProcRef tracer_lookup(pid_t pid) const EXCLUDES(table_mu_);
   // Drop a closed debugger from the table and free its PID (once, by the last user).
-  void debugger_forget(const ProcRef& dbg);
+  void debugger_forget(const ProcRef& dbg) EXCLUDES(table_mu_);
   // Per-uid count of non-first LWPs (RLIMIT_NTHR accounting).
-  bool uid_nthr_add(uint32_t uid, int limit);  // false: over the limit
-  void uid_nthr_sub(uint32_t uid);
+  bool uid_nthr_add(uint32_t uid, int limit) EXCLUDES(uid_mu_);  // false: over the limit
+  void uid_nthr_sub(uint32_t uid) EXCLUDES(uid_mu_);
   void count_unresponsive_kill() { unresponsive_kills_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   std::string check_debuggers(const std::vector<ProcRef>& dbgs) const;
-  KResult<void> proc_slot_take(uint32_t uid);
-  void proc_slot_give(uint32_t uid);
+  KResult<void> proc_slot_take(uint32_t uid) EXCLUDES(table_mu_);
+  void proc_slot_give(uint32_t uid) EXCLUDES(table_mu_);
 
   KernelConfig cfg_;
   std::unique_ptr<IdAllocator> ids_;
   std::unique_ptr<Callout> callout_;
   std::unique_ptr<Scheduler> sched_;
 
-  mutable std::mutex table_mu_;                   // lock order: first
-  std::unordered_map<pid_t, ProcRef> procs_;      // table_mu_
-  std::unordered_map<pid_t, ProcRef> debuggers_;  // table_mu_ (kern_ptrace.cc)
-  int nprocs_ = 0;                                // table_mu_: process slots taken
+  mutable Mutex table_mu_{LockRank::kKernelTable};
+  std::unordered_map<pid_t, ProcRef> procs_ GUARDED_BY(table_mu_);
+  std::unordered_map<pid_t, ProcRef> debuggers_ GUARDED_BY(table_mu_);  // (kern_ptrace.cc)
+  int nprocs_ GUARDED_BY(table_mu_) = 0;                                // process slots taken
+  std::unordered_map<uint32_t, int> uid_nproc_ GUARDED_BY(table_mu_);   // counts procs_ by uid
 
   mutable std::atomic<uint64_t> event_seq_{0};
 
-  mutable std::mutex uid_mu_;                    // leaf
-  std::unordered_map<uint32_t, int> uid_nthr_;   // uid_mu_
-  std::unordered_map<uint32_t, int> uid_nproc_;  // table_mu_ (counts procs_ by uid)
+  mutable Mutex uid_mu_{LockRank::kUid};
+  std::unordered_map<uint32_t, int> uid_nthr_ GUARDED_BY(uid_mu_);
   std::atomic<uint64_t> unresponsive_kills_{0};  // relaxed counter
 };
 

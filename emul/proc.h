@@ -1,7 +1,9 @@
 // Internal: the process and LWP objects of the emulated kernel, and the
-// process lock guard. Only emul/ includes this file. Field comments name the
-// lock that guards each field: [p] = Proc::mu, [c] = the lock of the Cpu whose
-// run queue holds the LWP, [k] = immutable after construction.
+// process lock guard. Only emul/ includes this file. Each field names its lock:
+// GUARDED_BY(mu) / GUARDED_BY(proc->mu) = Proc::mu (checked by clang, emul/lock.h),
+// [k] = immutable after construction, [c] = the lock of the Cpu whose run queue
+// holds the LWP -- which Cpu depends on rq_cpu, so the analysis cannot name it;
+// those links are reached only through a Cpu's RunQueue, itself GUARDED_BY(Cpu::mu).
 #pragma once
 
 #include <atomic>
@@ -12,13 +14,13 @@
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "emul/kernel.h"
+#include "emul/lock.h"
 #include "emul/lwpctl.h"
 #include "emul/netbsd.h"
 #include "emul/syscalls.h"
@@ -63,64 +65,7 @@ struct Sleep {
   std::optional<SysReturn> woken;
 };
 
-class Proc;
-
-struct Lwp {
-  Lwp(lwpid_t id, Proc* owner) : lid(id), proc(owner) {}
-
-  const lwpid_t lid;  // [k]
-  Proc* const proc;   // [k]
-
-  LwpStat stat = LwpStat::kIdl;     // [p] changed only by lwp_set_state()
-  uint32_t flag = 0;                // [p] LW_*
-  bool detached = false;            // [p] LPR_DETACHED
-  bool exiting = false;             // [p] inside lwp_exit (counted in nzlwps)
-  bool in_lwpwait = false;          // [p] inside _lwp_wait (counted in nlwpwait)
-  lwpid_t waiter = 0;               // [p] first LWP waiting for this one specifically
-  lwpid_t waitingfor = 0;           // [p] LID this LWP waits for (0 = any)
-  uint64_t private_ptr = 0;         // [p] _lwp_setprivate
-  std::optional<std::string> name;  // [p] _lwp_setname
-  netbsd::SigSet sigmask = 0;       // [p] as known to the kernel
-  netbsd::SigSet sigpend = 0;       // [p] private pending set
-  std::vector<SigInfo> sigq;        // [p] pending directed signals, in order
-
-  Sleep sleep;            // [p]
-  bool in_kernel = true;  // [p] has a pending entry (start/syscall/trap)
-  SysReturn ret;          // [p] what the pending entry returns
-  uint64_t ugen = 0;      // [p] user-run generation, ++ on each return
-
-  int policy = netbsd::NB_SCHED_OTHER;  // [p]
-  int base_prio = 0;                    // [p] kernel priority of its class/param
-  bool kboost = false;                  // [p] woken sleeper: kernel priority until userret
-  CpuMask affinity = 0;                 // [p] 0 = any vCPU
-  int cpu = -1;                         // [p] vCPU it is on (LSONPROC) or last ran on
-  uint64_t switches = 0;                // [p] times switched in
-  int lwpctl_slot = -1;                 // [p] slot in the process's lwpctl area
-  // [p] An LWP this one created whose start waits for our return to user
-  // mode: a new LWP may not run user code before its creator knows its LID
-  // (the user side starts its host thread only then).
-  Lwp* pending_child = nullptr;
-  uint64_t pending_child_flags = 0;
-
-  // Tracing (kern_ptrace.cc).
-  bool trace_create_done = false;   // [p] its creation was looked at for PTRACE_LWP_CREATE
-  bool trace_exit_pending = false;  // [p] in _lwp_exit, exiting after its exit event
-  bool trace_exit_done = false;     // [p] its PTRACE_LWP_EXIT event was reported
-
-  // Run-queue linkage, [c] of the Cpu `rq_cpu` whose queue holds it.
-  Lwp* rq_next = nullptr;
-  Lwp* rq_prev = nullptr;
-  int rq_cpu = -1;
-  int rq_prio = 0;
-  CpuMask rq_affinity = 0;  // affinity and policy as of the enqueue, for
-  int rq_policy = 0;        // decisions made under the Cpu lock alone
-
-  std::list<Lwp*>::iterator order_it;  // [p] position in Proc::order
-  std::list<Lwp*>::iterator cv_it;     // [p] position in Proc::lwpcv_sleepers
-
-  int eff_prio() const;
-  bool user_mode() const { return stat == LwpStat::kOnProc && !in_kernel; }
-};
+struct Lwp;
 
 inline constexpr uint32_t PS_STOPPING = 0x1;
 inline constexpr uint32_t PS_WEXIT = 0x2;
@@ -140,85 +85,158 @@ class Proc : public std::enable_shared_from_this<Proc> {
   const int rlimit_nthr;                 // [k]
   const bool debugger;                   // [k] no LWPs, no port, never in the process table
 
-  mutable std::mutex mu;
+  mutable Mutex mu{LockRank::kProc};  // what it covers: kern_lwp.cc; its rank: emul/lock.h
 
-  ProcStat stat = ProcStat::kActive;  // [p]
-  uint32_t sflag = 0;                 // [p] PS_*
-  ExitStatus xstat;                   // [p] set when exit begins
-  lwpid_t exiter = 0;                 // [p] LWP running exit(2), if any
-  netbsd::SigSet sigrestart = 0;      // [p] signals with SA_RESTART handlers
+  ProcStat stat GUARDED_BY(mu) = ProcStat::kActive;
+  uint32_t sflag GUARDED_BY(mu) = 0;             // PS_*
+  ExitStatus xstat GUARDED_BY(mu);               // set when exit begins
+  lwpid_t exiter GUARDED_BY(mu) = 0;             // LWP running exit(2), if any
+  netbsd::SigSet sigrestart GUARDED_BY(mu) = 0;  // signals with SA_RESTART handlers
 
-  std::unordered_map<lwpid_t, std::unique_ptr<Lwp>> lwps;  // [p] owns the LWPs
-  std::list<Lwp*> order;                                   // [p] newest first
-  int nlwps = 0;           // [p] LWPs in `lwps`, embryos and zombies included
-  int nrlwps = 0;          // [p] LSIDL/LSRUN/LSONPROC/LSSLEEP
-  int nzlwps = 0;          // [p] zombies and LWPs inside lwp_exit
-  int ndlwps = 0;          // [p] detached, live or zombie
-  int nlwpwait = 0;        // [p] LWPs inside _lwp_wait
-  Lwp* zomblwp = nullptr;  // [p] newest detached zombie awaiting reaping
+  std::unordered_map<lwpid_t, std::unique_ptr<Lwp>> lwps GUARDED_BY(mu);  // owns the LWPs
+  std::list<Lwp*> order GUARDED_BY(mu);                                   // newest first
+  int nlwps GUARDED_BY(mu) = 0;           // LWPs in `lwps`, embryos and zombies included
+  int nrlwps GUARDED_BY(mu) = 0;          // LSIDL/LSRUN/LSONPROC/LSSLEEP
+  int nzlwps GUARDED_BY(mu) = 0;          // zombies and LWPs inside lwp_exit
+  int ndlwps GUARDED_BY(mu) = 0;          // detached, live or zombie
+  int nlwpwait GUARDED_BY(mu) = 0;        // LWPs inside _lwp_wait
+  Lwp* zomblwp GUARDED_BY(mu) = nullptr;  // newest detached zombie awaiting reaping
 
-  std::list<Lwp*> lwpcv_sleepers;  // [p] LWPs asleep on the process condvar
-  bool lwpcv_pending = false;      // [p] a broadcast awaits delivery
-  bool draining = false;           // [p] deferred work is being run
+  std::list<Lwp*> lwpcv_sleepers GUARDED_BY(mu);  // LWPs asleep on the process condvar
+  bool lwpcv_pending GUARDED_BY(mu) = false;      // a broadcast awaits delivery
+  bool draining GUARDED_BY(mu) = false;           // deferred work is being run
 
-  std::unique_ptr<LwpctlArea> lwpctl;  // [p] created on first _lwp_ctl
+  std::unique_ptr<LwpctlArea> lwpctl GUARDED_BY(mu);  // created on first _lwp_ctl
 
   // ---- tracing, as a tracee (kern_ptrace.cc) ----
-  pid_t tracer = 0;                // [p] pid of the tracing process, 0 = not traced
-  int trace_events = 0;            // [p] PTRACE_* event mask (pe_set_event)
-  int trace_xsig = 0;              // [p] signal of the trace stop being reported (p_xsig)
-  bool trace_waited = false;       // [p] that stop was collected by the tracer's wait
-  bool trace_exit_seen = false;    // [p] the tracer's wait collected the exit status
-  SigInfo trace_si;                // [p] siginfo of the last stop (lid 0 = whole process)
-  int trace_report_event = 0;      // [p] PTRACE_LWP_* of the last event stop, else 0
-  lwpid_t trace_report_lwp = 0;    // [p] LWP that reported it
-  std::deque<SigInfo> trace_sigq;  // [p] signals caught while a stop was reported
-  pid_t trace_notify = 0;          // [p] tracer to notify once the lock drops (0 = none)
+  pid_t tracer GUARDED_BY(mu) = 0;              // pid of the tracing process, 0 = not traced
+  int trace_events GUARDED_BY(mu) = 0;          // PTRACE_* event mask (pe_set_event)
+  int trace_xsig GUARDED_BY(mu) = 0;            // signal of the trace stop being reported (p_xsig)
+  bool trace_waited GUARDED_BY(mu) = false;     // that stop was collected by the tracer's wait
+  bool trace_exit_seen GUARDED_BY(mu) = false;  // the tracer's wait collected the exit status
+  SigInfo trace_si GUARDED_BY(mu);              // siginfo of the last stop (lid 0 = whole process)
+  int trace_report_event GUARDED_BY(mu) = 0;    // PTRACE_LWP_* of the last event stop, else 0
+  lwpid_t trace_report_lwp GUARDED_BY(mu) = 0;  // LWP that reported it
+  std::deque<SigInfo> trace_sigq GUARDED_BY(mu);  // signals caught while a stop was reported
+  pid_t trace_notify GUARDED_BY(mu) = 0;          // tracer to notify once the lock drops (0 = none)
 
   // ---- tracing, as a tracer ----
-  // [p] Processes this one traces, by pid. The reference keeps an exited
+  // Processes this one traces, by pid. The reference keeps an exited
   // tracee's status collectable after its session released the PID.
-  std::map<pid_t, std::shared_ptr<Proc>> tracees;
-  uint64_t trace_seq = 0;  // [p] ++ on every notification from a tracee
-  // [p] Tracees to kill once the lock drops: this tracer has exited.
-  std::vector<std::shared_ptr<Proc>> trace_orphans;
-  // [p] Callbacks to run once the lock drops, holding nothing (woken debugger waits).
-  std::vector<std::function<void()>> trace_fire;
+  std::map<pid_t, std::shared_ptr<Proc>> tracees GUARDED_BY(mu);
+  uint64_t trace_seq GUARDED_BY(mu) = 0;  // ++ on every notification from a tracee
+  // Tracees to kill once the lock drops: this tracer has exited.
+  std::vector<std::shared_ptr<Proc>> trace_orphans GUARDED_BY(mu);
+  // Callbacks to run once the lock drops, holding nothing (woken debugger waits).
+  std::vector<std::function<void()>> trace_fire GUARDED_BY(mu);
 
   // ---- a debugger's own state (kern_ptrace.cc, Kernel::debugger_*) ----
-  bool dbg_closed = false;  // [p] debugger_close ran: no new calls, no tracees
-  int dbg_calls = 0;        // [p] debugger_ptrace / debugger_wait calls in progress
-  // [p] Pending waits by the caller's key: each callback runs once, when a tracee
+  bool dbg_closed GUARDED_BY(mu) = false;  // debugger_close ran: no new calls, no tracees
+  int dbg_calls GUARDED_BY(mu) = 0;        // debugger_ptrace / debugger_wait calls in progress
+  // Pending waits by the caller's key: each callback runs once, when a tracee
   // notifies (trace_seq moves) or the debugger closes, unless cancelled first.
-  std::map<uint64_t, std::function<void()>> dbg_waiters;
-  // [p] Exits of tracees that debugger_wait collected (and so stopped tracing), kept until
+  std::map<uint64_t, std::function<void()>> dbg_waiters GUARDED_BY(mu);
+  // Exits of tracees that debugger_wait collected (and so stopped tracing), kept until
   // the transport confirms the delivery (debugger_wait_delivered) or gives it back
   // (debugger_wait_undo): a zombie's exit status exists once.
-  std::map<pid_t, std::shared_ptr<Proc>> dbg_exits;
+  std::map<pid_t, std::shared_ptr<Proc>> dbg_exits GUARDED_BY(mu);
 
   // Lookups. find_lwp hides embryos and zombies (lwp_find); find_lwp_any
   // hides only embryos (proc_find_lwp).
-  Lwp* find_lwp(lwpid_t lid) const;
-  Lwp* find_lwp_any(lwpid_t lid) const;
-  Lwp* first_live_lwp() const;  // newest non-embryo, non-zombie
-  int live_lwps() const { return nlwps - nzlwps; }
+  Lwp* find_lwp(lwpid_t lid) const REQUIRES(mu);
+  Lwp* find_lwp_any(lwpid_t lid) const REQUIRES(mu);
+  Lwp* first_live_lwp() const REQUIRES(mu);  // newest non-embryo, non-zombie
+  int live_lwps() const REQUIRES(mu) { return nlwps - nzlwps; }
 
  private:
   Kernel& k_;
 };
 
-// Holds Proc::mu. On release, runs the process's deferred work first
-// (condvar broadcasts re-evaluating sleepers) so that every critical section
-// leaves no wakeup undelivered.
-class ProcLock {
+struct Lwp {
+  Lwp(lwpid_t id, Proc* owner) : lid(id), proc(owner) {}
+
+  const lwpid_t lid;  // [k]
+  Proc* const proc;   // [k]
+
+  LwpStat stat GUARDED_BY(proc->mu) = LwpStat::kIdl;  // changed only by lwp_set_state()
+  uint32_t flag GUARDED_BY(proc->mu) = 0;             // LW_*
+  bool detached GUARDED_BY(proc->mu) = false;         // LPR_DETACHED
+  bool exiting GUARDED_BY(proc->mu) = false;          // inside lwp_exit (counted in nzlwps)
+  bool in_lwpwait GUARDED_BY(proc->mu) = false;       // inside _lwp_wait (counted in nlwpwait)
+  lwpid_t waiter GUARDED_BY(proc->mu) = 0;            // first LWP waiting for this one specifically
+  lwpid_t waitingfor GUARDED_BY(proc->mu) = 0;        // LID this LWP waits for (0 = any)
+  uint64_t private_ptr GUARDED_BY(proc->mu) = 0;      // _lwp_setprivate
+  std::optional<std::string> name GUARDED_BY(proc->mu);  // _lwp_setname
+  netbsd::SigSet sigmask GUARDED_BY(proc->mu) = 0;       // as known to the kernel
+  netbsd::SigSet sigpend GUARDED_BY(proc->mu) = 0;       // private pending set
+  std::vector<SigInfo> sigq GUARDED_BY(proc->mu);        // pending directed signals, in order
+
+  Sleep sleep GUARDED_BY(proc->mu);
+  bool in_kernel GUARDED_BY(proc->mu) = true;  // has a pending entry (start/syscall/trap)
+  SysReturn ret GUARDED_BY(proc->mu);          // what the pending entry returns
+  uint64_t ugen GUARDED_BY(proc->mu) = 0;      // user-run generation, ++ on each return
+
+  int policy GUARDED_BY(proc->mu) = netbsd::NB_SCHED_OTHER;
+  int base_prio GUARDED_BY(proc->mu) = 0;      // kernel priority of its class/param
+  bool kboost GUARDED_BY(proc->mu) = false;    // woken sleeper: kernel priority until userret
+  CpuMask affinity GUARDED_BY(proc->mu) = 0;   // 0 = any vCPU
+  int cpu GUARDED_BY(proc->mu) = -1;           // vCPU it is on (LSONPROC) or last ran on
+  uint64_t switches GUARDED_BY(proc->mu) = 0;  // times switched in
+  int lwpctl_slot GUARDED_BY(proc->mu) = -1;   // slot in the process's lwpctl area
+  // An LWP this one created whose start waits for our return to user
+  // mode: a new LWP may not run user code before its creator knows its LID
+  // (the user side starts its host thread only then).
+  Lwp* pending_child GUARDED_BY(proc->mu) = nullptr;
+  uint64_t pending_child_flags GUARDED_BY(proc->mu) = 0;
+
+  // Tracing (kern_ptrace.cc).
+  // Its creation was looked at for PTRACE_LWP_CREATE.
+  bool trace_create_done GUARDED_BY(proc->mu) = false;
+  // In _lwp_exit, exiting after its exit event.
+  bool trace_exit_pending GUARDED_BY(proc->mu) = false;
+  bool trace_exit_done GUARDED_BY(proc->mu) = false;  // its PTRACE_LWP_EXIT event was reported
+
+  // Run-queue linkage, [c] of the Cpu `rq_cpu` whose queue holds it.
+  Lwp* rq_next = nullptr;
+  Lwp* rq_prev = nullptr;
+  int rq_cpu = -1;
+  int rq_prio = 0;
+  CpuMask rq_affinity = 0;  // affinity and policy as of the enqueue, for
+  int rq_policy = 0;        // decisions made under the Cpu lock alone
+
+  std::list<Lwp*>::iterator order_it GUARDED_BY(proc->mu);  // position in Proc::order
+  std::list<Lwp*>::iterator cv_it GUARDED_BY(proc->mu);     // position in Proc::lwpcv_sleepers
+
+  int eff_prio() const REQUIRES(proc->mu);
+  bool user_mode() const REQUIRES(proc->mu) { return stat == LwpStat::kOnProc && !in_kernel; }
+};
+
+// An LWP reached through its process -- a lookup, a walk of Proc::order -- is guarded by
+// the process lock its caller holds, but the analysis cannot see through the pointer that
+// l.proc is that process: this tells it so, and checks it in assertion builds.
+inline void lwp_assert_locked(const Lwp& l) ASSERT_CAPABILITY(l.proc->mu) {
+  l.proc->mu.AssertHeld();
+}
+
+// Holds Proc::mu, and on release runs the process's deferred work -- the name says so at
+// every call site, since the release is where that work happens:
+//   1. still under the lock: sleepers' continuations re-evaluating a condvar broadcast
+//      (proc_drain), so every critical section leaves no wakeup undelivered;
+//   2. after unlocking, holding nothing: the tracer notification and orphaned-tracee kills
+//      recorded under the lock (trace_after_unlock), then woken debugger waits' callbacks.
+// unlock_and_run_deferred() does the same before the scope ends; the destructor does it
+// if the guard still holds the lock.
+class SCOPED_CAPABILITY DeferringProcLock {
  public:
-  explicit ProcLock(Proc& p);
-  ~ProcLock();
-  ProcLock(const ProcLock&) = delete;
-  ProcLock& operator=(const ProcLock&) = delete;
+  explicit DeferringProcLock(Proc& p) ACQUIRE(p.mu);
+  ~DeferringProcLock() RELEASE();
+  DeferringProcLock(const DeferringProcLock&) = delete;
+  DeferringProcLock& operator=(const DeferringProcLock&) = delete;
+
+  void unlock_and_run_deferred() RELEASE();
 
  private:
-  Proc& p_;
+  Proc* p_;  // nullptr once released
 };
 
 }  // namespace lwpd::emul

@@ -112,7 +112,10 @@ void Scheduler::start() {
   }
   for (auto& c : cpus_) {
     if (!hosts.empty()) c->host_cpu = hosts[c->index % hosts.size()];
-    c->since = steady_clock::now();
+    {
+      MutexLock g(c->mu);  // the worker does not exist yet; the lock is for the analysis
+      c->since = steady_clock::now();
+    }
     c->thread = std::thread([this, cp = c.get()] { run(*cp); });
   }
 }
@@ -120,7 +123,7 @@ void Scheduler::start() {
 void Scheduler::stop() {
   for (auto& c : cpus_) {
     {
-      std::lock_guard g(c->mu);
+      MutexLock g(c->mu);
       c->stopping = true;
     }
     c->cv.notify_all();
@@ -175,7 +178,7 @@ void Scheduler::enqueue(Lwp& l, bool head) {
   Cpu& c = *cpus_[ci];
   bool busy;
   {
-    std::lock_guard g(c.mu);
+    MutexLock g(c.mu);
     l.rq_cpu = ci;
     l.rq_affinity = l.affinity;
     l.rq_policy = l.policy;
@@ -198,7 +201,7 @@ void Scheduler::wake_idle_for(CpuMask mask, int busy_cpu) {
   for (auto& c : cpus_) {
     if (c->index != busy_cpu && allows(mask, c->index) && c->idle.load(std::memory_order_relaxed)) {
       {
-        std::lock_guard g(c->mu);
+        MutexLock g(c->mu);
         c->poked = true;
       }
       c->cv.notify_one();
@@ -211,7 +214,7 @@ void Scheduler::switch_out(Lwp& l) {
   Cpu& c = *cpus_[l.cpu];
   std::shared_ptr<Proc> drop;
   {
-    std::lock_guard g(c.mu);
+    MutexLock g(c.mu);
     assert(c.cur == &l);
     c.cur = nullptr;
     drop = std::move(c.cur_proc);
@@ -227,7 +230,7 @@ void Scheduler::switch_out(Lwp& l) {
 
 bool Scheduler::take_resched(Lwp& l) {
   Cpu& c = *cpus_[l.cpu];
-  std::lock_guard g(c.mu);
+  MutexLock g(c.mu);
   assert(c.cur == &l);
   if (!c.need_resched) return false;
   c.need_resched = c.need_kick = false;
@@ -237,7 +240,7 @@ bool Scheduler::take_resched(Lwp& l) {
 void Scheduler::set_cur_prio(Lwp& l) {
   Cpu& c = *cpus_[l.cpu];
   {
-    std::lock_guard g(c.mu);
+    MutexLock g(c.mu);
     assert(c.cur == &l);
     c.cur_prio = l.eff_prio();
     c.cur_policy = l.policy;
@@ -255,7 +258,7 @@ void Scheduler::requeue(Lwp& l) {
   if (l.rq_cpu < 0) return;  // claimed by a vCPU, about to run
   Cpu& c = *cpus_[l.rq_cpu];
   {
-    std::lock_guard g(c.mu);
+    MutexLock g(c.mu);
     c.rq.remove(&l);
     c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
     l.rq_cpu = -1;
@@ -266,7 +269,7 @@ void Scheduler::requeue(Lwp& l) {
 void Scheduler::resched(Lwp& l) {
   Cpu& c = *cpus_[l.cpu];
   {
-    std::lock_guard g(c.mu);
+    MutexLock g(c.mu);
     assert(c.cur == &l);
     c.need_resched = true;
   }
@@ -279,7 +282,7 @@ void Scheduler::note_kick(const Lwp& l) {
   if (kick_timeout_.count() <= 0 || l.cpu < 0) return;
   Cpu& c = *cpus_[l.cpu];
   {
-    std::lock_guard g(c.mu);
+    MutexLock g(c.mu);
     if (c.cur != &l || (c.kick_armed && c.kick_gen == l.ugen)) return;
     c.kick_armed = true;
     c.kick_gen = l.ugen;
@@ -289,25 +292,26 @@ void Scheduler::note_kick(const Lwp& l) {
 }
 
 // The kick deadline passed. Called by c's worker with c.mu held (dropped meanwhile, as for
-// a kick): lwp_revoke re-validates under the process lock that cur is still in user mode
-// in the kicked generation -- it may have trapped, been switched out or exited since.
-void Scheduler::revoke_check(Cpu& c, std::unique_lock<std::mutex>& lk) {
-  assert(lk.owns_lock() && c.kick_armed && c.cur != nullptr);
+// a kick, and held again on return): lwp_revoke re-validates under the process lock that
+// cur is still in user mode in the kicked generation -- it may have trapped, been switched
+// out or exited since.
+void Scheduler::revoke_check(Cpu& c) {
+  assert(c.kick_armed && c.cur != nullptr);
   c.kick_armed = false;
   auto p = c.cur_proc;
   const lwpid_t lid = c.cur->lid;
   const uint64_t gen = c.kick_gen;
-  lk.unlock();
+  c.mu.unlock();
   lwp_revoke(p, lid, c.index, gen, kick_timeout_);
   p.reset();
-  lk.lock();
+  c.mu.lock();
 }
 
 Lwp* Scheduler::steal(Cpu& thief) {
   const int n = ncpus();
   for (int i = 1; i < n; i++) {
     Cpu& v = *cpus_[(thief.index + i) % n];
-    std::lock_guard g(v.mu);
+    MutexLock g(v.mu);
     if (v.rq.size() == 0) continue;
     if (Lwp* l = v.rq.pop_migratable(thief.index)) {
       v.hint_queued.store(v.rq.size(), std::memory_order_relaxed);
@@ -332,7 +336,7 @@ void Scheduler::run(Cpu& c) {
       c.host_cpu = -1;
     }
   }
-  std::unique_lock lk(c.mu);
+  UniqueLock lk(c.mu);
   while (!c.stopping) {
     if (c.cur == nullptr) {
       Lwp* l = c.rq.pop();
@@ -385,7 +389,7 @@ void Scheduler::run(Cpu& c) {
     }
     const auto now = steady_clock::now();
     if (c.kick_armed && now >= c.kick_deadline) {
-      revoke_check(c, lk);
+      revoke_check(c);
       continue;
     }
     if (now >= c.slice_end) {
@@ -414,7 +418,7 @@ std::vector<CpuInfo> Scheduler::snapshot() const {
   std::vector<CpuInfo> out;
   for (auto& cp : cpus_) {
     Cpu& c = *cp;
-    std::lock_guard g(c.mu);
+    MutexLock g(c.mu);
     CpuInfo i;
     i.index = c.index;
     i.host_cpu = c.host_cpu;

@@ -8,22 +8,18 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "emul/kernel.h"
+#include "emul/lock.h"
 #include "emul/netbsd.h"
+#include "emul/proc.h"
 #include "emul/syscalls.h"
 
 namespace lwpd::emul {
-
-struct Lwp;
-class Proc;
-class Kernel;
 
 // NetBSD-style run queue: one FIFO per priority plus a bitmap of non-empty
 // levels (7 words of 32 bits, highest priority found with a bit scan).
@@ -49,31 +45,34 @@ class Cpu {
  public:
   explicit Cpu(int idx) : index(idx) {}
   const int index;
-  int host_cpu = -1;
+  int host_cpu = -1;  // set by start() before the worker runs, then by the worker alone
 
-  std::mutex mu;  // lock order: after Proc::mu; never two Cpu locks at once
-  std::condition_variable cv;
+  Mutex mu{LockRank::kCpu};  // never two Cpu locks at once (emul/lock.h)
+  CondVar cv;
 
   // ---- guarded by mu ----
-  RunQueue rq;
-  Lwp* cur = nullptr;              // claimed or LSONPROC here
-  std::shared_ptr<Proc> cur_proc;  // keeps cur's process alive while claimed
-  int cur_prio = -1;
-  int cur_policy = 0;
-  bool need_resched = false;  // cur must leave at its next userret
-  bool need_kick = false;     // the worker must kick cur
+  RunQueue rq GUARDED_BY(mu);
+  Lwp* cur GUARDED_BY(mu) = nullptr;              // claimed or LSONPROC here
+  std::shared_ptr<Proc> cur_proc GUARDED_BY(mu);  // keeps cur's process alive while claimed
+  int cur_prio GUARDED_BY(mu) = -1;
+  int cur_policy GUARDED_BY(mu) = 0;
+  bool need_resched GUARDED_BY(mu) = false;  // cur must leave at its next userret
+  bool need_kick GUARDED_BY(mu) = false;     // the worker must kick cur
   // An unanswered kick: cur was kicked while running user code in generation kick_gen.
   // If it is still there at kick_deadline it loses the vCPU (Scheduler::revoke_check).
-  bool kick_armed = false;
-  uint64_t kick_gen = 0;
-  std::chrono::steady_clock::time_point kick_deadline{};
-  std::chrono::steady_clock::time_point slice_end{};
-  bool stopping = false;
-  bool poked = false;  // an idle vCPU was asked to look for work
-  uint64_t switches = 0, steals = 0, preemptions = 0;
-  uint64_t busy_ns = 0, idle_ns = 0;
-  bool acct_busy = false;                         // the period being accounted
-  std::chrono::steady_clock::time_point since{};  // start of that busy/idle period
+  bool kick_armed GUARDED_BY(mu) = false;
+  uint64_t kick_gen GUARDED_BY(mu) = 0;
+  std::chrono::steady_clock::time_point kick_deadline GUARDED_BY(mu){};
+  std::chrono::steady_clock::time_point slice_end GUARDED_BY(mu){};
+  bool stopping GUARDED_BY(mu) = false;
+  bool poked GUARDED_BY(mu) = false;  // an idle vCPU was asked to look for work
+  uint64_t switches GUARDED_BY(mu) = 0;
+  uint64_t steals GUARDED_BY(mu) = 0;
+  uint64_t preemptions GUARDED_BY(mu) = 0;
+  uint64_t busy_ns GUARDED_BY(mu) = 0;
+  uint64_t idle_ns GUARDED_BY(mu) = 0;
+  bool acct_busy GUARDED_BY(mu) = false;                         // the period being accounted
+  std::chrono::steady_clock::time_point since GUARDED_BY(mu){};  // start of that busy/idle period
 
   // Hints read without the lock by CPU selection (a stale read only makes a
   // worse choice, never a wrong one).
@@ -98,24 +97,25 @@ class Scheduler {
   Cpu& cpu(int i) { return *cpus_[i]; }
   CpuMask all_mask() const;
 
-  // All called with the LWP's Proc::mu held.
-  void enqueue(Lwp& l, bool head);  // l is LSRUN
-  void switch_out(Lwp& l);          // l leaves LSONPROC on l.cpu
-  bool take_resched(Lwp& l);        // l is LSONPROC: must it give up its vCPU?
-  void set_cur_prio(Lwp& l);        // l is LSONPROC; its priority changed
-  void requeue(Lwp& l);             // l is LSRUN; priority or affinity changed
-  void resched(Lwp& l);             // l is LSONPROC on a vCPU it may not use
-  void note_kick(const Lwp& l);     // l, in user mode, was just kicked: arm the deadline
+  // All called with the LWP's Proc::mu held; they take Cpu locks one at a time.
+  void enqueue(Lwp& l, bool head) REQUIRES(l.proc->mu);  // l is LSRUN
+  void switch_out(Lwp& l) REQUIRES(l.proc->mu);          // l leaves LSONPROC on l.cpu
+  bool take_resched(Lwp& l) REQUIRES(l.proc->mu);        // l is LSONPROC: must it give up its vCPU?
+  void set_cur_prio(Lwp& l) REQUIRES(l.proc->mu);        // l is LSONPROC; its priority changed
+  void requeue(Lwp& l) REQUIRES(l.proc->mu);             // l is LSRUN; priority or affinity changed
+  void resched(Lwp& l) REQUIRES(l.proc->mu);             // l is LSONPROC on a vCPU it may not use
+  // l, in user mode, was just kicked: arm the deadline.
+  void note_kick(const Lwp& l) REQUIRES(l.proc->mu);
 
   std::vector<CpuInfo> snapshot() const;
 
  private:
-  void run(Cpu& c);
-  int takecpu(const Lwp& l);
-  Lwp* steal(Cpu& thief);
+  void run(Cpu& c) EXCLUDES(c.mu);
+  int takecpu(const Lwp& l) REQUIRES(l.proc->mu);
+  Lwp* steal(Cpu& thief) EXCLUDES(thief.mu);
   void wake_idle_for(CpuMask mask, int busy_cpu);
-  void account(Cpu& c, bool now_busy);
-  void revoke_check(Cpu& c, std::unique_lock<std::mutex>& lk);
+  void account(Cpu& c, bool now_busy) REQUIRES(c.mu);
+  void revoke_check(Cpu& c) REQUIRES(c.mu);
 
   Kernel& k_;
   const std::chrono::milliseconds quantum_;

@@ -18,8 +18,9 @@ namespace {
 using std::chrono::nanoseconds;
 
 // ---- exit(2) ---------------------------------------------------------------------
-Outcome sys_proc_exit(Lwp& l, const ProcExitArgs& a) {
+Outcome sys_proc_exit(Lwp& l, const ProcExitArgs& a) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   if (p.sflag & PS_WEXIT) {
     // Someone else is already taking the process down: just go.
     lwp_exit(l);
@@ -37,7 +38,7 @@ Outcome sys_proc_exit(Lwp& l, const ProcExitArgs& a) {
 }
 
 // ---- _lwp_create: EINVAL (ucontext), EAGAIN (RLIMIT_NTHR), EFAULT (new_lwp) --------
-Outcome sys_lwp_create(Lwp& l, const LwpCreateArgs& a) {
+Outcome sys_lwp_create(Lwp& l, const LwpCreateArgs& a) REQUIRES(l.proc->mu) {
   if (!(a.uc_flags & UC_CPU)) return Outcome::error(Errno::kEINVAL);
   // amd64 cpu_mcontext_validate: the static RFLAGS bits and the PC range.
   if ((a.rflags & PSL_USERSTATIC) != PSL_MBO) return Outcome::error(Errno::kEINVAL);
@@ -47,6 +48,7 @@ Outcome sys_lwp_create(Lwp& l, const LwpCreateArgs& a) {
   auto created = lwp_create(*l.proc, &l, a.flags, mask, priv);
   if (!created.ok()) return Outcome::error(created.error());
   Lwp* nl = created.value();
+  lwp_assert_locked(*nl);
   if (!a.lid_out_ok) {
     // The new LID cannot be copied out: the embryo never runs.
     lwp_free(*nl);
@@ -59,18 +61,21 @@ Outcome sys_lwp_create(Lwp& l, const LwpCreateArgs& a) {
   return Outcome::of(SysReturn::ok(nl->lid));
 }
 
-Outcome sys_lwp_exit(Lwp& l, const LwpExitArgs&) {
+Outcome sys_lwp_exit(Lwp& l, const LwpExitArgs&) REQUIRES(l.proc->mu) {
   // A traced process reports the exit first: userret stops, then exits.
   if (trace_lwp_exit(l)) return Outcome::of(SysReturn{});
   lwp_exit(l);
   return Outcome::gone();
 }
 
-Outcome sys_lwp_self(Lwp& l, const LwpSelfArgs&) { return Outcome::of(SysReturn::ok(l.lid)); }
+Outcome sys_lwp_self(Lwp& l, const LwpSelfArgs&) REQUIRES(l.proc->mu) {
+  return Outcome::of(SysReturn::ok(l.lid));
+}
 
 // ---- _lwp_wait: ESRCH, EINVAL (detached), EDEADLK, EINTR/ERESTART -----------------
-Outcome sys_lwp_wait(Lwp& l, const LwpWaitArgs& a) {
+Outcome sys_lwp_wait(Lwp& l, const LwpWaitArgs& a) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   p.nlwpwait++;
   l.in_lwpwait = true;
   l.waitingfor = a.wait_for;
@@ -110,10 +115,12 @@ void lwp_suspend_arm(Lwp& t, const Lwp* caller) {
 
 namespace {
 
-Outcome sys_lwp_suspend(Lwp& l, const LwpSuspendArgs& a) {
+Outcome sys_lwp_suspend(Lwp& l, const LwpSuspendArgs& a) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   Lwp* t = p.find_lwp(a.target);
   if (t == nullptr) return Outcome::error(Errno::kESRCH);
+  lwp_assert_locked(*t);
   if ((t == &l && p.nrlwps == 1) || (l.flag & (LW_WCORE | LW_WEXIT))) {
     return Outcome::error(Errno::kEDEADLK);
   }
@@ -148,18 +155,21 @@ void lwp_continue_target(Lwp& t) {
 namespace {
 
 // ---- _lwp_continue: ESRCH ----------------------------------------------------------
-Outcome sys_lwp_continue(Lwp& l, const LwpContinueArgs& a) {
+Outcome sys_lwp_continue(Lwp& l, const LwpContinueArgs& a) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   Lwp* t = p.find_lwp(a.target);
   if (t == nullptr) return Outcome::error(Errno::kESRCH);
+  lwp_assert_locked(*t);
   lwp_continue_target(*t);
   return Outcome::of({});
 }
 
 // ---- _lwp_wakeup: ESRCH, ENODEV (not sleeping), EBUSY (uninterruptible) -----------
-Outcome sys_lwp_wakeup(Lwp& l, const LwpWakeupArgs& a) {
+Outcome sys_lwp_wakeup(Lwp& l, const LwpWakeupArgs& a) REQUIRES(l.proc->mu) {
   Lwp* t = l.proc->find_lwp(a.target);
   if (t == nullptr) return Outcome::error(Errno::kESRCH);
+  lwp_assert_locked(*t);
   t->flag |= LW_CANCELLED | LW_UNPARKED;  // sticky, even when an error follows
   if (t->stat != LwpStat::kSleep) return Outcome::error(Errno::kENODEV);
   if (!t->sleep.interruptible) return Outcome::error(Errno::kEBUSY);
@@ -167,23 +177,25 @@ Outcome sys_lwp_wakeup(Lwp& l, const LwpWakeupArgs& a) {
   return Outcome::of({});
 }
 
-Outcome sys_lwp_getprivate(Lwp& l, const LwpGetprivateArgs&) {
+Outcome sys_lwp_getprivate(Lwp& l, const LwpGetprivateArgs&) REQUIRES(l.proc->mu) {
   return Outcome::of(SysReturn::ok(static_cast<int64_t>(l.private_ptr)));
 }
 
-Outcome sys_lwp_setprivate(Lwp& l, const LwpSetprivateArgs& a) {
+Outcome sys_lwp_setprivate(Lwp& l, const LwpSetprivateArgs& a) REQUIRES(l.proc->mu) {
   l.private_ptr = a.ptr;
   return Outcome::of({});
 }
 
 // ---- _lwp_kill: EINVAL (signo), ESRCH -------------------------------------------------
-Outcome sys_lwp_kill(Lwp& l, const LwpKillArgs& a) {
+Outcome sys_lwp_kill(Lwp& l, const LwpKillArgs& a) REQUIRES(l.proc->mu) {
   if (static_cast<unsigned>(a.signo) >= static_cast<unsigned>(NB_NSIG)) {
     return Outcome::error(Errno::kEINVAL);
   }
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   Lwp* t = p.find_lwp(a.target);
   if (t == nullptr) return Outcome::error(Errno::kESRCH);
+  lwp_assert_locked(*t);
   if (a.signo == 0) return Outcome::of({});
   SigInfo si{.signo = a.signo, .code = NB_SI_LWP, .pid = p.pid, .uid = p.uid, .lid = t->lid};
   proc_post_signal(p, t, si);
@@ -191,10 +203,12 @@ Outcome sys_lwp_kill(Lwp& l, const LwpKillArgs& a) {
 }
 
 // ---- _lwp_detach: ESRCH, EINVAL (already detached) ---------------------------------
-Outcome sys_lwp_detach(Lwp& l, const LwpDetachArgs& a) {
+Outcome sys_lwp_detach(Lwp& l, const LwpDetachArgs& a) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   Lwp* t = a.target == l.lid ? &l : p.find_lwp_any(a.target);
   if (t == nullptr) return Outcome::error(Errno::kESRCH);
+  lwp_assert_locked(*t);
   if (t->detached) return Outcome::error(Errno::kEINVAL);
   t->detached = true;
   p.ndlwps++;
@@ -207,9 +221,10 @@ Outcome sys_lwp_detach(Lwp& l, const LwpDetachArgs& a) {
 }
 
 // One _lwp_unpark: wake the target if parked, else leave it the token.
-Errno lwp_unpark1(Proc& p, lwpid_t lid) {
+Errno lwp_unpark1(Proc& p, lwpid_t lid) REQUIRES(p.mu) {
   Lwp* t = p.find_lwp_any(lid);
   if (t == nullptr) return Errno::kESRCH;
+  lwp_assert_locked(*t);
   if (t->sleep.kind == SleepKind::kPark) {
     lwp_wake(*t, WakeReason::kUnpark);
     return Errno::kOk;
@@ -220,13 +235,13 @@ Errno lwp_unpark1(Proc& p, lwpid_t lid) {
 }
 
 // ---- _lwp_unpark: ESRCH ----------------------------------------------------------
-Outcome sys_lwp_unpark(Lwp& l, const LwpUnparkArgs& a) {
+Outcome sys_lwp_unpark(Lwp& l, const LwpUnparkArgs& a) REQUIRES(l.proc->mu) {
   Errno e = lwp_unpark1(*l.proc, a.target);
   return e == Errno::kOk ? Outcome::of({}) : Outcome::error(e);
 }
 
 // ---- _lwp_unpark_all: EINVAL (count), EFAULT, ESRCH (any target) --------------------
-Outcome sys_lwp_unpark_all(Lwp& l, const LwpUnparkAllArgs& a) {
+Outcome sys_lwp_unpark_all(Lwp& l, const LwpUnparkAllArgs& a) REQUIRES(l.proc->mu) {
   if (a.targets_null) return Outcome::of(SysReturn::ok(LWP_UNPARK_MAX));
   if (a.ntargets == 0 || a.ntargets > LWP_UNPARK_MAX) return Outcome::error(Errno::kEINVAL);
   if (a.targets.size() < a.ntargets) return Outcome::error(Errno::kEFAULT);
@@ -238,18 +253,20 @@ Outcome sys_lwp_unpark_all(Lwp& l, const LwpUnparkAllArgs& a) {
 }
 
 // ---- _lwp_setname: ESRCH (a too-long name is truncated, not an error) -------------
-Outcome sys_lwp_setname(Lwp& l, const LwpSetnameArgs& a) {
+Outcome sys_lwp_setname(Lwp& l, const LwpSetnameArgs& a) REQUIRES(l.proc->mu) {
   std::string name = a.name.substr(0, std::min(a.name.find('\0'), MAXCOMLEN - 1));
   Lwp* t = a.target == 0 ? &l : l.proc->find_lwp(a.target);
   if (t == nullptr) return Outcome::error(Errno::kESRCH);
+  lwp_assert_locked(*t);
   t->name = std::move(name);
   return Outcome::of({});
 }
 
 // ---- _lwp_getname: ESRCH, ENAMETOOLONG (buffer too small; partial copy) ------------
-Outcome sys_lwp_getname(Lwp& l, const LwpGetnameArgs& a) {
+Outcome sys_lwp_getname(Lwp& l, const LwpGetnameArgs& a) REQUIRES(l.proc->mu) {
   const Lwp* t = a.target == 0 ? &l : l.proc->find_lwp(a.target);
   if (t == nullptr) return Outcome::error(Errno::kESRCH);
+  lwp_assert_locked(*t);
   const std::string name = t->name.value_or("");
   const size_t limit = std::min<uint64_t>(a.len, MAXCOMLEN);
   SysReturn r;
@@ -263,11 +280,12 @@ Outcome sys_lwp_getname(Lwp& l, const LwpGetnameArgs& a) {
 }
 
 // ---- _lwp_ctl: ENODEV (feature), ENOMEM (slots) -----------------------------------
-Outcome sys_lwp_ctl(Lwp& l, const LwpCtlArgs& a) {
+Outcome sys_lwp_ctl(Lwp& l, const LwpCtlArgs& a) REQUIRES(l.proc->mu) {
   if (a.features & ~(LWPCTL_FEATURE_CURCPU | LWPCTL_FEATURE_PCTR)) {
     return Outcome::error(Errno::kENODEV);
   }
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   if (l.lwpctl_slot < 0) {
     if (!p.lwpctl) {
       auto area = LwpctlArea::create(p.kernel().config().runtime_dir, p.pid, p.uid);
@@ -289,14 +307,18 @@ Outcome sys_lwp_ctl(Lwp& l, const LwpCtlArgs& a) {
 
 // Resolve (pid, lid) for the _sched_* calls. Only the caller's own process is
 // visible; `lid == 0` means every LWP (set) or the first LWP (get).
-KResult<std::vector<Lwp*>> sched_targets(Lwp& l, pid_t pid, lwpid_t lid, bool all_for_zero) {
+KResult<std::vector<Lwp*>> sched_targets(Lwp& l, pid_t pid, lwpid_t lid, bool all_for_zero)
+    REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   if (pid != 0 && pid != p.pid) return Errno::kESRCH;
   std::vector<Lwp*> out;
   if (lid == 0) {
     if (all_for_zero) {
-      for (Lwp* o : p.order)
+      for (Lwp* o : p.order) {
+        lwp_assert_locked(*o);
         if (o->stat != LwpStat::kZomb && o->stat != LwpStat::kIdl) out.push_back(o);
+      }
     } else if (Lwp* f = p.first_live_lwp()) {
       out.push_back(f);
     }
@@ -309,7 +331,7 @@ KResult<std::vector<Lwp*>> sched_targets(Lwp& l, pid_t pid, lwpid_t lid, bool al
 
 // Apply a new priority: a queued LWP moves to its new queue, a running one
 // may have to give way.
-void lwp_changepri(Lwp& t, int policy, int prio) {
+void lwp_changepri(Lwp& t, int policy, int prio) REQUIRES(t.proc->mu) {
   t.policy = policy;
   t.base_prio = prio;
   Scheduler& s = t.proc->kernel().sched();
@@ -318,7 +340,7 @@ void lwp_changepri(Lwp& t, int policy, int prio) {
 }
 
 // _sched_setparam: EINVAL (policy/priority), ESRCH, EPERM (raise without privilege)
-Outcome sys_sched_setparam(Lwp& l, const SchedSetparamArgs& a) {
+Outcome sys_sched_setparam(Lwp& l, const SchedSetparamArgs& a) REQUIRES(l.proc->mu) {
   if (a.policy < NB_SCHED_NONE || a.policy > NB_SCHED_RR) return Outcome::error(Errno::kEINVAL);
   if (a.priority != PRI_NONE && (a.priority < SCHED_PRI_MIN || a.priority > SCHED_PRI_MAX)) {
     return Outcome::error(Errno::kEINVAL);
@@ -327,6 +349,7 @@ Outcome sys_sched_setparam(Lwp& l, const SchedSetparamArgs& a) {
   if (!targets.ok()) return Outcome::error(targets.error());
   const bool root = l.proc->uid == 0;
   for (Lwp* t : targets.value()) {
+    lwp_assert_locked(*t);
     int policy = a.policy == NB_SCHED_NONE ? t->policy : a.policy;
     int prio = t->base_prio;
     if (policy == NB_SCHED_OTHER) {
@@ -346,10 +369,11 @@ Outcome sys_sched_setparam(Lwp& l, const SchedSetparamArgs& a) {
 }
 
 // _sched_getparam: ESRCH
-Outcome sys_sched_getparam(Lwp& l, const SchedGetparamArgs& a) {
+Outcome sys_sched_getparam(Lwp& l, const SchedGetparamArgs& a) REQUIRES(l.proc->mu) {
   auto targets = sched_targets(l, a.pid, a.lid, false);
   if (!targets.ok()) return Outcome::error(targets.error());
   const Lwp* t = targets.value().front();
+  lwp_assert_locked(*t);
   SysReturn r;
   r.policy = t->policy;
   r.priority = t->policy == NB_SCHED_OTHER ? t->base_prio : t->base_prio - PRI_USER_RT;
@@ -357,7 +381,7 @@ Outcome sys_sched_getparam(Lwp& l, const SchedGetparamArgs& a) {
 }
 
 // _sched_setaffinity: ESRCH, EPERM (privilege; no usable vCPU in the set)
-Outcome sys_sched_setaffinity(Lwp& l, const SchedSetaffinityArgs& a) {
+Outcome sys_sched_setaffinity(Lwp& l, const SchedSetaffinityArgs& a) REQUIRES(l.proc->mu) {
   Kernel& k = l.proc->kernel();
   auto targets = sched_targets(l, a.pid, a.lid, true);
   if (!targets.ok()) return Outcome::error(targets.error());
@@ -366,6 +390,7 @@ Outcome sys_sched_setaffinity(Lwp& l, const SchedSetaffinityArgs& a) {
   const CpuMask mask = a.mask & k.sched().all_mask();
   if (a.mask != 0 && mask == 0) return Outcome::error(Errno::kEPERM);
   for (Lwp* t : targets.value()) {
+    lwp_assert_locked(*t);
     t->affinity = mask;
     if (t->stat == LwpStat::kRun) k.sched().requeue(*t);
     if (t->stat == LwpStat::kOnProc && mask != 0 && !(mask & (CpuMask{1} << t->cpu))) {
@@ -376,23 +401,26 @@ Outcome sys_sched_setaffinity(Lwp& l, const SchedSetaffinityArgs& a) {
 }
 
 // _sched_getaffinity: ESRCH
-Outcome sys_sched_getaffinity(Lwp& l, const SchedGetaffinityArgs& a) {
+Outcome sys_sched_getaffinity(Lwp& l, const SchedGetaffinityArgs& a) REQUIRES(l.proc->mu) {
   auto targets = sched_targets(l, a.pid, a.lid, false);
   if (!targets.ok()) return Outcome::error(targets.error());
+  const Lwp* t = targets.value().front();
+  lwp_assert_locked(*t);
   SysReturn r;
-  r.mask = targets.value().front()->affinity;
+  r.mask = t->affinity;
   return Outcome::of(std::move(r));
 }
 
-Outcome sys_sched_yield(Lwp& l, const SchedYieldArgs&) {
+Outcome sys_sched_yield(Lwp& l, const SchedYieldArgs&) REQUIRES(l.proc->mu) {
   l.ret = SysReturn{};
   lwp_set_state(l, LwpStat::kRun);  // to the tail of its queue
   return Outcome::blocked();
 }
 
 // ---- ___lwp_park60: ESRCH (unpark), EINVAL (ts/clock), ETIMEDOUT, EALREADY, EINTR ---
-Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) {
+Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
+  p.mu.AssertHeld();
   if (a.unpark != 0) {
     Errno e = lwp_unpark1(p, a.unpark);
     if (e != Errno::kOk) return Outcome::error(e);
@@ -449,6 +477,7 @@ Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) {
 Outcome sys_dispatch(Lwp& l, const SysArgs& args) {
   return std::visit(
       [&l](const auto& a) -> Outcome {
+        l.proc->mu.AssertHeld();  // a lambda is analysed on its own: it runs under ours
         using A = std::decay_t<decltype(a)>;
 #define LWPD_SYS_CASE(name, num, str, fn) \
   if constexpr (std::is_same_v<A, name##Args>) return fn(l, a);

@@ -6,8 +6,10 @@
 #   3. build build-tsan/ (ThreadSanitizer) and run every test in it but the TSan exclusions
 #   4. build build-asan/ (AddressSanitizer + LeakSanitizer) and run every test in it but the
 #      ASan exclusions
-#   5. build the fuzz targets in build-clang/ (clang, libFuzzer + ASan + UBSan) and run each
-#      for LWPD_FUZZ_SECONDS (default 30) from a scratch copy of its seed corpus
+#   5. thread-safety: build emul/, server/ and the daemon in build-clang/ with clang, whose
+#      -Wthread-safety findings are errors there (CMakeLists.txt, emul/lock.h)
+#   6. build the fuzz targets in the same build-clang/ (clang, libFuzzer + ASan + UBSan) and
+#      run each for LWPD_FUZZ_SECONDS (default 30) from a scratch copy of its seed corpus
 #      (scripts/fuzz.sh --scratch): any crash, leak, invariant failure or hang fails it
 #
 # Sanitizer coverage is by exclusion: a test added later runs under both sanitizers unless it
@@ -94,6 +96,12 @@ if step "build (build-asan/)" bash scripts/build.sh --sanitize address; then
 else
   skip "ctest (build-asan/)" "build failed"
 fi
+
+# Thread-safety analysis: one clang tree serves it and the fuzzers. Building the libraries
+# and the daemon there is the check (any -Wthread-safety finding fails the compile); the
+# fuzz step below then only adds its two targets to the same objects.
+step "thread-safety (clang)" bash scripts/build.sh --clang --target lwpd_emul \
+  --target lwpd_server --target lwpd
 
 # Fuzzing: each target for a bounded time (docs/FUZZING.md); the long runs are scripts/fuzz.sh.
 # Only the fuzz targets and the libraries they link are built (not the whole clang tree).

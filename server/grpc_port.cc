@@ -11,7 +11,7 @@ constexpr int kSysLwpCreate = netbsd::sysno(netbsd::Sysno::kLwpCreate);
 // ---- the Session stream ----------------------------------------------------------------
 
 bool GrpcPort::attach_session(SessionStream* s, v1::SessionEvent attached) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (closed_ || orphaned_) return false;
   session_ = s;
   s->Send(std::move(attached));
@@ -22,26 +22,26 @@ bool GrpcPort::attach_session(SessionStream* s, v1::SessionEvent attached) {
 }
 
 void GrpcPort::detach_session(SessionStream* s) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (session_ == s) session_ = nullptr;
   orphaned_ = true;
   early_events_.clear();
 }
 
 void GrpcPort::orphan() {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   orphaned_ = true;
   early_events_.clear();
 }
 
 void GrpcPort::released() {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   released_ = true;
   if (session_ != nullptr) session_->FinishAfterWrites(final_status_);
 }
 
 void GrpcPort::fail_session(grpc::Status st) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (final_status_.ok()) final_status_ = std::move(st);
 }
 
@@ -56,12 +56,12 @@ void GrpcPort::session_event_locked(v1::SessionEvent ev) {
 // ---- LWP transports ----------------------------------------------------------------------
 
 void GrpcPort::add_lwp(lwpid_t lid) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (!exited_) routes_.try_emplace(lid);
 }
 
 GrpcPort::Check GrpcPort::begin_entry(lwpid_t lid, ReturnTarget* t, int sysno) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (closed_ || exited_) return Check::kClosed;
   auto it = routes_.find(lid);
   if (it == routes_.end()) return Check::kNoSuchLwp;
@@ -75,7 +75,7 @@ GrpcPort::Check GrpcPort::begin_entry(lwpid_t lid, ReturnTarget* t, int sysno) {
 }
 
 bool GrpcPort::abort_entry(lwpid_t lid, ReturnTarget* t) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   auto it = routes_.find(lid);
   if (it == routes_.end() || it->second.target != t) return false;
   it->second.target = nullptr;
@@ -85,7 +85,7 @@ bool GrpcPort::abort_entry(lwpid_t lid, ReturnTarget* t) {
 }
 
 GrpcPort::Check GrpcPort::start_wait(lwpid_t lid, ReturnTarget* t) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (closed_ || exited_) return Check::kClosed;
   auto it = routes_.find(lid);
   if (it == routes_.end()) return Check::kNoSuchLwp;
@@ -104,7 +104,7 @@ GrpcPort::Check GrpcPort::start_wait(lwpid_t lid, ReturnTarget* t) {
 }
 
 bool GrpcPort::cancel_entry(lwpid_t lid, ReturnTarget* t) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   auto it = routes_.find(lid);
   if (it == routes_.end() || it->second.target != t) return false;
   // The LWP stays in the kernel; its return will be buffered.
@@ -113,7 +113,7 @@ bool GrpcPort::cancel_entry(lwpid_t lid, ReturnTarget* t) {
 }
 
 GrpcPort::Check GrpcPort::open_channel(lwpid_t lid, ReturnTarget* ch) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (closed_ || exited_) return Check::kClosed;
   auto it = routes_.find(lid);
   if (it == routes_.end()) return Check::kNoSuchLwp;
@@ -131,7 +131,7 @@ GrpcPort::Check GrpcPort::open_channel(lwpid_t lid, ReturnTarget* ch) {
 }
 
 void GrpcPort::close_channel(lwpid_t lid, ReturnTarget* ch) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   auto it = routes_.find(lid);
   if (it == routes_.end()) return;
   if (it->second.channel == ch) it->second.channel = nullptr;
@@ -139,7 +139,7 @@ void GrpcPort::close_channel(lwpid_t lid, ReturnTarget* ch) {
 }
 
 void GrpcPort::shutdown(const grpc::Status& st) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   closed_ = true;
   for (auto& [lid, r] : routes_) {
     if (r.target != nullptr) r.target->Fail(st);
@@ -151,7 +151,7 @@ void GrpcPort::shutdown(const grpc::Status& st) {
 }
 
 bool GrpcPort::exited() const {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   return exited_;
 }
 
@@ -170,7 +170,7 @@ void GrpcPort::deliver_locked(Route& r, v1::SyscallReturn ret) {
 }
 
 void GrpcPort::lwp_return(lwpid_t lid, const emul::SysReturn& ret, uint64_t gen) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   Route& r = routes_[lid];
   // The new LWP becomes nameable once its creator learns its LID (it may
   // already have a route if it was dispatched before its creator returned).
@@ -184,7 +184,7 @@ void GrpcPort::lwp_return(lwpid_t lid, const emul::SysReturn& ret, uint64_t gen)
 }
 
 void GrpcPort::lwp_kick(lwpid_t lid, uint64_t gen) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   v1::SessionEvent ev;
   ev.mutable_kick()->set_lid(lid);
   ev.mutable_kick()->set_gen(gen);
@@ -192,7 +192,7 @@ void GrpcPort::lwp_kick(lwpid_t lid, uint64_t gen) {
 }
 
 void GrpcPort::lwp_signal(lwpid_t lid, const emul::SigInfo& info) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   v1::SessionEvent ev;
   ev.mutable_signal()->set_lid(lid);
   siginfo_to_wire(info, ev.mutable_signal()->mutable_info());
@@ -200,7 +200,7 @@ void GrpcPort::lwp_signal(lwpid_t lid, const emul::SigInfo& info) {
 }
 
 void GrpcPort::lwp_exited(lwpid_t lid) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (auto it = routes_.find(lid); it != routes_.end()) {
     Route& r = it->second;
     if (r.target != nullptr) r.target->Exited();
@@ -218,7 +218,7 @@ void GrpcPort::proc_unresponsive(lwpid_t) {
 
 void GrpcPort::proc_exited(const emul::ExitStatus& status) {
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     exited_ = true;
     v1::ExitStatus st;
     exit_status_to_wire(status, &st);

@@ -30,11 +30,11 @@
 
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <unordered_map>
 
 #include <grpcpp/grpcpp.h>
 
+#include "emul/lock.h"
 #include "emul/user_port.h"
 #include "lwpd/v1/kernel.grpc.pb.h"
 #include "server/stream.h"
@@ -80,45 +80,45 @@ class GrpcPort : public emul::UserPort {
   // ---- the Session stream ----
   // Bind the session stream: `attached` is written first, then any event
   // produced before the stream was bound. False if the port is closed.
-  bool attach_session(SessionStream* s, v1::SessionEvent attached);
-  void detach_session(SessionStream* s);
+  bool attach_session(SessionStream* s, v1::SessionEvent attached) EXCLUDES(mu_);
+  void detach_session(SessionStream* s) EXCLUDES(mu_);
   // The session stream is gone for good: drop events instead of queueing.
-  void orphan();
+  void orphan() EXCLUDES(mu_);
   // The exited process has been released from the kernel's table (Sessions::reap): the
   // session stream may now end. Its final status is sent only after this, so a client
   // that sees the stream end no longer finds the process listed.
-  void released();
+  void released() EXCLUDES(mu_);
   // The session stream is to end with `st` rather than OK (a protocol error): still only
   // after released(), and after the events queued until then (proc_exited included).
-  void fail_session(grpc::Status st);
+  void fail_session(grpc::Status st) EXCLUDES(mu_);
 
   // ---- LWP transports ----
-  void add_lwp(lwpid_t lid);
+  void add_lwp(lwpid_t lid) EXCLUDES(mu_);
   // A transport enters the kernel for `lid` (syscall `sysno`, 0 for a trap)
   // and waits for the return. kOk: call the Kernel next, and on refusal
   // abort_entry().
-  Check begin_entry(lwpid_t lid, ReturnTarget* t, int sysno);
+  Check begin_entry(lwpid_t lid, ReturnTarget* t, int sysno) EXCLUDES(mu_);
   // The Kernel refused the entry: true if `t` was still registered (the
   // caller then finishes it), false if something already ended it.
-  bool abort_entry(lwpid_t lid, ReturnTarget* t);
+  bool abort_entry(lwpid_t lid, ReturnTarget* t) EXCLUDES(mu_);
   // Start: wait for the LWP's first return (or take a buffered one).
-  Check start_wait(lwpid_t lid, ReturnTarget* t);
+  Check start_wait(lwpid_t lid, ReturnTarget* t) EXCLUDES(mu_);
   // A unary target was cancelled: true if it was still registered.
-  bool cancel_entry(lwpid_t lid, ReturnTarget* t);
+  bool cancel_entry(lwpid_t lid, ReturnTarget* t) EXCLUDES(mu_);
   // Bind / unbind an LwpChannel.
-  Check open_channel(lwpid_t lid, ReturnTarget* ch);
-  void close_channel(lwpid_t lid, ReturnTarget* ch);
+  Check open_channel(lwpid_t lid, ReturnTarget* ch) EXCLUDES(mu_);
+  void close_channel(lwpid_t lid, ReturnTarget* ch) EXCLUDES(mu_);
 
   // End every transport with `st` and refuse new ones (daemon shutdown).
-  void shutdown(const grpc::Status& st);
-  bool exited() const;
+  void shutdown(const grpc::Status& st) EXCLUDES(mu_);
+  bool exited() const EXCLUDES(mu_);
 
   // ---- emul::UserPort (called under the process lock) ----
-  void lwp_return(lwpid_t lid, const emul::SysReturn& ret, uint64_t gen) override;
-  void lwp_kick(lwpid_t lid, uint64_t gen) override;
-  void lwp_signal(lwpid_t lid, const emul::SigInfo& info) override;
-  void lwp_exited(lwpid_t lid) override;
-  void proc_exited(const emul::ExitStatus& status) override;
+  void lwp_return(lwpid_t lid, const emul::SysReturn& ret, uint64_t gen) override EXCLUDES(mu_);
+  void lwp_kick(lwpid_t lid, uint64_t gen) override EXCLUDES(mu_);
+  void lwp_signal(lwpid_t lid, const emul::SigInfo& info) override EXCLUDES(mu_);
+  void lwp_exited(lwpid_t lid) override EXCLUDES(mu_);
+  void proc_exited(const emul::ExitStatus& status) override EXCLUDES(mu_);
   void proc_unresponsive(lwpid_t lid) override;
   // What proc_unresponsive does besides logging (e.g. end the client's host process). Set
   // once, before the process can run; runs under the kernel's process lock: no blocking.
@@ -129,24 +129,24 @@ class GrpcPort : public emul::UserPort {
     ReturnTarget* target = nullptr;   // waits for the pending entry's return
     ReturnTarget* channel = nullptr;  // the open LwpChannel
     std::deque<v1::SyscallReturn> buffered;
-    bool user = false;     // a return was handed to the user side since the last entry
-    int pending_sysno = 0; // syscall of the pending entry (0: start or trap)
+    bool user = false;      // a return was handed to the user side since the last entry
+    int pending_sysno = 0;  // syscall of the pending entry (0: start or trap)
   };
-  void session_event_locked(v1::SessionEvent ev);
-  void deliver_locked(Route& r, v1::SyscallReturn ret);
+  void session_event_locked(v1::SessionEvent ev) REQUIRES(mu_);
+  void deliver_locked(Route& r, v1::SyscallReturn ret) REQUIRES(mu_);
 
   const std::function<void()> on_exit_;
   std::function<void()> on_unresponsive_;  // set before the process runs, then only read
 
-  mutable std::mutex mu_;
-  std::unordered_map<lwpid_t, Route> routes_;   // [mu_]
-  SessionStream* session_ = nullptr;            // [mu_]
-  std::deque<v1::SessionEvent> early_events_;   // [mu_] before the stream is bound
-  bool orphaned_ = false;                       // [mu_] the stream is gone
-  bool exited_ = false;                         // [mu_] proc_exited seen
-  bool released_ = false;                       // [mu_] released() seen
-  grpc::Status final_status_;                   // [mu_] the session stream's end (OK)
-  bool closed_ = false;                         // [mu_] shutdown
+  mutable Mutex mu_{LockRank::kPort};
+  std::unordered_map<lwpid_t, Route> routes_ GUARDED_BY(mu_);
+  SessionStream* session_ GUARDED_BY(mu_) = nullptr;
+  std::deque<v1::SessionEvent> early_events_ GUARDED_BY(mu_);  // before the stream is bound
+  bool orphaned_ GUARDED_BY(mu_) = false;                      // the stream is gone
+  bool exited_ GUARDED_BY(mu_) = false;                        // proc_exited seen
+  bool released_ GUARDED_BY(mu_) = false;                      // released() seen
+  grpc::Status final_status_ GUARDED_BY(mu_);                  // the session stream's end (OK)
+  bool closed_ GUARDED_BY(mu_) = false;                        // shutdown
 };
 
 }  // namespace lwpd::server

@@ -132,8 +132,8 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
   }
 
  private:
-  std::shared_ptr<Session> session() {
-    std::lock_guard g(mu_);
+  std::shared_ptr<Session> session() EXCLUDES(mu_) {
+    MutexLock g(mu_);
     return s_;
   }
 
@@ -162,7 +162,7 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
     }
     std::shared_ptr<Session> s = r.release();
     {
-      std::lock_guard g(mu_);
+      MutexLock g(mu_);
       s_ = s;
     }
     v1::SessionEvent ev;
@@ -218,8 +218,8 @@ class SessionReactor final : public QueuedBidiReactor<v1::SessionRequest, v1::Se
   Daemon& d_;
   grpc::CallbackServerContext* const ctx_;
   v1::SessionRequest req_;      // owned by the one outstanding read
-  std::mutex mu_;               // leaf
-  std::shared_ptr<Session> s_;  // [mu_] set once by Attach
+  Mutex mu_{LockRank::kLeaf};
+  std::shared_ptr<Session> s_ GUARDED_BY(mu_);  // set once by Attach
 };
 
 // ---- LwpChannel ---------------------------------------------------------------------------

@@ -24,6 +24,8 @@
 #include <grpcpp/server_posix.h>
 #include <spdlog/spdlog.h>
 
+#include "emul/lock.h"
+
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77  // Linux 6.5; Debian 12's headers predate it
 #endif
@@ -152,10 +154,10 @@ class Listener::Impl {
   void close_pending(int fd);
   void expire_pending(Clock::time_point now);
 
-  // Forget the entry at `fd`, if any. Caller holds mu_.
-  void drop_locked(int fd);
-  // Drop the handed-over entries whose fd no longer holds their socket. Caller holds mu_.
-  void sweep_locked();
+  // Forget the entry at `fd`, if any.
+  void drop_locked(int fd) REQUIRES(mu_);
+  // Drop the handed-over entries whose fd no longer holds their socket.
+  void sweep_locked() REQUIRES(mu_);
 
   const ListenerConfig cfg_;
   int epfd_ = -1;
@@ -175,10 +177,10 @@ class Listener::Impl {
   uint64_t next_serial_ = 1;
   RateLimitedWarn warn_fd_, warn_cap_, warn_err_;
 
-  mutable std::mutex mu_;                             // leaf
-  std::unordered_map<int, Conn> conns_;               // [mu_] by fd
-  std::unordered_map<uint64_t, uint32_t> per_principal_;  // [mu_] live connections
-  ListenerStats stats_;                               // [mu_] (live: conns_.size())
+  mutable Mutex mu_{LockRank::kLeaf};
+  std::unordered_map<int, Conn> conns_ GUARDED_BY(mu_);               // by fd
+  std::unordered_map<uint64_t, uint32_t> per_principal_ GUARDED_BY(mu_);  // live connections
+  ListenerStats stats_ GUARDED_BY(mu_);                               // (live: conns_.size())
 };
 
 Listener::Impl::Impl(ListenerConfig cfg) : cfg_(cfg) {
@@ -299,7 +301,7 @@ void Listener::Impl::run() {
     expire_pending(now);
     resume_if_due(now);
     if (now >= next_sweep_) {
-      std::lock_guard g(mu_);
+      MutexLock g(mu_);
       sweep_locked();
       next_sweep_ = now + kSweepEvery;
     }
@@ -343,7 +345,7 @@ void Listener::Impl::accept_some(const ListenSock& ls) {
 // Out of fds (or memory): shed the backlog and back off; never stop accepting for good.
 void Listener::Impl::accept_failed(const ListenSock& ls, int err) {
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     stats_.accept_errors++;
   }
   const bool out_of_fds = err == EMFILE || err == ENFILE;
@@ -366,7 +368,7 @@ void Listener::Impl::shed(const ListenSock& ls) {
     shed++;
   }
   spare_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // -1: retried by run()
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   stats_.refused_fd_limit += shed;
 }
 
@@ -397,7 +399,7 @@ void Listener::Impl::admit(int fd, bool is_unix) {
   ucred uc{};
   socklen_t len = sizeof uc;
   if (!id || (is_unix && ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0)) {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     stats_.accept_errors++;
     ::close(fd);
     return;
@@ -412,7 +414,7 @@ void Listener::Impl::admit(int fd, bool is_unix) {
   c.serial = next_serial_++;
   const bool capped = !(is_unix && uc.uid == 0);
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     stats_.accepted++;
     drop_locked(fd);  // gRPC closed the connection that had this number
     uint32_t& n = per_principal_[c.principal];
@@ -442,7 +444,7 @@ void Listener::Impl::admit(int fd, bool is_unix) {
 // a preface or the peer hung up first. Peeks only: gRPC reads the preface itself.
 void Listener::Impl::check_preface(int fd, uint32_t events) {
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     auto it = conns_.find(fd);
     if (it == conns_.end() || it->second.handed) return;  // an event from before a close
   }
@@ -456,7 +458,7 @@ void Listener::Impl::check_preface(int fd, uint32_t events) {
   const bool prefix = n > 0 && std::memcmp(buf, kPreface, static_cast<size_t>(n)) == 0;
   if (prefix && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;  // more to come
   if (n > 0 && !prefix) {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     stats_.closed_bad_preface++;
   }
   close_pending(fd);
@@ -465,7 +467,7 @@ void Listener::Impl::check_preface(int fd, uint32_t events) {
 void Listener::Impl::hand_over(int fd) {
   ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     conns_.at(fd).handed = true;
   }
   grpc::AddInsecureChannelFromFd(server_, fd);  // gRPC owns (and will close) fd now
@@ -474,7 +476,7 @@ void Listener::Impl::hand_over(int fd) {
 void Listener::Impl::close_pending(int fd) {
   ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     drop_locked(fd);
   }
   ::close(fd);
@@ -485,7 +487,7 @@ void Listener::Impl::expire_pending(Clock::time_point now) {
     const Deadline d = deadlines_.front();
     deadlines_.pop_front();
     {
-      std::lock_guard g(mu_);
+      MutexLock g(mu_);
       auto it = conns_.find(d.fd);
       if (it == conns_.end() || it->second.handed || it->second.serial != d.serial) continue;
       stats_.closed_half_open++;
@@ -526,7 +528,7 @@ void Listener::Impl::stop() {
     if (!ls.path.empty()) ::unlink(ls.path.c_str());
   }
   socks_.clear();
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   for (auto it = conns_.begin(); it != conns_.end();) {
     if (it->second.handed) {
       ++it;
@@ -547,7 +549,7 @@ std::optional<Peer> Listener::Impl::peer_of(const grpc::ServerContextBase& ctx) 
   char* end = nullptr;
   const long fd = std::strtol(p.c_str() + 3, &end, 10);
   if (end == p.c_str() + 3 || *end != '\0' || fd < 0 || fd > INT32_MAX) return std::nullopt;
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   auto it = conns_.find(static_cast<int>(fd));
   if (it == conns_.end() || !it->second.handed) return std::nullopt;
   const SockId want = it->second.id;
@@ -569,7 +571,7 @@ std::optional<Peer> Listener::Impl::peer_of(const grpc::ServerContextBase& ctx) 
 }
 
 ListenerStats Listener::Impl::stats() const {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   ListenerStats s = stats_;
   // Exact, unlike conns_.size(): entries gRPC closed stay until the next sweep.
   for (const auto& [fd, c] : conns_)

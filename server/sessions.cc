@@ -22,7 +22,7 @@ Janitor::Janitor() : thread_([this] { run(); }) {}
 Janitor::~Janitor() { stop(); }
 
 void Janitor::post(std::function<void()> fn) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (stopping_) return;
   q_.push_back(std::move(fn));
   cv_.notify_one();
@@ -30,7 +30,7 @@ void Janitor::post(std::function<void()> fn) {
 
 void Janitor::stop() {
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     stopping_ = true;
     cv_.notify_one();
   }
@@ -38,9 +38,9 @@ void Janitor::stop() {
 }
 
 void Janitor::run() {
-  std::unique_lock lk(mu_);
+  UniqueLock lk(mu_);
   for (;;) {
-    cv_.wait(lk, [&] { return stopping_ || !q_.empty(); });
+    while (!stopping_ && q_.empty()) cv_.wait(lk);
     if (q_.empty()) return;  // stopping, and everything queued is done
     auto fn = std::move(q_.front());
     q_.pop_front();
@@ -121,13 +121,13 @@ emul::KResult<std::shared_ptr<Session>> Sessions::create(const std::string& comm
   s->proc = r.release();
   s->pid = k_.proc_pid(s->proc);
   s->port->add_lwp(s->pid);
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   by_token_.emplace(s->token, s);
   return s;
 }
 
 std::shared_ptr<Session> Sessions::find(std::string_view token) const {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   auto it = by_token_.find(std::string(token));
   return it == by_token_.end() ? nullptr : it->second;
 }
@@ -151,7 +151,7 @@ void Sessions::cut_off(const std::shared_ptr<Session>& s, const char* what) {
 void Sessions::reap(const std::string& token) {
   std::shared_ptr<Session> s;
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     auto it = by_token_.find(token);
     if (it == by_token_.end()) return;
     s = std::move(it->second);
@@ -164,7 +164,7 @@ void Sessions::reap(const std::string& token) {
 void Sessions::shutdown(const grpc::Status& st) {
   std::vector<std::shared_ptr<Session>> all;
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     for (auto& [t, s] : by_token_) all.push_back(s);
   }
   for (auto& s : all) s->port->shutdown(st);
@@ -172,7 +172,7 @@ void Sessions::shutdown(const grpc::Status& st) {
 }
 
 size_t Sessions::size() const {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   return by_token_.size();
 }
 

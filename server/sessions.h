@@ -17,11 +17,9 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,16 +40,16 @@ class Janitor {
   Janitor();
   ~Janitor();  // stops (see stop())
   // Run `fn` on the janitor thread. Ignored after stop().
-  void post(std::function<void()> fn);
+  void post(std::function<void()> fn) EXCLUDES(mu_);
   // Finish the queued work and join the thread.
-  void stop();
+  void stop() EXCLUDES(mu_);
 
  private:
-  void run();
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> q_;  // [mu_]
-  bool stopping_ = false;                // [mu_]
+  void run() EXCLUDES(mu_);
+  Mutex mu_{LockRank::kJanitor};
+  CondVar cv_;
+  std::deque<std::function<void()>> q_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -94,7 +92,7 @@ class Sessions {
   emul::KResult<std::shared_ptr<Session>> create(const std::string& comm, uint32_t uid) {
     return create(comm, SessionIdentity{.uid = uid, .peer = std::nullopt});
   }
-  std::shared_ptr<Session> find(std::string_view token) const;
+  std::shared_ptr<Session> find(std::string_view token) const EXCLUDES(mu_);
   // The user side is gone: the process dies as if killed (once).
   void abandon(Session& s);
   // A stream of `s` went over its queue bound (`what` names it): abandon the
@@ -105,16 +103,16 @@ class Sessions {
   uint64_t cut_offs() const { return cut_offs_.load(std::memory_order_relaxed); }
   // End every session's transports with `st` and stop the janitor; used at
   // daemon shutdown before the gRPC server is shut down.
-  void shutdown(const grpc::Status& st);
-  size_t size() const;
+  void shutdown(const grpc::Status& st) EXCLUDES(mu_);
+  size_t size() const EXCLUDES(mu_);
 
  private:
-  void reap(const std::string& token);
+  void reap(const std::string& token) EXCLUDES(mu_);
 
   emul::Kernel& k_;
   Janitor janitor_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<Session>> by_token_;  // [mu_]
+  mutable Mutex mu_{LockRank::kSessions};
+  std::unordered_map<std::string, std::shared_ptr<Session>> by_token_ GUARDED_BY(mu_);
   std::atomic<uint64_t> cut_offs_{0};  // relaxed counter, read by Stats
 };
 

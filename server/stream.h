@@ -16,12 +16,12 @@
 #pragma once
 
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
+#include "emul/lock.h"
 #include "server/hb_annotate.h"
 
 namespace lwpd::server {
@@ -44,50 +44,50 @@ class EventSink {
 template <class Req, class Ev>
 class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventSink<Ev> {
  public:
-  bool Send(Ev ev) override {
+  bool Send(Ev ev) override EXCLUDES(wmu_) {
     {
-      std::lock_guard g(wmu_);
+      MutexLock g(wmu_);
       if (finish_) return false;
       if (limit_ == 0 || q_.size() < limit_) {
         q_.push_back(std::move(ev));
         if (!writing_) StartNextLocked();
         return true;
       }
-      FinishNowLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                   "stream cut off: more than " + std::to_string(limit_) +
-                                       " events queued and not read"));
+      FinishNowLocked(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          "stream cut off: more than " + std::to_string(limit_) + " events queued and not read"));
     }
     OnQueueOverflow();
     return false;
   }
 
-  void FinishAfterWrites(grpc::Status st) override {
-    std::lock_guard g(wmu_);
+  void FinishAfterWrites(grpc::Status st) override EXCLUDES(wmu_) {
+    MutexLock g(wmu_);
     if (finish_) return;
     finish_ = std::move(st);
     if (!writing_) FinishLocked();
   }
 
-  void FinishNow(grpc::Status st) override {
-    std::lock_guard g(wmu_);
+  void FinishNow(grpc::Status st) override EXCLUDES(wmu_) {
+    MutexLock g(wmu_);
     FinishNowLocked(std::move(st));
   }
 
   // At most `n` events queued (counting the one being written); 0 = no bound. Set it
   // before the stream is visible to other threads (in the constructor).
-  void SetQueueLimit(size_t n) {
-    std::lock_guard g(wmu_);
+  void SetQueueLimit(size_t n) EXCLUDES(wmu_) {
+    MutexLock g(wmu_);
     limit_ = n;
   }
 
-  bool Finishing() {
-    std::lock_guard g(wmu_);
+  bool Finishing() EXCLUDES(wmu_) {
+    MutexLock g(wmu_);
     return finish_.has_value();
   }
 
-  void OnWriteDone(bool ok) override {
+  void OnWriteDone(bool ok) override EXCLUDES(wmu_) {
     ReactionScope rs(HbKey());
-    std::lock_guard g(wmu_);
+    MutexLock g(wmu_);
     writing_ = false;
     q_.pop_front();
     if (!ok) {
@@ -118,7 +118,7 @@ class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventS
   }
 
  private:
-  void FinishNowLocked(grpc::Status st) {
+  void FinishNowLocked(grpc::Status st) REQUIRES(wmu_) {
     if (finish_) return;
     finish_ = std::move(st);
     if (writing_) {
@@ -129,24 +129,24 @@ class QueuedBidiReactor : public grpc::ServerBidiReactor<Req, Ev>, public EventS
       FinishLocked();
     }
   }
-  void StartNextLocked() {
+  void StartNextLocked() REQUIRES(wmu_) {
     writing_ = true;
     LWPD_HANDOFF_TO_GRPC(HbKey());
     this->StartWrite(&q_.front());
   }
-  void FinishLocked() {
+  void FinishLocked() REQUIRES(wmu_) {
     if (finished_) return;
     finished_ = true;
     LWPD_HANDOFF_TO_GRPC(HbKey());
     this->Finish(*finish_);
   }
 
-  std::mutex wmu_;
-  std::deque<Ev> q_;                    // [wmu_] front is in flight while writing_
-  bool writing_ = false;                // [wmu_]
-  std::optional<grpc::Status> finish_;  // [wmu_] requested final status
-  bool finished_ = false;               // [wmu_] Finish() called
-  size_t limit_ = 0;                    // [wmu_] bound on q_.size(); 0 = none
+  Mutex wmu_{LockRank::kStream};
+  std::deque<Ev> q_ GUARDED_BY(wmu_);  // front is in flight while writing_
+  bool writing_ GUARDED_BY(wmu_) = false;
+  std::optional<grpc::Status> finish_ GUARDED_BY(wmu_);  // requested final status
+  bool finished_ GUARDED_BY(wmu_) = false;               // Finish() called
+  size_t limit_ GUARDED_BY(wmu_) = 0;                    // bound on q_.size(); 0 = none
 };
 
 }  // namespace lwpd::server

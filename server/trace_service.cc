@@ -27,7 +27,6 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -65,28 +64,28 @@ class SessionReactor;
 class TraceService::Table {
  public:
   // False after shutdown(): the session must not open.
-  bool add(const std::shared_ptr<TraceSession>& s, SessionReactor* r) {
-    std::lock_guard g(mu_);
+  bool add(const std::shared_ptr<TraceSession>& s, SessionReactor* r) EXCLUDES(mu_) {
+    MutexLock g(mu_);
     if (closed_) return false;
     by_token_.emplace(s->token, Entry{s, r});
     return true;
   }
-  void remove(const std::string& token) {
-    std::lock_guard g(mu_);
+  void remove(const std::string& token) EXCLUDES(mu_) {
+    MutexLock g(mu_);
     by_token_.erase(token);
   }
   std::shared_ptr<TraceSession> find(const grpc::CallbackServerContext* ctx) const {
     const auto& md = ctx->client_metadata();
     auto it = md.find("lwpd-trace-token");
     if (it == md.end()) return nullptr;
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     auto e = by_token_.find(std::string(it->second.data(), it->second.size()));
     return e == by_token_.end() ? nullptr : e->second.s;
   }
   // Finishes every session's stream; returns their debuggers for the caller to close.
   std::vector<emul::ProcRef> shutdown(const Status& st);
-  size_t size() const {
-    std::lock_guard g(mu_);
+  size_t size() const EXCLUDES(mu_) {
+    MutexLock g(mu_);
     return by_token_.size();
   }
 
@@ -95,9 +94,9 @@ class TraceService::Table {
     std::shared_ptr<TraceSession> s;
     SessionReactor* r;  // valid while in the map: OnDone removes it before deleting
   };
-  mutable std::mutex mu_;
-  bool closed_ = false;                              // [mu_]
-  std::unordered_map<std::string, Entry> by_token_;  // [mu_]
+  mutable Mutex mu_{LockRank::kTraceTable};
+  bool closed_ GUARDED_BY(mu_) = false;
+  std::unordered_map<std::string, Entry> by_token_ GUARDED_BY(mu_);
 };
 
 namespace {
@@ -318,7 +317,7 @@ std::shared_ptr<TraceSession> admit(Daemon& d, const TraceService::Table& table,
 
 std::vector<emul::ProcRef> TraceService::Table::shutdown(const Status& st) {
   std::vector<emul::ProcRef> dbgs;
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   closed_ = true;
   for (auto& [token, e] : by_token_) {
     dbgs.push_back(e.s->dbg);

@@ -74,8 +74,8 @@ class Watcher {
   bool wants(pid_t pid) const { return pid_ == 0 || pid_ == pid; }
 
   // Kernel side, O(1). True when the caller must schedule pump(): the stream was idle.
-  bool push(const KEvent& e) {
-    std::lock_guard g(mu_);
+  bool push(const KEvent& e) EXCLUDES(mu_) {
+    MutexLock g(mu_);
     if (finish_) return false;
     if (n_ == ring_.size()) {
       lost_++;
@@ -92,8 +92,8 @@ class Watcher {
   }
 
   // Starts a write of everything buffered, unless one is in flight.
-  void pump() {
-    std::unique_lock g(mu_);
+  void pump() EXCLUDES(mu_) {
+    UniqueLock g(mu_);
     if (writing_ || finished_) return;
     if (finish_) return finish_locked();
     take_locked();
@@ -119,9 +119,9 @@ class Watcher {
     r_->StartWrite(&out_);
   }
 
-  void write_done(bool ok) {
+  void write_done(bool ok) EXCLUDES(mu_) {
     {
-      std::lock_guard g(mu_);
+      MutexLock g(mu_);
       writing_ = false;
       if (!ok && !finish_) finish_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream broken");
       if (finish_) return finish_locked();
@@ -134,8 +134,8 @@ class Watcher {
   }
 
   // Ends the stream with `st` once the write in flight (if any) completes.
-  void finish(grpc::Status st) {
-    std::lock_guard g(mu_);
+  void finish(grpc::Status st) EXCLUDES(mu_) {
+    MutexLock g(mu_);
     if (finish_) return;
     finish_ = std::move(st);
     if (!writing_) finish_locked();
@@ -150,7 +150,7 @@ class Watcher {
 
   // Moves up to kMaxBatch slots to batch_; the loss after the last queued event goes
   // with them only when the ring is emptied (later events follow that loss).
-  void take_locked() {
+  void take_locked() REQUIRES(mu_) {
     const size_t k = std::min(n_, kMaxBatch);
     batch_.clear();
     for (size_t i = 0; i < k; i++) batch_.push_back(ring_[(head_ + i) % ring_.size()]);
@@ -162,7 +162,7 @@ class Watcher {
 
   // The client has read nothing for the stall limit with the buffer full: end the stream
   // (after the write in flight) and free the buffer.
-  void cut_off_locked() {
+  void cut_off_locked() REQUIRES(mu_) {
     hub_.count_cut_off();
     finish_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                            "watch cut off: the client read nothing for " +
@@ -172,7 +172,7 @@ class Watcher {
     head_ = n_ = 0;
   }
 
-  void finish_locked() {
+  void finish_locked() REQUIRES(mu_) {
     if (finished_) return;
     finished_ = true;
     LWPD_HANDOFF_TO_GRPC(r_);
@@ -183,16 +183,17 @@ class Watcher {
   grpc::ServerWriteReactor<v1::WatchReply>* const r_;
   const pid_t pid_;
 
-  std::mutex mu_;
-  std::vector<Slot> ring_;              // [mu_] fixed capacity
-  size_t head_ = 0, n_ = 0;             // [mu_]
-  uint64_t lost_ = 0;                   // [mu_] dropped since the last queued event
-  bool busy_ = true;                    // [mu_] a pump is scheduled or a write is in flight
-  bool writing_ = false;                // [mu_]
-  Clock::time_point write_started_;     // [mu_] of the write in flight
-  bool subscribed_ = false;             // [mu_] the WATCH_SUBSCRIBED marker went out
-  std::optional<grpc::Status> finish_;  // [mu_]
-  bool finished_ = false;               // [mu_]
+  Mutex mu_{LockRank::kWatcher};
+  std::vector<Slot> ring_ GUARDED_BY(mu_);  // fixed capacity
+  size_t head_ GUARDED_BY(mu_) = 0;
+  size_t n_ GUARDED_BY(mu_) = 0;
+  uint64_t lost_ GUARDED_BY(mu_) = 0;  // dropped since the last queued event
+  bool busy_ GUARDED_BY(mu_) = true;   // a pump is scheduled or a write is in flight
+  bool writing_ GUARDED_BY(mu_) = false;
+  Clock::time_point write_started_ GUARDED_BY(mu_);  // of the write in flight
+  bool subscribed_ GUARDED_BY(mu_) = false;          // the WATCH_SUBSCRIBED marker went out
+  std::optional<grpc::Status> finish_ GUARDED_BY(mu_);
+  bool finished_ GUARDED_BY(mu_) = false;
   // Owned by the writer (pump with writing_ set, until write_done).
   std::vector<Slot> batch_;
   uint64_t trailing_lost_ = 0;
@@ -235,7 +236,7 @@ WatchHub::WatchHub(std::chrono::milliseconds stall_limit)
 
 WatchHub::~WatchHub() {
   {
-    std::lock_guard g(pump_mu_);
+    MutexLock g(pump_mu_);
     stop_ = true;
   }
   pump_cv_.notify_one();
@@ -246,7 +247,7 @@ void WatchHub::on_event(const KEvent& e) {
   if (nwatchers_.load(std::memory_order_relaxed) == 0 &&
       nwaiters_.load(std::memory_order_relaxed) == 0)
     return;  // nobody listens: the common case costs two loads
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   for (const auto& w : watchers_)
     if (w->wants(e.pid) && w->push(e)) post([w] { w->pump(); });
   if (waiters_.empty()) return;
@@ -280,7 +281,7 @@ grpc::ServerWriteReactor<v1::WatchReply>* WatchHub::start_watch(pid_t pid, uint3
 }
 
 bool WatchHub::add(const std::shared_ptr<Watcher>& w) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   if (closed_) return false;
   watchers_.push_back(w);
   nwatchers_.store(static_cast<int>(watchers_.size()), std::memory_order_relaxed);
@@ -288,14 +289,14 @@ bool WatchHub::add(const std::shared_ptr<Watcher>& w) {
 }
 
 void WatchHub::remove(const std::shared_ptr<Watcher>& w) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   auto it = std::find(watchers_.begin(), watchers_.end(), w);
   if (it != watchers_.end()) watchers_.erase(it);
   nwatchers_.store(static_cast<int>(watchers_.size()), std::memory_order_relaxed);
 }
 
 uint64_t WatchHub::add_waiter(pid_t pid, netbsd::lwpid_t lid, WaitDone done) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   const uint64_t id = next_waiter_++;
   waiters_.push_back(Waiter{id, pid, lid, std::move(done)});
   nwaiters_.fetch_add(1, std::memory_order_relaxed);
@@ -303,7 +304,7 @@ uint64_t WatchHub::add_waiter(pid_t pid, netbsd::lwpid_t lid, WaitDone done) {
 }
 
 bool WatchHub::cancel_waiter(uint64_t id) {
-  std::lock_guard g(mu_);
+  MutexLock g(mu_);
   auto it =
       std::find_if(waiters_.begin(), waiters_.end(), [id](const Waiter& w) { return w.id == id; });
   if (it == waiters_.end()) return false;
@@ -315,7 +316,7 @@ bool WatchHub::cancel_waiter(uint64_t id) {
 void WatchHub::shutdown(const grpc::Status& st) {
   std::vector<std::shared_ptr<Watcher>> ws;
   {
-    std::lock_guard g(mu_);
+    MutexLock g(mu_);
     closed_ = true;
     ws = watchers_;
   }
@@ -324,7 +325,7 @@ void WatchHub::shutdown(const grpc::Status& st) {
 
 void WatchHub::post(std::function<void()> task) {
   {
-    std::lock_guard g(pump_mu_);
+    MutexLock g(pump_mu_);
     tasks_.push_back(std::move(task));
   }
   pump_cv_.notify_one();
@@ -334,8 +335,8 @@ void WatchHub::pump_loop() {
   std::vector<std::function<void()>> run;
   for (;;) {
     {
-      std::unique_lock g(pump_mu_);
-      pump_cv_.wait(g, [this] { return stop_ || !tasks_.empty(); });
+      UniqueLock g(pump_mu_);
+      while (!stop_ && tasks_.empty()) pump_cv_.wait(g);
       if (stop_ && tasks_.empty()) return;
       run.swap(tasks_);
     }

@@ -24,11 +24,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -55,7 +53,7 @@ class WatchHub final : public emul::KernelObserver {
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
 
-  void on_event(const emul::KEvent& e) override;
+  void on_event(const emul::KEvent& e) override EXCLUDES(mu_);
 
   // A server-streaming reactor for Inspect.Watch (finishes with UNAVAILABLE at once after
   // shutdown()). `buffer` 0 means kDefaultBuffer; larger than kMaxBuffer is capped.
@@ -65,13 +63,13 @@ class WatchHub final : public emul::KernelObserver {
   // or on the caller of cancel_waiter(), never under a kernel lock: with kOk when LWP
   // pid/lid became LSSUSPENDED, kESRCH when it died or its process exited first.
   using WaitDone = std::function<void(netbsd::Errno)>;
-  uint64_t add_waiter(pid_t pid, netbsd::lwpid_t lid, WaitDone done);
+  uint64_t add_waiter(pid_t pid, netbsd::lwpid_t lid, WaitDone done) EXCLUDES(mu_);
   // Unregisters a waiter; true if it was still pending (its `done` will never run).
-  bool cancel_waiter(uint64_t id);
+  bool cancel_waiter(uint64_t id) EXCLUDES(mu_);
 
   // Daemon shutdown: ends every watch stream with `st` and refuses new ones. Pending
   // waiters are left to Server::Shutdown, which cancels their calls (OnCancel).
-  void shutdown(const grpc::Status& st);
+  void shutdown(const grpc::Status& st) EXCLUDES(mu_);
 
   int watchers() const { return nwatchers_.load(std::memory_order_relaxed); }
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
@@ -81,7 +79,7 @@ class WatchHub final : public emul::KernelObserver {
   std::chrono::milliseconds stall_limit() const { return stall_limit_; }
   void count_dropped() { dropped_.fetch_add(1, std::memory_order_relaxed); }
   void count_cut_off() { cut_off_.fetch_add(1, std::memory_order_relaxed); }
-  void remove(const std::shared_ptr<Watcher>& w);
+  void remove(const std::shared_ptr<Watcher>& w) EXCLUDES(mu_);
 
  private:
   struct Waiter {
@@ -90,25 +88,25 @@ class WatchHub final : public emul::KernelObserver {
     netbsd::lwpid_t lid;
     WaitDone done;
   };
-  bool add(const std::shared_ptr<Watcher>& w);  // false after shutdown()
-  void post(std::function<void()> task);        // run on the pump thread
-  void pump_loop();
+  bool add(const std::shared_ptr<Watcher>& w) EXCLUDES(mu_);  // false after shutdown()
+  void post(std::function<void()> task) EXCLUDES(pump_mu_);   // run on the pump thread
+  void pump_loop() EXCLUDES(pump_mu_);
 
-  mutable std::mutex mu_;
-  std::vector<std::shared_ptr<Watcher>> watchers_;  // [mu_]
-  std::vector<Waiter> waiters_;                     // [mu_]
-  uint64_t next_waiter_ = 1;                        // [mu_]
-  bool closed_ = false;                             // [mu_] shutdown() ran
-  std::atomic<int> nwatchers_{0};  // watchers_.size(); read without mu_ on the fast path
-  std::atomic<int> nwaiters_{0};   // waiters_.size(); likewise
+  mutable Mutex mu_{LockRank::kWatchHub};
+  std::vector<std::shared_ptr<Watcher>> watchers_ GUARDED_BY(mu_);
+  std::vector<Waiter> waiters_ GUARDED_BY(mu_);
+  uint64_t next_waiter_ GUARDED_BY(mu_) = 1;
+  bool closed_ GUARDED_BY(mu_) = false;  // shutdown() ran
+  std::atomic<int> nwatchers_{0};        // watchers_.size(); read without mu_ on the fast path
+  std::atomic<int> nwaiters_{0};         // waiters_.size(); likewise
   std::atomic<uint64_t> dropped_{0};
   std::atomic<uint64_t> cut_off_{0};
   const std::chrono::milliseconds stall_limit_;
 
-  std::mutex pump_mu_;                        // leaf
-  std::condition_variable pump_cv_;           // [pump_mu_]
-  std::vector<std::function<void()>> tasks_;  // [pump_mu_]
-  bool stop_ = false;                         // [pump_mu_]
+  Mutex pump_mu_{LockRank::kPump};
+  CondVar pump_cv_;
+  std::vector<std::function<void()>> tasks_ GUARDED_BY(pump_mu_);
+  bool stop_ GUARDED_BY(pump_mu_) = false;
   std::thread pump_;
 };
 
