@@ -173,11 +173,13 @@ class CAPABILITY("mutex") Mutex {
     return false;
   }
   void unlock() RELEASE() {
+    // Every member is read before the unlock: the lock may be all that keeps its owner
+    // alive (a Proc can be freed by another thread the moment its mutex drops).
     forget_owner();
-    mu_.unlock();
 #if LWPD_LOCK_CHECKS
     lockcheck::on_release(rank_);
 #endif
+    mu_.unlock();
   }
 
   // Tells the analysis this mutex is held here; checks it when LWPD_LOCK_CHECKS.
