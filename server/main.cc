@@ -21,6 +21,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -198,6 +201,19 @@ void raise_fd_limit() {
   want.rlim_cur = rl.rlim_max;
   if (::setrlimit(RLIMIT_NOFILE, &want) == 0)
     spdlog::debug("fd limit raised from {} to {}", rl.rlim_cur, rl.rlim_max);
+}
+
+// A ThreadSanitizer build symbolizes a report's stacks when it prints it, and the suppressions
+// (tests/tsan.supp) match the symbolized names. The symbolizer opens the executable and every
+// loaded library the first time it is used; a report made while the daemon is out of fds (what
+// the listener's EMFILE tests provoke) would come out as bare addresses that no suppression
+// matches. Symbolizing one address at start-up, while fds are free, loads those tables for good.
+void warm_up_sanitizer_symbolizer() {
+#if defined(__SANITIZE_THREAD__)
+  char name[128];
+  __sanitizer_symbolize_pc(reinterpret_cast<void*>(&warm_up_sanitizer_symbolizer), "%F", name,
+                           sizeof name);
+#endif
 }
 
 // Signals are handled by a thread in sigwait(2), never in a handler: the
@@ -429,6 +445,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(o.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
 
+  warm_up_sanitizer_symbolizer();
   raise_fd_limit();
   if (o.listen.empty()) o.listen.push_back("unix://" + default_socket_dir() + "/lwpd.sock");
   int rc = run(o);
