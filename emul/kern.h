@@ -1,4 +1,5 @@
-// Internal: the core operations of the emulated kernel (kern_lwp.cc) used by
+// Internal: the core operations of the emulated kernel (kern_lwp.cc: LWPs; kern_sleep.cc:
+// sleeping and waking; kern_proc.cc: process state, signals, stop, exit) used by
 // the syscall layer (sys_lwp.cc), the scheduler and the Kernel facade. Each
 // declaration states its lock contract in clang's thread-safety attributes
 // (emul/lock.h): REQUIRES(l.proc->mu) / REQUIRES(p.mu) -- the caller holds the
@@ -26,6 +27,8 @@ struct Outcome {
 // ---- state machine ----
 bool lwp_transition_ok(LwpStat from, LwpStat to);
 void lwp_set_state(Lwp& l, LwpStat to, bool run_at_head = false) REQUIRES(l.proc->mu);
+bool proc_transition_ok(netbsd::ProcStat from, netbsd::ProcStat to);
+void proc_set_stat(Proc& p, netbsd::ProcStat to) REQUIRES(p.mu);  // kern_proc.cc
 
 // ---- creation, exit, freeing ----
 // Errors: EAGAIN (RLIMIT_NTHR, LID space).
@@ -44,6 +47,19 @@ struct SleepSpec {
   lwpid_t target = 0;
   bool ts_relative = false;
 };
+// A sleep kind's behaviour (kern_sleep.cc): one object per SleepKind.
+class SleepClass {
+ public:
+  virtual ~SleepClass() = default;
+  virtual const char* wchan() const = 0;  // the wait channel's name (lwpstat, Inspect)
+  virtual bool on_lwpcv() const = 0;      // sleeps on the process condvar
+  // What wakeup `why` means to sleeper `l`: its entry's return value (the sleep ends) or
+  // nothing (it sleeps on). May consume the flags that woke it and undo the sleep's own
+  // bookkeeping (_lwp_wait's).
+  virtual std::optional<SysReturn> wake(Lwp& l, WakeReason why) const REQUIRES(l.proc->mu) = 0;
+};
+const SleepClass& sleep_class(SleepKind k);  // any kind but kNone
+const char* sleep_wchan(SleepKind k);        // "" for kNone
 // Put the calling LWP to sleep. Returns a result instead when an
 // interruptible sleep may not begin (LW_CANCELLED, pending signal, exiting).
 std::optional<SysReturn> lwp_sleep(Lwp& l, const SleepSpec& s) REQUIRES(l.proc->mu);
@@ -81,6 +97,9 @@ void proc_stop(Proc& p) REQUIRES(p.mu);
 void proc_continue(Proc& p) REQUIRES(p.mu);
 void proc_stop_check(Proc& p) REQUIRES(p.mu);
 void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) REQUIRES(p.mu);
+// The last live LWP `last` leaves (from lwp_exit): every LWP is freed and the process
+// becomes a zombie. The PID stays allocated until Kernel::proc_release().
+void proc_finish_exit(Proc& p, Lwp& last) REQUIRES(p.mu);
 
 // ---- _lwp_wait and _lwp_suspend bodies (re-run on every wakeup) ----
 std::optional<SysReturn> lwp_wait_scan(Lwp& l) REQUIRES(l.proc->mu);

@@ -30,6 +30,21 @@
 //   An LWP in LSRUN is never freed or dequeued except by dispatch, so a vCPU
 //   that popped it may take its process lock afterwards.
 //
+// Process states (p_stat) and the transitions proc_set_stat() (kern_proc.cc) allows:
+//
+//   from \ to   ACTIVE DYING STOP ZOMB  freed
+//   (new)         x
+//   ACTIVE              x     x    x
+//   STOP          x     x
+//   DYING                          x
+//   ZOMB                                 x  (Kernel::proc_release)
+//
+//   ACTIVE -> STOP once a stopping process (PS_STOPPING) has no LWP left that may
+//   run; STOP -> ACTIVE on SIGCONT or a tracer's resume; -> DYING when an exit
+//   begins (PS_WEXIT, set exactly from then on); -> ZOMB when the last live LWP
+//   leaves (ACTIVE -> ZOMB: its last LWP called _lwp_exit). PS_STOPPING only
+//   while ACTIVE. SIDL is never used: a process is created whole.
+//
 // Counters, all under Proc::mu and recomputed by Kernel::check_invariants():
 //   nlwps    = LWPs in the table (embryos and zombies included)
 //   nrlwps   = LWPs in IDL, RUN, ONPROC or SLEEP
@@ -66,6 +81,11 @@
 // is killed as by SIGKILL and the user port told (proc_unresponsive), so a client that
 // blocks the kick signal or never traps cannot keep a vCPU.
 //
+// Files: kern_lwp.cc (this: LWP states, creation, exit, kernel entry and return,
+// _lwp_wait, _lwp_suspend), kern_sleep.cc (sleeping and waking: one object per
+// sleep kind), kern_proc.cc (process states, signals, stop and continue, exit),
+// kern_ptrace.cc (tracing), sys_lwp.cc (the syscalls' argument checks and bodies).
+//
 // Tracing (kern_ptrace.cc): work that needs another process's lock -- waking
 // a tracer's wait(2), killing the tracees of an exited tracer -- is recorded
 // under Proc::mu and run by DeferringProcLock right after it unlocks, holding
@@ -89,12 +109,6 @@ namespace {
 bool counts_running(LwpStat s) {
   return s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kSleep;
 }
-
-bool on_lwpcv(SleepKind k) {
-  return k == SleepKind::kLwpWait || k == SleepKind::kSuspendWait || k == SleepKind::kExitWait;
-}
-
-std::atomic<uint64_t> g_sleep_seq{0};
 
 }  // namespace
 
@@ -296,42 +310,7 @@ void lwp_drain_zomb(Proc& p) {
     lwp_free(*z);
   }
 }
-
 // ---- exit ---------------------------------------------------------------------------
-
-namespace {
-
-// The last live LWP leaves: free every zombie and the LWP itself, and report
-// the process's end. The PID stays allocated until Kernel::proc_release().
-void proc_finish_exit(Proc& p, Lwp& last) REQUIRES(p.mu) {
-  lwp_assert_locked(last);
-  assert(p.live_lwps() == 1 && last.stat == LwpStat::kOnProc);
-  std::vector<Lwp*> zombies;
-  for (Lwp* o : p.order)
-    if (o != &last) zombies.push_back(o);
-  for (Lwp* z : zombies) {
-    lwp_assert_locked(*z);
-    assert(z->stat == LwpStat::kZomb);
-    lwp_free(*z);
-  }
-  const lwpid_t lid = last.lid;
-  p.nzlwps++;
-  last.exiting = true;
-  lwp_set_state(last, LwpStat::kZomb);
-  last.exiting = false;
-  lwp_free(last);
-  p.lwpcv_sleepers.clear();
-  p.lwpcv_pending = false;
-  p.stat = ProcStat::kZomb;
-  p.sflag &= ~PS_STOPPING;
-  p.lwpctl.reset();
-  trace_proc_exited(p);
-  p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcExit, .pid = p.pid, .lid = lid});
-  p.port->lwp_exited(lid);
-  p.port->proc_exited(p.xstat);
-}
-
-}  // namespace
 
 void lwp_exit(Lwp& l) {
   Proc& p = *l.proc;
@@ -361,281 +340,6 @@ void lwp_exit(Lwp& l) {
   l.in_kernel = false;
   proc_broadcast(p);
   p.port->lwp_exited(l.lid);
-}
-
-// Every other LWP exits at its next return to user; blocked syscalls are
-// interrupted and never return. `caller` (exit(2)) waits for them, or, when
-// the signal came from outside, the last LWP to exit finishes the process.
-//
-// LWPs running user code are not kicked but taken into the kernel here: a
-// process that exits needs nothing more from its user side (which ends when
-// it learns of the exit), and a thread that cannot answer a kick -- e.g. a
-// new LWP whose creator died before learning its LID, so no host thread was
-// ever started for it -- must not keep the process from finishing.
-void proc_exit_begin(Proc& p, ExitStatus st, Lwp* caller) {
-  p.mu.AssertHeld();
-  if (p.sflag & PS_WEXIT) return;
-  p.sflag |= PS_WEXIT;
-  p.sflag &= ~PS_STOPPING;
-  p.xstat = st;
-  p.stat = ProcStat::kDying;
-  if (caller != nullptr) {
-    lwp_assert_locked(*caller);
-    caller->flag |= LW_WEXIT;
-    p.exiter = caller->lid;
-  }
-  std::vector<lwpid_t> in_user;
-  std::vector<Lwp*> victims;
-  for (Lwp* o : p.order) {
-    lwp_assert_locked(*o);
-    if (o != caller && o->stat != LwpStat::kZomb) victims.push_back(o);
-  }
-  for (Lwp* o : victims) {
-    lwp_assert_locked(*o);
-    o->flag |= LW_WEXIT;
-    o->flag &= ~LW_DBGSUSPEND;
-    switch (o->stat) {
-      case LwpStat::kSleep:
-        if (o->sleep.interruptible) lwp_wake(*o, WakeReason::kExit);
-        break;
-      case LwpStat::kStop:
-        // Only interruptible sleepers stop, so the wakeup ends the sleep
-        // (leaving it LSSTOP); then it runs to its exit.
-        lwp_wake(*o, WakeReason::kExit);
-        assert(o->sleep.kind == SleepKind::kNone);
-        lwp_set_state(*o, LwpStat::kRun);
-        break;
-      case LwpStat::kSuspended:
-        lwp_set_state(*o, LwpStat::kRun);
-        break;
-      case LwpStat::kOnProc:
-        if (o->user_mode()) in_user.push_back(o->lid);
-        break;
-      default:
-        break;
-    }
-  }
-  // By LID: each exit may free others (the last one frees the process).
-  for (lwpid_t lid : in_user) {
-    Lwp* o = p.find_lwp(lid);
-    if (o == nullptr) continue;
-    lwp_assert_locked(*o);
-    if (!o->user_mode()) continue;
-    o->in_kernel = true;
-    o->ret = SysReturn{.kind = ReturnKind::kResume};
-    lwp_userret(*o);
-  }
-}
-
-// ---- sleeping and waking -------------------------------------------------------------
-
-Errno lwp_sig_error(const Lwp& l, int signo) {
-  return (l.proc->sigrestart & sigmask_of(signo)) ? Errno::kERESTART : Errno::kEINTR;
-}
-
-namespace {
-
-// The first pending signal that would interrupt an interruptible sleep.
-int lwp_deliverable_signal(const Lwp& l) REQUIRES(l.proc->mu) {
-  SigSet s = l.sigpend & ~l.sigmask;
-  return s == 0 ? 0 : __builtin_ctzll(s) + 1;
-}
-
-void lwp_sleep_dequeue(Lwp& l) REQUIRES(l.proc->mu) {
-  Proc& p = *l.proc;
-  p.mu.AssertHeld();
-  if (l.sleep.on_lwpcv) p.lwpcv_sleepers.erase(l.cv_it);
-  if (l.sleep.deadline) p.kernel().callout().cancel({*l.sleep.deadline, l.sleep.seq});
-  l.sleep = Sleep{};
-}
-
-void park_write_back(Lwp& l, SysReturn& r, bool timed_out) REQUIRES(l.proc->mu) {
-  if (!l.sleep.ts_relative || !l.sleep.deadline) return;
-  Timespec ts{};
-  if (!timed_out) {
-    auto left =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(*l.sleep.deadline - Clock::now());
-    if (left.count() > 0) ts = {left.count() / 1000000000, left.count() % 1000000000};
-  }
-  r.ts = ts;
-}
-
-}  // namespace
-
-std::optional<SysReturn> lwp_sleep(Lwp& l, const SleepSpec& s) {
-  Proc& p = *l.proc;
-  p.mu.AssertHeld();
-  assert(l.stat == LwpStat::kOnProc && l.in_kernel && l.sleep.kind == SleepKind::kNone);
-  if (s.interruptible) {
-    if (l.flag & LW_CANCELLED) {
-      l.flag &= ~LW_CANCELLED;
-      return SysReturn::err(Errno::kEINTR);
-    }
-    if (int sig = lwp_deliverable_signal(l)) return SysReturn::err(lwp_sig_error(l, sig));
-    if (l.flag & (LW_WEXIT | LW_WCORE)) return SysReturn::err(Errno::kEINTR);
-  }
-  l.sleep = Sleep{.kind = s.kind,
-                  .interruptible = s.interruptible,
-                  .seq = ++g_sleep_seq,
-                  .deadline = s.deadline,
-                  .target = s.target,
-                  .ts_relative = s.ts_relative};
-  if (on_lwpcv(s.kind)) {
-    p.lwpcv_sleepers.push_back(&l);
-    l.cv_it = std::prev(p.lwpcv_sleepers.end());
-    l.sleep.on_lwpcv = true;
-  }
-  if (s.deadline) {
-    p.kernel().callout().arm({*s.deadline, l.sleep.seq}, p.weak_from_this(), l.lid);
-  }
-  if (s.interruptible && (p.sflag & PS_STOPPING)) {
-    lwp_set_state(l, LwpStat::kStop);
-    proc_stop_check(p);
-  } else {
-    lwp_set_state(l, LwpStat::kSleep);
-  }
-  return std::nullopt;
-}
-
-void lwp_end_sleep(Lwp& l, SysReturn r) {
-  assert(l.sleep.kind != SleepKind::kNone);
-  lwp_sleep_dequeue(l);
-  l.ret = std::move(r);
-  if (l.stat == LwpStat::kSleep) {
-    l.kboost = true;
-    lwp_set_state(l, LwpStat::kRun);
-  }
-  // A stopped sleeper stays LSSTOP with its result; it runs once continued.
-}
-
-void lwp_wake(Lwp& l, WakeReason why) {
-  Sleep& s = l.sleep;
-  if (s.kind == SleepKind::kNone) return;
-  if (l.stat == LwpStat::kStop && why == WakeReason::kBroadcast) {
-    s.woken = SysReturn{};  // re-evaluate once continued
-    return;
-  }
-  switch (s.kind) {
-    case SleepKind::kPark: {
-      SysReturn r;
-      switch (why) {
-        case WakeReason::kBroadcast:
-          return;  // not on the condvar
-        case WakeReason::kUnpark:
-        case WakeReason::kSpurious:
-          break;
-        case WakeReason::kTimeout:
-          r.error = Errno::kETIMEDOUT;
-          break;
-        case WakeReason::kCancel:
-          // _lwp_wakeup's flags are consumed by the park they interrupted.
-          l.flag &= ~(LW_CANCELLED | LW_UNPARKED);
-          r.error = Errno::kEINTR;
-          break;
-        case WakeReason::kSignal:
-        case WakeReason::kExit:
-          r.error = Errno::kEINTR;
-          break;
-      }
-      park_write_back(l, r, why == WakeReason::kTimeout);
-      lwp_end_sleep(l, std::move(r));
-      return;
-    }
-    case SleepKind::kLwpWait: {
-      std::optional<SysReturn> r;
-      switch (why) {
-        case WakeReason::kBroadcast:
-        case WakeReason::kSpurious:
-        case WakeReason::kUnpark:
-        case WakeReason::kTimeout:
-          r = lwp_wait_scan(l);
-          break;
-        case WakeReason::kSignal: {
-          int sig = lwp_deliverable_signal(l);
-          lwp_wait_leave(l);
-          r = SysReturn::err(sig ? lwp_sig_error(l, sig) : Errno::kEINTR);
-          break;
-        }
-        case WakeReason::kCancel:
-          l.flag &= ~LW_CANCELLED;
-          [[fallthrough]];
-        case WakeReason::kExit:
-          lwp_wait_leave(l);
-          r = SysReturn::err(Errno::kEINTR);
-          break;
-      }
-      if (r) lwp_end_sleep(l, std::move(*r));
-      return;
-    }
-    case SleepKind::kSuspendWait: {
-      std::optional<SysReturn> r;
-      if (why == WakeReason::kBroadcast || why == WakeReason::kSpurious) {
-        r = lwp_suspend_check(l);
-      } else {
-        // Any interruption restarts _lwp_suspend (NetBSD maps it to ERESTART).
-        if (why == WakeReason::kCancel) l.flag &= ~LW_CANCELLED;
-        r = SysReturn::err(Errno::kERESTART);
-      }
-      if (r) lwp_end_sleep(l, std::move(*r));
-      return;
-    }
-    case SleepKind::kExitWait:
-      if (why == WakeReason::kBroadcast && l.proc->live_lwps() == 1) {
-        lwp_end_sleep(l, SysReturn{});
-      }
-      return;
-    case SleepKind::kKernel:
-      if (why == WakeReason::kUnpark) lwp_end_sleep(l, SysReturn{});
-      return;
-    case SleepKind::kTraceWait: {
-      // A tracer's wait(2): it re-examines its tracees from the user side.
-      SysReturn r = SysReturn::err(Errno::kEREISSUE);
-      if (why == WakeReason::kSignal) {
-        int sig = lwp_deliverable_signal(l);
-        r.error = sig ? lwp_sig_error(l, sig) : Errno::kEINTR;
-      } else if (why == WakeReason::kCancel) {
-        l.flag &= ~LW_CANCELLED;
-        r.error = Errno::kEINTR;
-      } else if (why == WakeReason::kExit || why == WakeReason::kTimeout) {
-        r.error = Errno::kEINTR;
-      }
-      lwp_end_sleep(l, std::move(r));
-      return;
-    }
-    case SleepKind::kNone:
-      return;
-  }
-}
-
-void proc_broadcast(Proc& p) { p.lwpcv_pending = true; }
-
-void proc_drain(Proc& p) {
-  p.mu.AssertHeld();
-  if (p.draining) return;
-  p.draining = true;
-  while (p.lwpcv_pending) {
-    p.lwpcv_pending = false;
-    std::vector<lwpid_t> sleepers;
-    sleepers.reserve(p.lwpcv_sleepers.size());
-    for (Lwp* l : p.lwpcv_sleepers) sleepers.push_back(l->lid);
-    for (lwpid_t lid : sleepers) {
-      auto it = p.lwps.find(lid);
-      if (it == p.lwps.end()) continue;
-      Lwp& l = *it->second;
-      lwp_assert_locked(l);
-      if (l.sleep.on_lwpcv) lwp_wake(l, WakeReason::kBroadcast);
-    }
-  }
-  p.draining = false;
-}
-
-void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) {
-  DeferringProcLock g(*p);
-  auto it = p->lwps.find(lid);
-  if (it == p->lwps.end()) return;
-  Lwp& l = *it->second;
-  lwp_assert_locked(l);
-  if (l.sleep.kind != SleepKind::kNone && l.sleep.seq == seq) lwp_wake(l, WakeReason::kTimeout);
 }
 
 // ---- kernel entry and return to user --------------------------------------------------
@@ -732,125 +436,6 @@ void lwp_userret(Lwp& l) {
   l.in_kernel = false;
   l.ugen++;
   p.port->lwp_return(l.lid, l.ret, l.ugen);
-}
-
-// ---- signals -------------------------------------------------------------------------
-
-void lwp_post_signal(Lwp& l, const SigInfo& si) {
-  if (l.user_mode()) {
-    l.proc->port->lwp_signal(l.lid, si);
-    return;
-  }
-  // Held until the LWP next returns to user mode (suspended and stopped LWPs
-  // take it once they run again); an interruptible sleep is cut short.
-  l.sigq.push_back(si);
-  l.sigpend |= sigmask_of(si.signo);
-  if (l.stat == LwpStat::kSleep && l.sleep.interruptible && !(l.sigmask & sigmask_of(si.signo))) {
-    lwp_wake(l, WakeReason::kSignal);
-  }
-}
-
-namespace {
-
-// `l`, an LWP of the locked process, blocks `signo`.
-bool lwp_blocks(const Lwp& l, int signo) {
-  lwp_assert_locked(l);
-  return l.sigmask & sigmask_of(signo);
-}
-
-}  // namespace
-
-// Signals that act on the whole process regardless of the target LWP.
-void proc_post_signal(Proc& p, Lwp* target, const SigInfo& si, bool catch_traced) {
-  if (catch_traced && trace_signal(p, target, si)) return;
-  switch (si.signo) {
-    case NB_SIGKILL:
-      proc_exit_begin(p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
-      return;
-    case NB_SIGSTOP:
-      proc_stop(p);
-      return;
-    case NB_SIGCONT:
-      proc_continue(p);
-      break;  // and delivered, for a handler
-    default:
-      break;
-  }
-  if (target == nullptr) {
-    // Process-directed: the first LWP that does not block it, else the first.
-    for (Lwp* o : p.order) {
-      lwp_assert_locked(*o);
-      if (o->stat == LwpStat::kZomb) continue;
-      if (target == nullptr || !lwp_blocks(*o, si.signo)) {
-        bool better = target == nullptr || lwp_blocks(*target, si.signo);
-        if (better) target = o;
-      }
-    }
-  }
-  if (target != nullptr) {
-    lwp_assert_locked(*target);
-    lwp_post_signal(*target, si);
-  }
-}
-
-// ---- stop and continue ---------------------------------------------------------------
-
-void proc_stop(Proc& p) {
-  p.mu.AssertHeld();
-  if ((p.sflag & (PS_WEXIT | PS_STOPPING)) || p.stat == ProcStat::kStop) return;
-  p.sflag |= PS_STOPPING;
-  std::vector<Lwp*> lwps(p.order.begin(), p.order.end());
-  for (Lwp* o : lwps) {
-    lwp_assert_locked(*o);
-    if (o->stat == LwpStat::kSleep && o->sleep.interruptible) {
-      lwp_set_state(*o, LwpStat::kStop);
-    } else if (o->stat == LwpStat::kOnProc) {
-      lwp_kick(*o);
-    }
-  }
-  proc_stop_check(p);
-}
-
-void proc_stop_check(Proc& p) {
-  p.mu.AssertHeld();
-  if (!(p.sflag & PS_STOPPING)) return;
-  // Embryos count in nrlwps but wait for their (stopped) creator's return.
-  int running = p.nrlwps;
-  if (running > 0) {
-    for (const Lwp* o : p.order) {
-      lwp_assert_locked(*o);
-      if (o->stat == LwpStat::kIdl) running--;
-    }
-  }
-  if (running == 0) {
-    p.sflag &= ~PS_STOPPING;
-    p.stat = ProcStat::kStop;
-    p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcStop, .pid = p.pid});
-    trace_note_stop(p);
-  }
-}
-
-void proc_continue(Proc& p) {
-  p.mu.AssertHeld();
-  if (p.stat != ProcStat::kStop && !(p.sflag & PS_STOPPING)) return;
-  p.stat = ProcStat::kActive;
-  p.sflag &= ~PS_STOPPING;
-  p.kernel().emit(KEvent{.kind = KEvent::Kind::kProcCont, .pid = p.pid});
-  std::vector<Lwp*> lwps(p.order.begin(), p.order.end());
-  for (Lwp* o : lwps) {
-    lwp_assert_locked(*o);
-    if (o->stat != LwpStat::kStop || (o->flag & LW_DBGSUSPEND)) continue;
-    if (o->sleep.kind == SleepKind::kNone) {
-      lwp_set_state(*o, LwpStat::kRun);
-      continue;
-    }
-    const bool recheck = o->sleep.woken.has_value();
-    o->sleep.woken.reset();
-    lwp_set_state(*o, LwpStat::kSleep);
-    // Deferred to the lock's release: re-evaluating here could reap an LWP
-    // that is still further down `lwps` (ASan caught exactly that).
-    if (recheck) proc_broadcast(p);
-  }
 }
 
 // ---- _lwp_wait --------------------------------------------------------------------

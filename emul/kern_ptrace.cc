@@ -193,8 +193,8 @@ bool all_suspended(const Proc& q) REQUIRES(q.mu) {
 // Resume one LWP of a stopped process; the others stay LSSTOP (lwp_unstop).
 void lwp_unstop_one(Proc& q, Lwp& l) REQUIRES(q.mu) {
   lwp_assert_locked(l);
-  q.stat = ProcStat::kActive;
   q.sflag &= ~PS_STOPPING;
+  if (q.stat == ProcStat::kStop) proc_set_stat(q, ProcStat::kActive);
   if (l.stat != LwpStat::kStop) return;
   if (l.sleep.kind == SleepKind::kNone) {
     lwp_set_state(l, LwpStat::kRun);

@@ -324,26 +324,6 @@ void Kernel::uid_nthr_sub(uint32_t uid) {
 
 namespace {
 
-const char* wchan_name(SleepKind k) {
-  switch (k) {
-    case SleepKind::kPark:
-      return "parked";
-    case SleepKind::kLwpWait:
-      return "lwpwait";
-    case SleepKind::kSuspendWait:
-      return "lwpsusp";
-    case SleepKind::kExitWait:
-      return "exit";
-    case SleepKind::kKernel:
-      return "kernel";
-    case SleepKind::kTraceWait:
-      return "wait";
-    case SleepKind::kNone:
-      return "";
-  }
-  return "";
-}
-
 ProcInfo proc_info_locked(const Proc& p) REQUIRES(p.mu) {
   ProcInfo pi;
   pi.pid = p.pid;
@@ -366,7 +346,7 @@ ProcInfo proc_info_locked(const Proc& p) REQUIRES(p.mu) {
     li.priority = l->eff_prio();
     li.policy = l->policy;
     li.name = l->name.value_or("");
-    li.wchan = wchan_name(l->sleep.kind);
+    li.wchan = sleep_wchan(l->sleep.kind);
     li.detached = l->detached;
     li.in_kernel = l->in_kernel;
     li.switches = l->switches;
@@ -430,81 +410,118 @@ std::string Kernel::check_debuggers(const std::vector<ProcRef>& dbgs) const {
   return "";
 }
 
-std::string Kernel::check_invariants() const {
-  std::ostringstream err;
-  std::vector<ProcRef> procs, dbgs;
-  {
-    MutexLock g(table_mu_);
-    for (auto& [pid, p] : procs_) procs.push_back(p);
-    for (auto& [pid, d] : debuggers_) {
-      dbgs.push_back(d);
-      if (procs_.count(pid) != 0) return "debugger pid " + std::to_string(pid) + " is a process";
-    }
-    // Slots are taken before a process is published: at least as many as the table holds.
-    std::unordered_map<uint32_t, int> by_uid;
-    for (auto& [pid, p] : procs_) by_uid[p->uid]++;
-    if (nprocs_ < static_cast<int>(procs_.size()))
-      return "nprocs " + std::to_string(nprocs_) + " < table " + std::to_string(procs_.size());
-    for (auto& [uid, n] : by_uid) {
-      auto it = uid_nproc_.find(uid);
-      if (it == uid_nproc_.end() || it->second < n)
-        return "uid " + std::to_string(uid) + " holds fewer process slots than processes";
-    }
+namespace {
+
+// What check_proc() recounts from the LWPs themselves.
+struct LwpCounts {
+  int nlwps = 0, nrlwps = 0, nzlwps = 0, ndlwps = 0, nlwpwait = 0, lwpcv = 0;
+};
+
+// One LWP: its state against its sleep, its vCPU and its _lwp_wait bookkeeping.
+void check_lwp(const Proc& p, const Lwp& l, LwpCounts& c, std::ostream& err) REQUIRES(p.mu) {
+  lwp_assert_locked(l);
+  const LwpStat s = l.stat;
+  c.nlwps++;
+  if (s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kSleep)
+    c.nrlwps++;
+  if (s == LwpStat::kZomb || l.exiting) c.nzlwps++;
+  if (l.detached) c.ndlwps++;
+  if (l.in_lwpwait) c.nlwpwait++;
+  if (l.sleep.on_lwpcv) c.lwpcv++;
+  const bool sleeping = l.sleep.kind != SleepKind::kNone;
+  if (s == LwpStat::kSleep && !sleeping) err << "lwp " << l.lid << " LSSLEEP without a sleep; ";
+  if ((s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kZomb ||
+       s == LwpStat::kSuspended) &&
+      sleeping)
+    err << "lwp " << l.lid << " " << lwp_stat_name(s) << " with a sleep; ";
+  if (sleeping && l.sleep.on_lwpcv != sleep_class(l.sleep.kind).on_lwpcv())
+    err << "lwp " << l.lid << " on the wrong queue for its sleep; ";
+  if (s == LwpStat::kOnProc && l.cpu < 0) err << "lwp " << l.lid << " ONPROC without cpu; ";
+  if (s != LwpStat::kOnProc && !l.in_kernel && s != LwpStat::kZomb)
+    err << "lwp " << l.lid << " in user mode while " << lwp_stat_name(s) << "; ";
+  if (l.in_lwpwait != (l.sleep.kind == SleepKind::kLwpWait) && s != LwpStat::kOnProc)
+    err << "lwp " << l.lid << " lwpwait bookkeeping off; ";
+  if (p.lwps.count(l.lid) != 1) err << "lwp " << l.lid << " not in the map; ";
+}
+
+// The process's state against its flags and LWPs (kern_lwp.cc's process-state machine).
+void check_proc_state(const Proc& p, int nlwps, std::ostream& err) REQUIRES(p.mu) {
+  if (p.stat == ProcStat::kIdl) err << "process in SIDL; ";
+  if (p.stat == ProcStat::kZomb && nlwps != 0) err << "exited process still has LWPs; ";
+  if ((p.sflag & PS_WEXIT) && p.stat != ProcStat::kDying && p.stat != ProcStat::kZomb)
+    err << "exiting process is " << proc_stat_name(p.stat) << "; ";
+  if (p.stat == ProcStat::kDying && !(p.sflag & PS_WEXIT)) err << "SDYING without PS_WEXIT; ";
+  if ((p.sflag & PS_STOPPING) && p.stat != ProcStat::kActive)
+    err << "stopping process is " << proc_stat_name(p.stat) << "; ";
+  if (const Lwp* z = p.zomblwp) {
+    lwp_assert_locked(*z);
+    if (z->stat != LwpStat::kZomb || !z->detached) err << "p_zomblwp holds a non-zombie; ";
   }
+}
+
+// The tracee and tracer sides of one process.
+void check_proc_tracing(const Proc& p, std::ostream& err) REQUIRES(p.mu) {
+  if (p.trace_waited && p.trace_xsig == 0) err << "trace stop collected without a signal; ";
+  if (p.tracer == 0 && (p.trace_xsig != 0 || p.trace_events != 0 || !p.trace_sigq.empty()))
+    err << "untraced process with trace state; ";
+  if (p.tracer == p.pid) err << "process traces itself; ";
+  for (const auto& [tpid, q] : p.tracees)
+    if (q == nullptr || q->pid != tpid) err << "tracee map entry " << tpid << " is wrong; ";
+}
+
+// Everything about one process: the LWPs, the counters recomputed from them, the state.
+std::string check_proc(const Proc& p) REQUIRES(p.mu) {
+  std::ostringstream err;
+  if (p.debugger) err << "debugger in the process table; ";
+  LwpCounts c;
+  for (const Lwp* l : p.order) check_lwp(p, *l, c, err);
+  if (static_cast<size_t>(c.nlwps) != p.lwps.size()) err << "order/map size mismatch; ";
+  auto cmp = [&](const char* what, int have, int want) {
+    if (have != want) err << what << " is " << have << ", recomputed " << want << "; ";
+  };
+  cmp("nlwps", p.nlwps, c.nlwps);
+  cmp("nrlwps", p.nrlwps, c.nrlwps);
+  cmp("nzlwps", p.nzlwps, c.nzlwps);
+  cmp("ndlwps", p.ndlwps, c.ndlwps);
+  cmp("nlwpwait", p.nlwpwait, c.nlwpwait);
+  cmp("lwpcv sleepers", static_cast<int>(p.lwpcv_sleepers.size()), c.lwpcv);
+  check_proc_state(p, c.nlwps, err);
+  check_proc_tracing(p, err);
+  std::string e = err.str();
+  return e.empty() ? e : "pid " + std::to_string(p.pid) + ": " + e;
+}
+
+}  // namespace
+
+// The table's own counts; copies out the processes and debuggers to check one by one.
+std::string Kernel::check_table(std::vector<ProcRef>& procs, std::vector<ProcRef>& dbgs) const {
+  MutexLock g(table_mu_);
+  for (auto& [pid, p] : procs_) procs.push_back(p);
+  for (auto& [pid, d] : debuggers_) {
+    dbgs.push_back(d);
+    if (procs_.count(pid) != 0) return "debugger pid " + std::to_string(pid) + " is a process";
+  }
+  // Slots are taken before a process is published: at least as many as the table holds.
+  std::unordered_map<uint32_t, int> by_uid;
+  for (auto& [pid, p] : procs_) by_uid[p->uid]++;
+  if (nprocs_ < static_cast<int>(procs_.size()))
+    return "nprocs " + std::to_string(nprocs_) + " < table " + std::to_string(procs_.size());
+  for (auto& [uid, n] : by_uid) {
+    auto it = uid_nproc_.find(uid);
+    if (it == uid_nproc_.end() || it->second < n)
+      return "uid " + std::to_string(uid) + " holds fewer process slots than processes";
+  }
+  return "";
+}
+
+std::string Kernel::check_invariants() const {
+  std::vector<ProcRef> procs, dbgs;
+  if (std::string e = check_table(procs, dbgs); !e.empty()) return e;
   if (std::string e = check_debuggers(dbgs); !e.empty()) return e;
   for (auto& pr : procs) {
     DeferringProcLock g(*pr);
-    const Proc& p = *pr;
-    p.mu.AssertHeld();
-    if (p.debugger) err << "debugger in the process table; ";
-    int nlwps = 0, nrlwps = 0, nzlwps = 0, ndlwps = 0, nlwpwait = 0, cv = 0;
-    for (const Lwp* l : p.order) {
-      lwp_assert_locked(*l);
-      nlwps++;
-      const LwpStat s = l->stat;
-      if (s == LwpStat::kIdl || s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kSleep)
-        nrlwps++;
-      if (s == LwpStat::kZomb || l->exiting) nzlwps++;
-      if (l->detached) ndlwps++;
-      if (l->in_lwpwait) nlwpwait++;
-      if (l->sleep.on_lwpcv) cv++;
-      const bool sleeping = l->sleep.kind != SleepKind::kNone;
-      if (s == LwpStat::kSleep && !sleeping)
-        err << "lwp " << l->lid << " LSSLEEP without a sleep; ";
-      if ((s == LwpStat::kRun || s == LwpStat::kOnProc || s == LwpStat::kZomb ||
-           s == LwpStat::kSuspended) &&
-          sleeping)
-        err << "lwp " << l->lid << " " << lwp_stat_name(s) << " with a sleep; ";
-      if (s == LwpStat::kOnProc && l->cpu < 0) err << "lwp " << l->lid << " ONPROC without cpu; ";
-      if (s != LwpStat::kOnProc && !l->in_kernel && s != LwpStat::kZomb)
-        err << "lwp " << l->lid << " in user mode while " << lwp_stat_name(s) << "; ";
-      if (l->in_lwpwait != (l->sleep.kind == SleepKind::kLwpWait) && s != LwpStat::kOnProc)
-        err << "lwp " << l->lid << " lwpwait bookkeeping off; ";
-      if (p.lwps.count(l->lid) != 1) err << "lwp " << l->lid << " not in the map; ";
-    }
-    if (static_cast<size_t>(nlwps) != p.lwps.size()) err << "order/map size mismatch; ";
-    auto cmp = [&](const char* what, int have, int want) {
-      if (have != want) err << what << " is " << have << ", recomputed " << want << "; ";
-    };
-    cmp("nlwps", p.nlwps, nlwps);
-    cmp("nrlwps", p.nrlwps, nrlwps);
-    cmp("nzlwps", p.nzlwps, nzlwps);
-    cmp("ndlwps", p.ndlwps, ndlwps);
-    cmp("nlwpwait", p.nlwpwait, nlwpwait);
-    cmp("lwpcv sleepers", static_cast<int>(p.lwpcv_sleepers.size()), cv);
-    if (const Lwp* z = p.zomblwp) {
-      lwp_assert_locked(*z);
-      if (z->stat != LwpStat::kZomb || !z->detached) err << "p_zomblwp holds a non-zombie; ";
-    }
-    if (p.stat == ProcStat::kZomb && nlwps != 0) err << "exited process still has LWPs; ";
-    if (p.trace_waited && p.trace_xsig == 0) err << "trace stop collected without a signal; ";
-    if (p.tracer == 0 && (p.trace_xsig != 0 || p.trace_events != 0 || !p.trace_sigq.empty()))
-      err << "untraced process with trace state; ";
-    if (p.tracer == p.pid) err << "process traces itself; ";
-    for (const auto& [tpid, q] : p.tracees)
-      if (q == nullptr || q->pid != tpid) err << "tracee map entry " << tpid << " is wrong; ";
-    std::string e = err.str();
-    if (!e.empty()) return "pid " + std::to_string(p.pid) + ": " + e;
+    pr->mu.AssertHeld();
+    if (std::string e = check_proc(*pr); !e.empty()) return e;
   }
   return "";
 }

@@ -266,6 +266,8 @@ class Kernel {
   void count_unresponsive_kill() { unresponsive_kills_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
+  std::string check_table(std::vector<ProcRef>& procs, std::vector<ProcRef>& dbgs) const
+      EXCLUDES(table_mu_);
   std::string check_debuggers(const std::vector<ProcRef>& dbgs) const;
   KResult<void> proc_slot_take(uint32_t uid) EXCLUDES(table_mu_);
   void proc_slot_give(uint32_t uid) EXCLUDES(table_mu_);

@@ -322,95 +322,113 @@ Lwp* Scheduler::steal(Cpu& thief) {
   return nullptr;
 }
 
-// The vCPU's life: dispatch the best queued LWP (or steal one), then watch it
-// until it leaves, its time slice ends or something outranks it.
+void Scheduler::pin_worker(Cpu& c) {
+  if (c.host_cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(c.host_cpu, &set);
+  if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
+    k_.log(2, "vcpu" + std::to_string(c.index) + ": cannot pin to host CPU " +
+                  std::to_string(c.host_cpu) + ", running unpinned");
+    c.host_cpu = -1;
+  }
+}
+
+// An idle vCPU's next LWP: the best of its own queue, else one stolen from another vCPU;
+// nullptr (after waiting for work or a poke, unless stopping) when there is none.
+Lwp* Scheduler::next_lwp(Cpu& c, UniqueLock& lk) {
+  if (Lwp* l = c.rq.pop()) {
+    l->rq_cpu = -1;
+    c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+    return l;
+  }
+  // Advertise idleness before looking at other queues: an enqueuer that pushes after our
+  // scan sees the flag and pokes us (both sides order through the victim's lock), so no
+  // work waits a time slice for us.
+  c.idle.store(true, std::memory_order_relaxed);
+  c.poked = false;
+  c.mu.unlock();
+  Lwp* l = steal(c);
+  c.mu.lock();
+  if (c.stopping) return nullptr;
+  if (l != nullptr) {
+    c.steals++;
+    return l;
+  }
+  if (c.rq.size() == 0 && !c.poked) c.cv.wait(lk);
+  return nullptr;
+}
+
+// Claim `l` for `c` (from here until switch_out, `cur` is this LWP) and let the kernel
+// run it, with the vCPU's lock dropped.
+void Scheduler::dispatch(Cpu& c, Lwp& l) {
+  account(c, true);
+  c.idle.store(false, std::memory_order_relaxed);
+  c.cur = &l;
+  c.cur_proc = l.proc->shared_from_this();
+  c.cur_prio = l.rq_prio;
+  c.cur_policy = l.rq_policy;
+  c.hint_prio.store(c.cur_prio, std::memory_order_relaxed);
+  c.need_resched = c.need_kick = false;
+  c.kick_armed = false;
+  c.slice_end = steady_clock::now() + quantum_;
+  c.switches++;
+  c.mu.unlock();
+  lwp_dispatch(l, c.index);
+  c.mu.lock();
+  if (c.cur == nullptr) account(c, false);
+}
+
+// The current LWP's next event: a kick to deliver, a kick unanswered past its deadline,
+// the end of its time slice -- or a wait for the first of them.
+void Scheduler::watch_current(Cpu& c, UniqueLock& lk) {
+  if (c.need_kick) {
+    c.need_kick = false;
+    auto p = c.cur_proc;
+    const lwpid_t lid = c.cur->lid;
+    c.mu.unlock();
+    lwp_kick_current(p, lid, c.index);
+    p.reset();
+    c.mu.lock();
+    return;
+  }
+  const auto now = steady_clock::now();
+  if (c.kick_armed && now >= c.kick_deadline) {
+    revoke_check(c);
+    return;
+  }
+  if (now >= c.slice_end) {
+    // Time slice over: give way to anything of equal or higher priority (NB_SCHED_FIFO is
+    // never sliced). A request still unanswered after a whole slice is repeated: a kick
+    // can be lost on the user side, and a duplicate is harmless (same generation).
+    if (c.need_resched) {
+      c.need_kick = true;
+    } else if (c.cur_policy != NB_SCHED_FIFO && c.rq.max_prio() >= c.cur_prio) {
+      c.need_resched = true;
+      c.need_kick = true;
+      c.preemptions++;
+    }
+    c.slice_end = now + quantum_;
+    return;
+  }
+  // By value: the wait re-reads nothing unlocked.
+  const auto wake = c.kick_armed ? std::min(c.slice_end, c.kick_deadline) : c.slice_end;
+  c.cv.wait_until(lk, wake);
+  if (c.cur == nullptr) account(c, false);
+}
+
+// The vCPU's life: dispatch the best queued LWP (or steal one), then watch it until it
+// leaves, its time slice ends or something outranks it.
 void Scheduler::run(Cpu& c) {
   pthread_setname_np(pthread_self(), ("lwpd-cpu" + std::to_string(c.index)).c_str());
-  if (c.host_cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(c.host_cpu, &set);
-    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
-      k_.log(2, "vcpu" + std::to_string(c.index) + ": cannot pin to host CPU " +
-                    std::to_string(c.host_cpu) + ", running unpinned");
-      c.host_cpu = -1;
-    }
-  }
+  pin_worker(c);
   UniqueLock lk(c.mu);
   while (!c.stopping) {
-    if (c.cur == nullptr) {
-      Lwp* l = c.rq.pop();
-      if (l != nullptr) {
-        l->rq_cpu = -1;
-        c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
-      } else {
-        // Advertise idleness before looking at other queues: an enqueuer that
-        // pushes after our scan sees the flag and pokes us (both sides order
-        // through the victim's lock), so no work waits a time slice for us.
-        c.idle.store(true, std::memory_order_relaxed);
-        c.poked = false;
-        lk.unlock();
-        l = steal(c);
-        lk.lock();
-        if (c.stopping) break;
-        if (l == nullptr) {
-          if (c.rq.size() == 0 && !c.poked) c.cv.wait(lk);
-          continue;
-        }
-        c.steals++;
-      }
-      // Claim it: from here until switch_out, `cur` is this LWP.
-      account(c, true);
-      c.idle.store(false, std::memory_order_relaxed);
-      c.cur = l;
-      c.cur_proc = l->proc->shared_from_this();
-      c.cur_prio = l->rq_prio;
-      c.cur_policy = l->rq_policy;
-      c.hint_prio.store(c.cur_prio, std::memory_order_relaxed);
-      c.need_resched = c.need_kick = false;
-      c.kick_armed = false;
-      c.slice_end = steady_clock::now() + quantum_;
-      c.switches++;
-      lk.unlock();
-      lwp_dispatch(*l, c.index);
-      lk.lock();
-      if (c.cur == nullptr) account(c, false);
-      continue;
+    if (c.cur != nullptr) {
+      watch_current(c, lk);
+    } else if (Lwp* l = next_lwp(c, lk)) {
+      dispatch(c, *l);
     }
-    if (c.need_kick) {
-      c.need_kick = false;
-      auto p = c.cur_proc;
-      const lwpid_t lid = c.cur->lid;
-      lk.unlock();
-      lwp_kick_current(p, lid, c.index);
-      p.reset();
-      lk.lock();
-      continue;
-    }
-    const auto now = steady_clock::now();
-    if (c.kick_armed && now >= c.kick_deadline) {
-      revoke_check(c);
-      continue;
-    }
-    if (now >= c.slice_end) {
-      // Time slice over: give way to anything of equal or higher priority
-      // (NB_SCHED_FIFO is never sliced). A request still unanswered after a
-      // whole slice is repeated: a kick can be lost on the user side, and a
-      // duplicate is harmless (same generation).
-      if (c.need_resched) {
-        c.need_kick = true;
-      } else if (c.cur_policy != NB_SCHED_FIFO && c.rq.max_prio() >= c.cur_prio) {
-        c.need_resched = true;
-        c.need_kick = true;
-        c.preemptions++;
-      }
-      c.slice_end = now + quantum_;
-      continue;
-    }
-    // By value: the wait re-reads nothing unlocked.
-    const auto wake = c.kick_armed ? std::min(c.slice_end, c.kick_deadline) : c.slice_end;
-    c.cv.wait_until(lk, wake);
-    if (c.cur == nullptr) account(c, false);
   }
 }
 

@@ -111,6 +111,10 @@ class Scheduler {
 
  private:
   void run(Cpu& c) EXCLUDES(c.mu);
+  void pin_worker(Cpu& c) EXCLUDES(c.mu);
+  Lwp* next_lwp(Cpu& c, UniqueLock& lk) REQUIRES(c.mu);
+  void dispatch(Cpu& c, Lwp& l) REQUIRES(c.mu);
+  void watch_current(Cpu& c, UniqueLock& lk) REQUIRES(c.mu);
   int takecpu(const Lwp& l) REQUIRES(l.proc->mu);
   Lwp* steal(Cpu& thief) EXCLUDES(thief.mu);
   void wake_idle_for(CpuMask mask, int busy_cpu);
