@@ -121,6 +121,19 @@ Outcome sys_ptrace(Lwp& l, const PtraceArgs& a)
     REQUIRES(l.proc->mu);  // not reached (see trace_syscall)
 Outcome sys_wait(Lwp& l, const WaitArgs& a)
     REQUIRES(l.proc->mu);  // not reached (see trace_syscall)
+// What one ptrace request changes in the caller's tracee map (the caller applies it
+// under its own lock): PT_ATTACH adds `add`, PT_DETACH removes the pid.
+struct TracerChange {
+  std::shared_ptr<Proc> add;
+  bool remove = false;
+};
+// ptrace(2) by tracer `t` (a process or a debugger), which holds no lock.
+SysReturn ptrace_on(Proc& t, const PtraceArgs& a, TracerChange* ch) EXCLUDES(t.mu);
+// wait(2) of a tracer: the options known (WNOHANG), then one look at its tracees -- the
+// result, or nullopt when the caller must wait unless t's TracerState::seq moved from
+// `*seq0` meanwhile (the caller checks under the lock it waits with).
+bool wait_args_ok(const WaitArgs& a);
+std::optional<SysReturn> wait_pass(Proc& t, const WaitArgs& a, uint64_t* seq0) EXCLUDES(t.mu);
 // A signal for a traced process becomes a trace stop; true = taken.
 bool trace_signal(Proc& p, Lwp* target, const SigInfo& si) REQUIRES(p.mu);
 // lwp_userret: report this LWP's create/exit event (or exit after it);

@@ -127,11 +127,11 @@ void DeferringProcLock::unlock_and_run_deferred() {
   p.mu.AssertHeld();
   proc_drain(p);
   // Tracing work that needs another process's lock runs after ours drops.
-  const pid_t notify = std::exchange(p.trace_notify, 0);
-  std::vector<std::shared_ptr<Proc>> orphans = std::move(p.trace_orphans);
-  p.trace_orphans.clear();
+  const pid_t notify = std::exchange(p.traced.notify, 0);
+  std::vector<std::shared_ptr<Proc>> orphans = std::move(p.tracing.orphans);
+  p.tracing.orphans.clear();
   std::vector<std::function<void()>> fire;
-  if (!p.trace_fire.empty()) fire.swap(p.trace_fire);
+  if (!p.tracing.fire.empty()) fire.swap(p.tracing.fire);
   // Nothing of p may be read once it is unlocked: the lock may have been all that kept it
   // alive. A vCPU whose dispatched LWP ends the process drops its own reference in
   // switch_out; the moment we unlock, another thread can release the zombie and free it

@@ -8,14 +8,16 @@
 // another (same uid, or root), and the tracer then collects the tracee's
 // stops and exit with wait(2) (pid -1 = any of its tracees).
 //
-// Fields (proc.h), each under the lock of the process that holds it:
-//   tracee  tracer, trace_events, the current trace stop (trace_xsig,
-//           trace_si, trace_report_event/lwp, trace_waited), trace_sigq
-//           (signals caught while a stop was being reported: each is reported
-//           in turn), trace_exit_seen, trace_notify.
-//   tracer  tracees (pid -> ProcRef: keeps an exited tracee's status after its
-//           session released the PID), trace_seq, trace_orphans.
-//   LWP     trace_create_done, trace_exit_pending, trace_exit_done.
+// State (proc.h), each under the lock of the process that holds it:
+//   Proc::traced   (TraceeState) its tracer, event mask, the current trace stop
+//                  (xsig, si, report_event/lwp, waited), sigq (signals caught
+//                  while a stop was being reported: each is reported in turn),
+//                  exit_seen, notify.
+//   Proc::tracing  (TracerState) tracees (pid -> ProcRef: keeps an exited
+//                  tracee's status after its session released the PID), seq,
+//                  orphans, fire.
+//   Proc::dbg      (DebuggerState) a debugger's own: kern_debugger.cc.
+//   Lwp            trace_create_done, trace_exit_pending, trace_exit_done.
 // The two sides are never locked together: a ptrace or wait call runs
 // outside its caller's process lock (Kernel::syscall routes it here with the
 // LWP marked in the kernel, still LSONPROC) and takes the caller's lock and
@@ -33,27 +35,18 @@
 // being caught again.
 //
 // Waking the tracer. When a tracee becomes fully stopped or exits, it sets
-// trace_notify under its own lock; DeferringProcLock, after unlocking, takes the
-// tracer's lock, bumps trace_seq and ends every kTraceWait sleep of the
+// traced.notify under its own lock; DeferringProcLock, after unlocking, takes the
+// tracer's lock, bumps tracing.seq and ends every kTraceWait sleep of the
 // tracer with EREISSUE, which the user side reissues at once. wait(2) reads
-// trace_seq before it looks at the tracees and sleeps only if it is unchanged
+// tracing.seq before it looks at the tracees and sleeps only if it is unchanged
 // when it retakes its own lock, so a notification in between is not lost.
 // The sleeping tracer holds no vCPU and no daemon thread.
 //
 // Tracer exit: as NetBSD's exit1() does with "orphaned traced process"es,
 // every live tracee is killed (SIGKILL) once the tracer's lock drops.
 //
-// Debuggers (Kernel::debugger_*): a tracer that is no emulated process -- a
-// client holding the daemon's admin token (the Trace service). It is a Proc
-// without LWPs, port or place in the process table (Kernel::debuggers_, seen
-// only by tracer_lookup), with a PID from the process allocator so a tracee's
-// `tracer` is unambiguous. Its ptrace runs synchronously on the caller's
-// thread; its wait either answers at once or registers a callback under a
-// caller-chosen key (dbg_waiters), run by the tracer notification above (the
-// same trace_seq protocol: a notification between the scan and the
-// registration is seen as a moved trace_seq) after every lock is dropped.
-// Closing it is a tracer's exit: tracees killed, callbacks run, PID freed by
-// the last call in progress (DebuggerCall).
+// Debuggers (kern_debugger.cc): tracers that are no emulated process, which
+// use ptrace_on() and wait_pass() below as a process's ptrace and wait do.
 //
 // Lock order: emul/lock.h (KernelTable -> Proc); never two Proc locks.
 // ---------------------------------------------------------------------------
@@ -85,21 +78,21 @@ bool lwp_live(const Lwp& l) REQUIRES(l.proc->mu) {
 }
 
 void trace_clear_stop(Proc& q) REQUIRES(q.mu) {
-  q.trace_xsig = 0;
-  q.trace_waited = false;
-  q.trace_si = SigInfo{};
-  q.trace_report_event = 0;
-  q.trace_report_lwp = 0;
+  q.traced.xsig = 0;
+  q.traced.waited = false;
+  q.traced.si = SigInfo{};
+  q.traced.report_event = 0;
+  q.traced.report_lwp = 0;
 }
 
 // Begin the trace stop that reports `si` (and the LWP event, if any): the
 // whole process stops; its tracer is told once it is fully stopped.
 void trace_stop_begin(Proc& q, const SigInfo& si, int event, lwpid_t event_lwp) REQUIRES(q.mu) {
-  q.trace_xsig = si.signo;
-  q.trace_si = si;
-  q.trace_report_event = event;
-  q.trace_report_lwp = event_lwp;
-  q.trace_waited = false;
+  q.traced.xsig = si.signo;
+  q.traced.si = si;
+  q.traced.report_event = event;
+  q.traced.report_lwp = event_lwp;
+  q.traced.waited = false;
   if (q.stat == ProcStat::kStop) {
     trace_note_stop(q);
   } else {
@@ -108,7 +101,7 @@ void trace_stop_begin(Proc& q, const SigInfo& si, int event, lwpid_t event_lwp) 
 }
 
 bool trace_wants(const Proc& p, int event) REQUIRES(p.mu) {
-  return p.tracer != 0 && (p.trace_events & event) && !(p.sflag & PS_WEXIT) && p.trace_xsig == 0;
+  return p.traced.tracer != 0 && (p.traced.events & event) && !(p.sflag & PS_WEXIT) && p.traced.xsig == 0;
 }
 
 // The calling LWP reports `event` and stops with the rest of its process.
@@ -136,10 +129,10 @@ void trace_return(Proc& t, lwpid_t lid, SysReturn r) REQUIRES(t.mu) {
 
 Errno trace_admit(const Proc& q, pid_t caller, bool need_stopped) REQUIRES(q.mu) {
   if (q.stat == ProcStat::kZomb) return Errno::kESRCH;
-  if (q.tracer == 0) return Errno::kEPERM;
-  if (q.tracer != caller) return Errno::kEBUSY;
+  if (q.traced.tracer == 0) return Errno::kEPERM;
+  if (q.traced.tracer != caller) return Errno::kEBUSY;
   if (q.sflag & PS_WEXIT) return Errno::kEBUSY;
-  if (need_stopped && !(q.stat == ProcStat::kStop && q.trace_waited)) return Errno::kEBUSY;
+  if (need_stopped && !(q.stat == ProcStat::kStop && q.traced.waited)) return Errno::kEBUSY;
   return Errno::kOk;
 }
 
@@ -216,9 +209,9 @@ void trace_after_resume(Proc& q, const SigInfo& stop_si, int sig) REQUIRES(q.mu)
     si.lid = t != nullptr ? t->lid : 0;
     proc_post_signal(q, t, si, /*catch_traced=*/false);
   }
-  if (q.tracer != 0 && !q.trace_sigq.empty() && !(q.sflag & PS_WEXIT)) {
-    SigInfo next = q.trace_sigq.front();
-    q.trace_sigq.pop_front();
+  if (q.traced.tracer != 0 && !q.traced.sigq.empty() && !(q.sflag & PS_WEXIT)) {
+    SigInfo next = q.traced.sigq.front();
+    q.traced.sigq.pop_front();
     trace_stop_begin(q, next, 0, 0);
   }
 }
@@ -238,14 +231,14 @@ SysReturn trace_resume(Proc& q, const PtraceArgs& a, bool detach) REQUIRES(q.mu)
     if (!detach && all_suspended(q)) return SysReturn::err(Errno::kEDEADLK);
   }
   const int sig = a.data > 0 ? a.data : 0;
-  const SigInfo stop_si = q.trace_si;
+  const SigInfo stop_si = q.traced.si;
   trace_clear_stop(q);
   if (detach) {
     // Unlike NetBSD, debugger suspensions end with the debugger: nobody
     // could PT_RESUME them afterwards.
-    q.tracer = 0;
-    q.trace_events = 0;
-    q.trace_sigq.clear();
+    q.traced.tracer = 0;
+    q.traced.events = 0;
+    q.traced.sigq.clear();
     for (Lwp* o : q.order) {
       lwp_assert_locked(*o);
       o->flag &= ~LW_DBGSUSPEND;
@@ -266,20 +259,15 @@ SysReturn trace_resume(Proc& q, const PtraceArgs& a, bool detach) REQUIRES(q.mu)
 
 // ---- the requests -----------------------------------------------------------------
 
-struct TracerChange {
-  std::shared_ptr<Proc> add;  // PT_ATTACH: record the new tracee
-  bool remove = false;        // PT_DETACH: forget it
-};
-
 SysReturn pt_attach(Proc& q, const Proc& caller, TracerChange* ch) REQUIRES(q.mu) {
   if (q.stat == ProcStat::kZomb) return SysReturn::err(Errno::kESRCH);
-  if (q.tracer != 0) return SysReturn::err(Errno::kEBUSY);
+  if (q.traced.tracer != 0) return SysReturn::err(Errno::kEBUSY);
   if (q.sflag & PS_WEXIT) return SysReturn::err(Errno::kEBUSY);
   if (caller.uid != 0 && caller.uid != q.uid) return SysReturn::err(Errno::kEPERM);
-  q.tracer = caller.pid;
-  q.trace_events = 0;
-  q.trace_exit_seen = false;
-  q.trace_sigq.clear();
+  q.traced.tracer = caller.pid;
+  q.traced.events = 0;
+  q.traced.exit_seen = false;
+  q.traced.sigq.clear();
   trace_clear_stop(q);
   proc_post_signal(
       q, nullptr,
@@ -301,7 +289,7 @@ SysReturn pt_stop(Proc& q, const Proc& caller) REQUIRES(q.mu) {
 
 SysReturn pt_kill(Proc& q) REQUIRES(q.mu) {
   trace_clear_stop(q);
-  q.trace_sigq.clear();
+  q.traced.sigq.clear();
   proc_exit_begin(q, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
   return SysReturn{};
 }
@@ -310,9 +298,9 @@ SysReturn pt_event_mask(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   if (a.data != PTRACE_EVENT_SIZE) return SysReturn::err(Errno::kEINVAL);
   SysReturn r;
   if (a.request == PT_SET_EVENT_MASK) {
-    q.trace_events = a.in.event_mask & kKnownEvents;
+    q.traced.events = a.in.event_mask & kKnownEvents;
   } else {
-    r.trace.event_mask = q.trace_events;
+    r.trace.event_mask = q.traced.events;
   }
   return r;
 }
@@ -320,9 +308,9 @@ SysReturn pt_event_mask(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
 SysReturn pt_process_state(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   if (a.data != PTRACE_STATE_SIZE) return SysReturn::err(Errno::kEINVAL);
   SysReturn r;
-  if (q.trace_si.signo == NB_SIGTRAP && q.trace_si.code == NB_TRAP_LWP) {
-    r.trace.report_event = q.trace_report_event;
-    r.trace.pe_lwp = q.trace_report_lwp;
+  if (q.traced.si.signo == NB_SIGTRAP && q.traced.si.code == NB_TRAP_LWP) {
+    r.trace.report_event = q.traced.report_event;
+    r.trace.pe_lwp = q.traced.report_lwp;
   }
   return r;
 }
@@ -330,11 +318,11 @@ SysReturn pt_process_state(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
 SysReturn pt_get_siginfo(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   if (a.data != PTRACE_SIGINFO_SIZE) return SysReturn::err(Errno::kEINVAL);
   SysReturn r;
-  r.trace.stop_signo = q.trace_si.signo;
-  r.trace.stop_code = q.trace_si.code;
-  r.trace.stop_pid = q.trace_si.pid;
-  r.trace.stop_uid = q.trace_si.uid;
-  r.trace.psi_lwpid = q.trace_si.lid;
+  r.trace.stop_signo = q.traced.si.signo;
+  r.trace.stop_code = q.traced.si.code;
+  r.trace.stop_pid = q.traced.si.pid;
+  r.trace.stop_uid = q.traced.si.uid;
+  r.trace.psi_lwpid = q.traced.si.lid;
   return r;
 }
 
@@ -349,7 +337,7 @@ SysReturn pt_lwpinfo(Proc& q, const PtraceArgs& a) REQUIRES(q.mu) {
   r.trace.lwpid = l->lid;
   if (l->flag & LW_WSUSPEND) {
     r.trace.pl_event = PL_EVENT_SUSPENDED;
-  } else if (q.trace_xsig != 0 && (q.trace_si.lid == l->lid || q.trace_si.lid == 0)) {
+  } else if (q.traced.xsig != 0 && (q.traced.si.lid == l->lid || q.traced.si.lid == 0)) {
     r.trace.pl_event = PL_EVENT_SIGNAL;
   }
   return r;
@@ -444,6 +432,8 @@ SysReturn pt_request(Proc& q, const Proc& caller, const PtraceArgs& a, TracerCha
   return SysReturn::err(Errno::kEINVAL);
 }
 
+}  // namespace
+
 // Errors: EINVAL (unknown request, self-attach, sizes), EPERM (PT_TRACE_ME,
 // not traced, other uid), ESRCH, EBUSY, EDEADLK.
 SysReturn ptrace_on(Proc& t, const PtraceArgs& a, TracerChange* ch) EXCLUDES(t.mu) {
@@ -454,8 +444,8 @@ SysReturn ptrace_on(Proc& t, const PtraceArgs& a, TracerChange* ch) EXCLUDES(t.m
   std::shared_ptr<Proc> q = t.kernel().proc_lookup(a.pid);
   if (!q) {
     DeferringProcLock g(t);  // an exited tracee whose PID was released
-    auto it = t.tracees.find(a.pid);
-    if (it != t.tracees.end()) q = it->second;
+    auto it = t.tracing.tracees.find(a.pid);
+    if (it != t.tracing.tracees.end()) q = it->second;
   }
   if (!q) return SysReturn::err(Errno::kESRCH);
   DeferringProcLock g(*q);
@@ -463,19 +453,21 @@ SysReturn ptrace_on(Proc& t, const PtraceArgs& a, TracerChange* ch) EXCLUDES(t.m
   return pt_request(*q, t, a, ch);
 }
 
+namespace {
+
 // ---- wait(2) ---------------------------------------------------------------------
 
 // Collect the tracee's pending stop or exit, if any. Caller holds q's lock.
 WaitOut trace_collect(Proc& q) REQUIRES(q.mu) {
   if (q.stat == ProcStat::kZomb) {
-    if (q.trace_exit_seen) return {};
-    q.trace_exit_seen = true;
+    if (q.traced.exit_seen) return {};
+    q.traced.exit_seen = true;
     if (q.xstat.signaled) return WaitOut{.kind = WaitOut::kSignaled, .code = q.xstat.code};
     return WaitOut{.kind = WaitOut::kExited, .code = q.xstat.code};
   }
-  if (q.stat == ProcStat::kStop && q.trace_xsig != 0 && !q.trace_waited) {
-    q.trace_waited = true;
-    return WaitOut{.kind = WaitOut::kStopped, .code = q.trace_xsig};
+  if (q.stat == ProcStat::kStop && q.traced.xsig != 0 && !q.traced.waited) {
+    q.traced.waited = true;
+    return WaitOut{.kind = WaitOut::kStopped, .code = q.traced.xsig};
   }
   return {};
 }
@@ -490,7 +482,7 @@ WaitScan wait_scan(const std::vector<std::shared_ptr<Proc>>& cands, pid_t caller
   WaitScan s;
   for (const auto& q : cands) {
     DeferringProcLock g(*q);
-    if (q->tracer != caller) continue;
+    if (q->traced.tracer != caller) continue;
     s.owned++;
     WaitOut w = trace_collect(*q);
     if (w.kind != WaitOut::kNone) {
@@ -505,33 +497,35 @@ WaitScan wait_scan(const std::vector<std::shared_ptr<Proc>>& cands, pid_t caller
 std::vector<std::shared_ptr<Proc>> wait_candidates(const Proc& t, pid_t pid) REQUIRES(t.mu) {
   std::vector<std::shared_ptr<Proc>> v;
   if (pid == -1) {
-    for (const auto& [tp, q] : t.tracees) v.push_back(q);
-  } else if (auto it = t.tracees.find(pid); it != t.tracees.end()) {
+    for (const auto& [tp, q] : t.tracing.tracees) v.push_back(q);
+  } else if (auto it = t.tracing.tracees.find(pid); it != t.tracing.tracees.end()) {
     v.push_back(it->second);
   }
   return v;
 }
+
+}  // namespace
 
 // Only WNOHANG is known. A pid of 0 or below -1 names a process group: tracees are in no
 // group of the tracer's here, so such a wait finds no child (ECHILD, from wait_pass).
 bool wait_args_ok(const WaitArgs& a) { return !(a.options & ~NB_WNOHANG); }
 
 // One look at the tracees of `t` (a process or a debugger): the result, or nullopt when
-// the caller must sleep -- unless t's trace_seq moved from `*seq0` meanwhile (checked by
+// the caller must sleep -- unless t's tracing.seq moved from `*seq0` meanwhile (checked by
 // the caller under the lock it sleeps with). Errors: ECHILD (no such tracee).
 std::optional<SysReturn> wait_pass(Proc& t, const WaitArgs& a, uint64_t* seq0) EXCLUDES(t.mu) {
   std::vector<std::shared_ptr<Proc>> cands;
   {
     DeferringProcLock g(t);
-    *seq0 = t.trace_seq;
+    *seq0 = t.tracing.seq;
     cands = wait_candidates(t, a.pid);
   }
   WaitScan s = wait_scan(cands, t.pid);
   DeferringProcLock g(t);
   if (s.who) {
     if (s.out.kind != WaitOut::kStopped) {
-      t.tracees.erase(s.who->pid);
-      if (t.debugger) t.dbg_exits[s.who->pid] = s.who;  // until delivered or undone
+      t.tracing.tracees.erase(s.who->pid);
+      if (t.is_debugger()) t.dbg->exits[s.who->pid] = s.who;  // until delivered or undone
     }
     SysReturn r = SysReturn::ok(s.who->pid);
     r.wait = s.out;
@@ -541,6 +535,8 @@ std::optional<SysReturn> wait_pass(Proc& t, const WaitArgs& a, uint64_t* seq0) E
   if (a.options & NB_WNOHANG) return SysReturn::ok(0);
   return std::nullopt;
 }
+
+namespace {
 
 // Errors: ECHILD (no such tracee), EINVAL (options), EINTR/ERESTART.
 void trace_wait(const std::shared_ptr<Proc>& t, lwpid_t lid, const WaitArgs& a) {
@@ -554,7 +550,7 @@ void trace_wait(const std::shared_ptr<Proc>& t, lwpid_t lid, const WaitArgs& a) 
     std::optional<SysReturn> r = wait_pass(*t, a, &seq0);
     DeferringProcLock g(*t);
     if (r) return trace_return(*t, lid, std::move(*r));
-    if (t->trace_seq != seq0) continue;  // a tracee changed meanwhile: look again
+    if (t->tracing.seq != seq0) continue;  // a tracee changed meanwhile: look again
     Lwp* l = t->find_lwp(lid);
     assert(l != nullptr);
     lwp_assert_locked(*l);
@@ -570,11 +566,11 @@ void trace_wait(const std::shared_ptr<Proc>& t, lwpid_t lid, const WaitArgs& a) 
 // ---- hooks called by the core ---------------------------------------------------
 
 bool trace_signal(Proc& p, Lwp* target, const SigInfo& si) {
-  if (p.tracer == 0 || si.signo == NB_SIGKILL || (p.sflag & PS_WEXIT)) return false;
+  if (p.traced.tracer == 0 || si.signo == NB_SIGKILL || (p.sflag & PS_WEXIT)) return false;
   SigInfo s = si;
   s.lid = target != nullptr ? target->lid : 0;
-  if (p.trace_xsig != 0) {
-    p.trace_sigq.push_back(s);
+  if (p.traced.xsig != 0) {
+    p.traced.sigq.push_back(s);
   } else {
     trace_stop_begin(p, s, 0, 0);
   }
@@ -606,7 +602,7 @@ bool trace_userret(Lwp& l) {
 bool trace_lwp_exit(Lwp& l) {
   const Proc& p = *l.proc;
   p.mu.AssertHeld();
-  if (p.tracer == 0 || !(p.trace_events & PTRACE_LWP_EXIT) || (p.sflag & PS_WEXIT) ||
+  if (p.traced.tracer == 0 || !(p.traced.events & PTRACE_LWP_EXIT) || (p.sflag & PS_WEXIT) ||
       p.live_lwps() <= 1) {
     return false;
   }
@@ -615,14 +611,14 @@ bool trace_lwp_exit(Lwp& l) {
 }
 
 void trace_note_stop(Proc& p) {
-  if (p.tracer != 0) p.trace_notify = p.tracer;
+  if (p.traced.tracer != 0) p.traced.notify = p.traced.tracer;
 }
 
 void trace_proc_exited(Proc& p) {
   trace_note_stop(p);
-  p.trace_sigq.clear();
-  for (auto& [pid, q] : p.tracees) p.trace_orphans.push_back(q);
-  p.tracees.clear();
+  p.traced.sigq.clear();
+  for (auto& [pid, q] : p.tracing.tracees) p.tracing.orphans.push_back(q);
+  p.tracing.tracees.clear();
 }
 
 void trace_after_unlock(Kernel& k, pid_t self, pid_t notify,
@@ -630,10 +626,12 @@ void trace_after_unlock(Kernel& k, pid_t self, pid_t notify,
   if (notify != 0) {
     if (std::shared_ptr<Proc> t = k.tracer_lookup(notify)) {
       DeferringProcLock g(*t);
-      t->trace_seq++;
+      t->tracing.seq++;
       // A debugger's waits: their callbacks run when g drops (DeferringProcLock).
-      for (auto& [key, fn] : t->dbg_waiters) t->trace_fire.push_back(std::move(fn));
-      t->dbg_waiters.clear();
+      if (t->is_debugger()) {
+        for (auto& [key, fn] : t->dbg->waiters) t->tracing.fire.push_back(std::move(fn));
+        t->dbg->waiters.clear();
+      }
       std::vector<Lwp*> waiters;
       for (Lwp* o : t->order) {
         lwp_assert_locked(*o);
@@ -647,10 +645,10 @@ void trace_after_unlock(Kernel& k, pid_t self, pid_t notify,
   }
   for (auto& q : orphans) {
     DeferringProcLock g(*q);
-    if (q->tracer != self) continue;
-    q->tracer = 0;
-    q->trace_events = 0;
-    q->trace_sigq.clear();
+    if (q->traced.tracer != self) continue;
+    q->traced.tracer = 0;
+    q->traced.events = 0;
+    q->traced.sigq.clear();
     trace_clear_stop(*q);
     if (q->stat != ProcStat::kZomb) {
       k.log(1, "killing orphaned traced process " + std::to_string(q->pid));
@@ -668,166 +666,9 @@ void trace_syscall(const std::shared_ptr<Proc>& t, lwpid_t lid, const SysArgs& a
   TracerChange ch;
   SysReturn r = ptrace_on(*t, a, &ch);
   DeferringProcLock g(*t);
-  if (ch.add) t->tracees[a.pid] = ch.add;
-  if (ch.remove) t->tracees.erase(a.pid);
+  if (ch.add) t->tracing.tracees[a.pid] = ch.add;
+  if (ch.remove) t->tracing.tracees.erase(a.pid);
   trace_return(*t, lid, std::move(r));
-}
-
-// ---- debuggers (Kernel::debugger_*) -------------------------------------------------
-
-namespace {
-
-// Brackets one call on a debugger: refused once it is closed. The last call to end
-// after debugger_close releases the PID, so a tracee that a racing PT_ATTACH gave to
-// the closing debugger has lost that tracer (killed as an orphan) before the PID can
-// name anyone else.
-class DebuggerCall {
- public:
-  explicit DebuggerCall(const ProcRef& d) : d_(d) {
-    DeferringProcLock g(*d_);
-    open_ = !d_->dbg_closed;
-    if (open_) d_->dbg_calls++;
-  }
-  ~DebuggerCall() {
-    if (!open_) return;
-    bool last = false;
-    {
-      DeferringProcLock g(*d_);
-      last = --d_->dbg_calls == 0 && d_->dbg_closed;
-    }
-    if (last) d_->kernel().debugger_forget(d_);
-  }
-  DebuggerCall(const DebuggerCall&) = delete;
-  DebuggerCall& operator=(const DebuggerCall&) = delete;
-  bool open() const { return open_; }
-
- private:
-  const ProcRef& d_;
-  bool open_ = false;
-};
-
-}  // namespace
-
-KResult<ProcRef> Kernel::debugger_open(uint32_t uid) {
-  const pid_t pid = TRY(ids_->alloc_pid());
-  auto d = std::make_shared<Proc>(*this, pid, ProcSpec{.uid = uid, .comm = "debugger"},
-                                  /*is_debugger=*/true);
-  MutexLock t(table_mu_);
-  debuggers_.emplace(pid, d);
-  return d;
-}
-
-std::optional<SysReturn> Kernel::debugger_ptrace(const ProcRef& d, const PtraceArgs& a) {
-  assert(d->debugger);
-  DebuggerCall call(d);
-  if (!call.open()) return std::nullopt;
-  TracerChange ch;
-  SysReturn r = ptrace_on(*d, a, &ch);
-  DeferringProcLock g(*d);
-  if (ch.add) {
-    if (d->dbg_closed) {
-      d->trace_orphans.push_back(ch.add);  // attached during the close: dies with it
-    } else {
-      d->tracees[a.pid] = ch.add;
-    }
-  }
-  if (ch.remove) d->tracees.erase(a.pid);
-  return r;
-}
-
-Kernel::DebuggerWait Kernel::debugger_wait(const ProcRef& d, const WaitArgs& a, uint64_t key,
-                                           std::function<void()> on_change) {
-  assert(d->debugger);
-  DebuggerCall call(d);
-  if (!call.open()) return DebuggerWait{.kind = DebuggerWait::kClosed};
-  if (!wait_args_ok(a)) return DebuggerWait{.ret = SysReturn::err(Errno::kEINVAL)};
-  for (;;) {
-    uint64_t seq0 = 0;
-    std::optional<SysReturn> r = wait_pass(*d, a, &seq0);
-    DeferringProcLock g(*d);
-    if (r) return DebuggerWait{.ret = std::move(*r)};
-    if (d->trace_seq != seq0) continue;  // a tracee changed meanwhile: look again
-    // Closed during the pass: its waiters have been run already; this one never would.
-    if (d->dbg_closed) return DebuggerWait{.kind = DebuggerWait::kClosed};
-    const bool fresh = d->dbg_waiters.emplace(key, std::move(on_change)).second;
-    assert(fresh && "debugger_wait: key already pending");
-    (void)fresh;
-    return DebuggerWait{.kind = DebuggerWait::kPending};
-  }
-}
-
-bool Kernel::debugger_wait_cancel(const ProcRef& d, uint64_t key) {
-  DeferringProcLock g(*d);
-  return d->dbg_waiters.erase(key) == 1;
-}
-
-void Kernel::debugger_wait_undo(const ProcRef& d, pid_t pid) {
-  assert(d->debugger);
-  ProcRef q;
-  bool exited = false;
-  {
-    DeferringProcLock g(*d);
-    if (d->dbg_closed) return;
-    if (auto e = d->dbg_exits.find(pid); e != d->dbg_exits.end()) {
-      // Traced again; its status is armed again below (a wait in between finds nothing to
-      // collect yet and is told once it is).
-      q = std::move(e->second);
-      d->dbg_exits.erase(e);
-      if (!d->tracees.emplace(pid, q).second) return;  // the pid names a new tracee now
-      exited = true;
-    } else if (auto it = d->tracees.find(pid); it != d->tracees.end()) {
-      q = it->second;
-    } else {
-      return;
-    }
-  }
-  DeferringProcLock g(*q);
-  if (q->tracer != d->pid) return;
-  if (exited) {
-    q->trace_exit_seen = false;
-  } else {
-    // Still in the stop that was collected: nothing acted on it (a PT_CONTINUE would have
-    // ended it, a PT_STOP re-armed it).
-    if (q->stat != ProcStat::kStop || !q->trace_waited || q->trace_xsig == 0) return;
-    q->trace_waited = false;
-  }
-  trace_note_stop(*q);  // the debugger's waits re-scan once g drops
-}
-
-void Kernel::debugger_wait_delivered(const ProcRef& d, pid_t pid) {
-  assert(d->debugger);
-  ProcRef forget;  // the zombie's last reference may go: after the lock
-  DeferringProcLock g(*d);
-  if (auto e = d->dbg_exits.find(pid); e != d->dbg_exits.end()) {
-    forget = std::move(e->second);
-    d->dbg_exits.erase(e);
-  }
-}
-
-void Kernel::debugger_close(const ProcRef& d) {
-  assert(d->debugger);
-  bool release = false;
-  std::map<pid_t, ProcRef> exits;  // the kept zombies' last references may go: after the lock
-  {
-    DeferringProcLock g(*d);
-    if (d->dbg_closed) return;
-    d->dbg_closed = true;
-    exits.swap(d->dbg_exits);
-    for (auto& [pid, q] : d->tracees) d->trace_orphans.push_back(q);
-    d->tracees.clear();
-    for (auto& [key, fn] : d->dbg_waiters) d->trace_fire.push_back(std::move(fn));
-    d->dbg_waiters.clear();
-    release = d->dbg_calls == 0;
-  }  // DeferringProcLock: the orphans are killed, then the waits' callbacks run
-  if (release) debugger_forget(d);
-}
-
-void Kernel::debugger_forget(const ProcRef& d) {
-  MutexLock t(table_mu_);
-  auto it = debuggers_.find(d->pid);
-  if (it == debuggers_.end() || it->second != d) return;
-  debuggers_.erase(it);
-  ids_->free_pid(d->pid);
 }
 
 // The dispatcher's entries: Kernel::syscall hands these calls to

@@ -27,7 +27,7 @@ Proc::Proc(Kernel& k, pid_t id, ProcSpec spec, bool is_debugger)
       rlimit_nthr(spec.rlimit_nthr >= 0         ? spec.rlimit_nthr
                   : k.config().nthr_per_uid >= 0 ? k.config().nthr_per_uid
                                                  : std::min(k.config().maxlwp, MAXUPRC)),
-      debugger(is_debugger),
+      dbg(is_debugger ? std::make_unique<DebuggerState>() : nullptr),
       k_(k) {}
 
 Proc::~Proc() = default;
@@ -393,16 +393,17 @@ std::string Kernel::check_debuggers(const std::vector<ProcRef>& dbgs) const {
     DeferringProcLock g(*dr);
     const Proc& d = *dr;
     d.mu.AssertHeld();
-    if (!d.debugger) err << "non-debugger in the debugger table; ";
+    if (!d.is_debugger()) return "pid " + std::to_string(d.pid) + " in the debugger table";
+    const DebuggerState& ds = *d.dbg;
     if (d.nlwps != 0 || !d.lwps.empty() || !d.order.empty()) err << "debugger with LWPs; ";
-    if (d.tracer != 0) err << "debugger is traced; ";
-    if (d.dbg_calls < 0) err << "negative call count; ";
-    if (d.dbg_closed && (!d.tracees.empty() || !d.dbg_waiters.empty() || !d.dbg_exits.empty()))
+    if (d.traced.tracer != 0) err << "debugger is traced; ";
+    if (ds.calls < 0) err << "negative call count; ";
+    if (ds.closed && (!d.tracing.tracees.empty() || !ds.waiters.empty() || !ds.exits.empty()))
       err << "closed debugger still traces, waits or keeps exits; ";
-    for (const auto& [tpid, q] : d.dbg_exits)
+    for (const auto& [tpid, q] : ds.exits)
       if (q == nullptr || q->pid != tpid) err << "kept exit " << tpid << " is wrong; ";
-    for (const auto& [tpid, q] : d.tracees)
-      if (q == nullptr || q->pid != tpid || q->debugger)
+    for (const auto& [tpid, q] : d.tracing.tracees)
+      if (q == nullptr || q->pid != tpid || q->is_debugger())
         err << "tracee map entry " << tpid << " is wrong; ";
     if (std::string e = err.str(); !e.empty())
       return "debugger " + std::to_string(d.pid) + ": " + e;
@@ -461,18 +462,18 @@ void check_proc_state(const Proc& p, int nlwps, std::ostream& err) REQUIRES(p.mu
 
 // The tracee and tracer sides of one process.
 void check_proc_tracing(const Proc& p, std::ostream& err) REQUIRES(p.mu) {
-  if (p.trace_waited && p.trace_xsig == 0) err << "trace stop collected without a signal; ";
-  if (p.tracer == 0 && (p.trace_xsig != 0 || p.trace_events != 0 || !p.trace_sigq.empty()))
+  if (p.traced.waited && p.traced.xsig == 0) err << "trace stop collected without a signal; ";
+  if (p.traced.tracer == 0 && (p.traced.xsig != 0 || p.traced.events != 0 || !p.traced.sigq.empty()))
     err << "untraced process with trace state; ";
-  if (p.tracer == p.pid) err << "process traces itself; ";
-  for (const auto& [tpid, q] : p.tracees)
+  if (p.traced.tracer == p.pid) err << "process traces itself; ";
+  for (const auto& [tpid, q] : p.tracing.tracees)
     if (q == nullptr || q->pid != tpid) err << "tracee map entry " << tpid << " is wrong; ";
 }
 
 // Everything about one process: the LWPs, the counters recomputed from them, the state.
 std::string check_proc(const Proc& p) REQUIRES(p.mu) {
   std::ostringstream err;
-  if (p.debugger) err << "debugger in the process table; ";
+  if (p.is_debugger()) err << "debugger in the process table; ";
   LwpCounts c;
   for (const Lwp* l : p.order) check_lwp(p, *l, c, err);
   if (static_cast<size_t>(c.nlwps) != p.lwps.size()) err << "order/map size mismatch; ";

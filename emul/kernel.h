@@ -192,7 +192,7 @@ class Kernel {
   // Forget an exited process and free its PID. Errors: EBUSY (still alive).
   KResult<void> proc_release(const ProcRef& p) EXCLUDES(table_mu_);
 
-  // ---- debuggers: tracers that are not emulated processes (kern_ptrace.cc) ----
+  // ---- debuggers: tracers that are not emulated processes (kern_debugger.cc) ----
   // A debugger traces processes like an attached process's ptrace(2)/wait(2) do, for a
   // client that is no emulated process (the Trace service). It has a PID from the
   // process allocator, so a tracee's `tracer` never names a process while it lives, but

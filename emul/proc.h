@@ -66,6 +66,49 @@ struct Sleep {
 };
 
 struct Lwp;
+class Proc;
+
+// A process's side of being traced: who traces it and the trace stop being reported.
+// Fields of Proc::traced, under Proc::mu.
+struct TraceeState {
+  pid_t tracer = 0;          // pid of the tracing process or debugger, 0 = not traced
+  int events = 0;            // PTRACE_* event mask (pe_set_event)
+  int xsig = 0;              // signal of the trace stop being reported (p_xsig)
+  bool waited = false;       // that stop was collected by the tracer's wait
+  bool exit_seen = false;    // the tracer's wait collected the exit status
+  SigInfo si;                // siginfo of the last stop (lid 0 = whole process)
+  int report_event = 0;      // PTRACE_LWP_* of the last event stop, else 0
+  lwpid_t report_lwp = 0;    // LWP that reported it
+  std::deque<SigInfo> sigq;  // signals caught while a stop was reported
+  pid_t notify = 0;          // tracer to notify once the lock drops (0 = none)
+};
+
+// A process's side of tracing others (a process or a debugger). Proc::tracing, under
+// Proc::mu.
+struct TracerState {
+  // Processes this one traces, by pid. The reference keeps an exited tracee's status
+  // collectable after its session released the PID.
+  std::map<pid_t, std::shared_ptr<Proc>> tracees;
+  uint64_t seq = 0;  // ++ on every notification from a tracee
+  // Tracees to kill once the lock drops: this tracer has exited.
+  std::vector<std::shared_ptr<Proc>> orphans;
+  // Callbacks to run once the lock drops, holding nothing (woken debugger waits).
+  std::vector<std::function<void()>> fire;
+};
+
+// What only a debugger has (Kernel::debugger_*, kern_debugger.cc). *Proc::dbg, under
+// Proc::mu.
+struct DebuggerState {
+  bool closed = false;  // debugger_close ran: no new calls, no tracees
+  int calls = 0;        // debugger_ptrace / debugger_wait calls in progress
+  // Pending waits by the caller's key: each callback runs once, when a tracee notifies
+  // (TracerState::seq moves) or the debugger closes, unless cancelled first.
+  std::map<uint64_t, std::function<void()>> waiters;
+  // Exits of tracees that debugger_wait collected (and so stopped tracing), kept until the
+  // transport confirms the delivery (debugger_wait_delivered) or gives it back
+  // (debugger_wait_undo): a zombie's exit status exists once.
+  std::map<pid_t, std::shared_ptr<Proc>> exits;
+};
 
 inline constexpr uint32_t PS_STOPPING = 0x1;
 inline constexpr uint32_t PS_WEXIT = 0x2;
@@ -83,7 +126,6 @@ class Proc : public std::enable_shared_from_this<Proc> {
   const std::string comm;                // [k]
   const std::shared_ptr<UserPort> port;  // [k]
   const int rlimit_nthr;                 // [k]
-  const bool debugger;                   // [k] no LWPs, no port, never in the process table
 
   mutable Mutex mu{LockRank::kProc};  // what it covers: kern_lwp.cc; its rank: emul/lock.h
 
@@ -108,38 +150,12 @@ class Proc : public std::enable_shared_from_this<Proc> {
 
   std::unique_ptr<LwpctlArea> lwpctl GUARDED_BY(mu);  // created on first _lwp_ctl
 
-  // ---- tracing, as a tracee (kern_ptrace.cc) ----
-  pid_t tracer GUARDED_BY(mu) = 0;              // pid of the tracing process, 0 = not traced
-  int trace_events GUARDED_BY(mu) = 0;          // PTRACE_* event mask (pe_set_event)
-  int trace_xsig GUARDED_BY(mu) = 0;            // signal of the trace stop being reported (p_xsig)
-  bool trace_waited GUARDED_BY(mu) = false;     // that stop was collected by the tracer's wait
-  bool trace_exit_seen GUARDED_BY(mu) = false;  // the tracer's wait collected the exit status
-  SigInfo trace_si GUARDED_BY(mu);              // siginfo of the last stop (lid 0 = whole process)
-  int trace_report_event GUARDED_BY(mu) = 0;    // PTRACE_LWP_* of the last event stop, else 0
-  lwpid_t trace_report_lwp GUARDED_BY(mu) = 0;  // LWP that reported it
-  std::deque<SigInfo> trace_sigq GUARDED_BY(mu);  // signals caught while a stop was reported
-  pid_t trace_notify GUARDED_BY(mu) = 0;          // tracer to notify once the lock drops (0 = none)
-
-  // ---- tracing, as a tracer ----
-  // Processes this one traces, by pid. The reference keeps an exited
-  // tracee's status collectable after its session released the PID.
-  std::map<pid_t, std::shared_ptr<Proc>> tracees GUARDED_BY(mu);
-  uint64_t trace_seq GUARDED_BY(mu) = 0;  // ++ on every notification from a tracee
-  // Tracees to kill once the lock drops: this tracer has exited.
-  std::vector<std::shared_ptr<Proc>> trace_orphans GUARDED_BY(mu);
-  // Callbacks to run once the lock drops, holding nothing (woken debugger waits).
-  std::vector<std::function<void()>> trace_fire GUARDED_BY(mu);
-
-  // ---- a debugger's own state (kern_ptrace.cc, Kernel::debugger_*) ----
-  bool dbg_closed GUARDED_BY(mu) = false;  // debugger_close ran: no new calls, no tracees
-  int dbg_calls GUARDED_BY(mu) = 0;        // debugger_ptrace / debugger_wait calls in progress
-  // Pending waits by the caller's key: each callback runs once, when a tracee
-  // notifies (trace_seq moves) or the debugger closes, unless cancelled first.
-  std::map<uint64_t, std::function<void()>> dbg_waiters GUARDED_BY(mu);
-  // Exits of tracees that debugger_wait collected (and so stopped tracing), kept until
-  // the transport confirms the delivery (debugger_wait_delivered) or gives it back
-  // (debugger_wait_undo): a zombie's exit status exists once.
-  std::map<pid_t, std::shared_ptr<Proc>> dbg_exits GUARDED_BY(mu);
+  // ---- tracing (kern_ptrace.cc) and debuggers (kern_debugger.cc) ----
+  TraceeState traced GUARDED_BY(mu);   // its side of being traced
+  TracerState tracing GUARDED_BY(mu);  // its side of tracing others
+  // A debugger's own state; null for an emulated process. The pointer is [k].
+  const std::unique_ptr<DebuggerState> dbg PT_GUARDED_BY(mu);
+  bool is_debugger() const { return dbg != nullptr; }  // no LWPs, no port, not in the table
 
   // Lookups. find_lwp hides embryos and zombies (lwp_find); find_lwp_any
   // hides only embryos (proc_find_lwp).
