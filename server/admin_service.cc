@@ -6,7 +6,7 @@
 // registers a waiter with the WatchHub before arming the suspension, and the kernel's
 // state event (or the LWP's death) finishes the call from the hub's pump thread.
 
-#include "server/hb_annotate.h"
+#include "server/pending_rpc.h"
 #include "server/services.h"
 #include "server/wire.h"
 
@@ -47,40 +47,35 @@ void fill(const Daemon& d, int32_t pid, netbsd::Errno e, std::optional<netbsd::L
     out->set_proc_state(static_cast<v1::ProcState>(static_cast<int>(pi->stat)));
 }
 
-// A unary reactor finished either at once or by a WatchHub waiter, whichever claims it:
-// the waiter's id is cancelled exactly once (cancel_waiter returns true to one caller).
-class SuspendReactor final : public grpc::ServerUnaryReactor {
+// Answered by the LWP's suspension, which a WatchHub waiter sees among the kernel's events;
+// its registration is that waiter, taken back by cancel_waiter.
+class SuspendReactor final : public PendingRpc {
  public:
   SuspendReactor(Daemon& d, int32_t pid, int32_t lid, v1::AdminReply* resp)
-      : d_(d), pid_(pid), lid_(lid), resp_(resp) {}
+      : PendingRpc("suspend cancelled (still requested)"),
+        d_(d),
+        pid_(pid),
+        lid_(lid),
+        resp_(resp) {}
 
   void start(const emul::ProcRef& p) {
     id_ = d_.watch->add_waiter(pid_, lid_, [this](netbsd::Errno e) {
       fill(d_, pid_, e,
            e == netbsd::Errno::kOk ? netbsd::LwpStat::kSuspended : std::optional<netbsd::LwpStat>{},
            resp_);
-      LWPD_HANDOFF_TO_GRPC(this);  // to OnDone (hb_annotate.h)
-      Finish(grpc::Status::OK);
+      End(grpc::Status::OK);
     });
     auto r = d_.kernel.lwp_suspend_ext(p, lid_);
     if (r.ok() && r.value() != netbsd::LwpStat::kSuspended) return;  // the waiter finishes
-    if (!d_.watch->cancel_waiter(id_)) return;                       // an event claimed it already
-    fill(d_, pid_, r.error(), r.ok() ? std::optional(r.value()) : std::nullopt, resp_);
-    LWPD_HANDOFF_TO_GRPC(this);
-    Finish(grpc::Status::OK);
-  }
-
-  void OnCancel() override {
-    ReactionScope rs(this);
-    if (d_.watch->cancel_waiter(id_))
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "suspend cancelled (still requested)"));
-  }
-  void OnDone() override {
-    LWPD_REACTION_BEGINS(this);  // after the handler and every other reaction
-    delete this;
+    Settle([&] {
+      fill(d_, pid_, r.error(), r.ok() ? std::optional(r.value()) : std::nullopt, resp_);
+      return grpc::Status::OK;
+    });
   }
 
  private:
+  bool Withdraw(Why) override { return d_.watch->cancel_waiter(id_); }
+
   Daemon& d_;
   const int32_t pid_, lid_;
   v1::AdminReply* const resp_;
@@ -138,8 +133,7 @@ grpc::ServerUnaryReactor* AdminService::SuspendLwp(grpc::CallbackServerContext* 
   if (p == nullptr) return done(ctx, st);
   auto* r = new SuspendReactor(d_, req->pid(), req->lid(), resp);
   r->start(p);
-  LWPD_HANDOFF_TO_GRPC(r);  // the handler returns the reactor to gRPC
-  return r;
+  return r->Returned();
 }
 
 grpc::ServerUnaryReactor* AdminService::ResumeLwp(grpc::CallbackServerContext* ctx,

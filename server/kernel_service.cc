@@ -15,6 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/pending_rpc.h"
 #include "server/services.h"
 #include "server/wire.h"
 
@@ -342,11 +343,15 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
 
 // ---- unary Start / Trap / Call -------------------------------------------------------------
 
-class EntryReactor final : public grpc::ServerUnaryReactor, public ReturnTarget {
+// Answered by the LWP's return (GrpcPort routes it here); its registration is the route's
+// target, taken back by abort_entry (refused: the LWP is back in user mode) or
+// cancel_entry (cancelled: the LWP stays in the kernel and its return is buffered).
+class EntryReactor final : public PendingRpc, public ReturnTarget {
  public:
   EntryReactor(std::shared_ptr<Session> s, lwpid_t lid, v1::SyscallReturn* resp)
-      : s_(std::move(s)), lid_(lid), resp_(resp) {}
+      : PendingRpc("cancelled"), s_(std::move(s)), lid_(lid), resp_(resp) {}
 
+  // ---- ReturnTarget (under the port lock, which has just taken the registration) ----
   void Deliver(const v1::SyscallReturn& r) override {
     *resp_ = r;
     End(Status::OK);
@@ -357,30 +362,15 @@ class EntryReactor final : public grpc::ServerUnaryReactor, public ReturnTarget 
   }
   void Fail(const Status& st) override { End(st); }
 
-  void OnCancel() override {
-    ReactionScope rs(this);
-    if (s_->port->cancel_entry(lid_, this)) End(Status(StatusCode::CANCELLED, "cancelled"));
-  }
-  void OnDone() override {
-    LWPD_REACTION_BEGINS(this);  // after the handler and every other reaction
-    delete this;
-  }
-
-  // Finish, with the hand-off gRPC makes to OnDone.
-  void End(const Status& st) {
-    LWPD_HANDOFF_TO_GRPC(this);
-    Finish(st);
-  }
-  // The method handler returns the reactor to gRPC.
-  EntryReactor* Returned() {
-    LWPD_HANDOFF_TO_GRPC(this);
-    return this;
-  }
-
   server::Session& session() { return *s_; }
   lwpid_t lid() const { return lid_; }
 
  private:
+  bool Withdraw(Why why) override {
+    return why == Why::kSettled ? s_->port->abort_entry(lid_, this)
+                                : s_->port->cancel_entry(lid_, this);
+  }
+
   const std::shared_ptr<Session> s_;
   const lwpid_t lid_;
   v1::SyscallReturn* const resp_;
@@ -423,7 +413,7 @@ grpc::ServerUnaryReactor* KernelService::Trap(grpc::CallbackServerContext* ctx,
   }
   d_.entries.fetch_add(1, std::memory_order_relaxed);
   emul::EntryStatus st = d_.kernel.trap(ss.proc, r->lid());
-  if (st != emul::EntryStatus::kOk && ss.port->abort_entry(r->lid(), r)) r->End(entry_status(st));
+  if (st != emul::EntryStatus::kOk) r->Settle([st] { return entry_status(st); });
   return r->Returned();
 }
 
@@ -444,7 +434,7 @@ grpc::ServerUnaryReactor* KernelService::Call(grpc::CallbackServerContext* ctx,
   }
   d_.entries.fetch_add(1, std::memory_order_relaxed);
   emul::EntryStatus st = d_.kernel.syscall(ss.proc, r->lid(), std::move(*args));
-  if (st != emul::EntryStatus::kOk && ss.port->abort_entry(r->lid(), r)) r->End(entry_status(st));
+  if (st != emul::EntryStatus::kOk) r->Settle([st] { return entry_status(st); });
   return r->Returned();
 }
 

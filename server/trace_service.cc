@@ -8,7 +8,8 @@
 //                   tracees killed and its pending Waits finished -- when the client
 //                   half-closes (OK), cancels or disconnects (CANCELLED), or the daemon
 //                   shuts down (shutdown(): UNAVAILABLE); OnDone closes it in any case.
-//   WaitReactor     one Wait. Finished at once, or by the kernel's on_change callback
+//   WaitReactor     one Wait, a PendingRpc (pending_rpc.h: the rule for every RPC the
+//                   kernel answers later). Finished at once, or by the kernel's on_change callback
 //                   (which re-waits: a change may be another tracee's, or a stop already
 //                   collected), or by OnCancel when it takes the registration back.
 //                   Exactly one of them owns the reactor at a time: the registration
@@ -33,6 +34,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/pending_rpc.h"
 #include "server/services.h"
 #include "server/stream.h"
 #include "server/wire.h"
@@ -193,11 +195,12 @@ class SessionReactor final
 
 std::atomic<uint64_t> g_wait_key{1};
 
-class WaitReactor final : public grpc::ServerUnaryReactor {
+class WaitReactor final : public PendingRpc {
  public:
   WaitReactor(Daemon& d, grpc::CallbackServerContext* ctx, std::shared_ptr<TraceSession> s,
               emul::WaitArgs a, v1::SyscallReturn* resp)
-      : d_(d),
+      : PendingRpc("wait cancelled"),
+        d_(d),
         ctx_(ctx),
         s_(std::move(s)),
         a_(a),
@@ -211,14 +214,7 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
     return this;
   }
 
-  void OnCancel() override {
-    ReactionScope rs(this);
-    cancelled_->set.store(true, std::memory_order_seq_cst);
-    if (d_.kernel.debugger_wait_cancel(s_->dbg, key_))
-      End(Status(StatusCode::CANCELLED, "wait cancelled"));
-  }
-  void OnDone() override {
-    LWPD_REACTION_BEGINS(this);  // after the handler and every other reaction
+  void Done() override {
     // The caller gave up (deadline, cancel, disconnect) while a stop or exit it collected
     // was on its way: without this the tracee would stay stopped with nobody knowing, or
     // its exit status would be lost.
@@ -229,10 +225,15 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
     } else if (collected_exit_) {
       d_.kernel.debugger_wait_delivered(s_->dbg, collected_);
     }
-    delete this;
   }
 
  private:
+  // A cancel also raises the flag first, for a Pass running meanwhile to see.
+  bool Withdraw(Why why) override {
+    if (why == Why::kCancelled) cancelled_->set.store(true, std::memory_order_seq_cst);
+    return d_.kernel.debugger_wait_cancel(s_->dbg, key_);
+  }
+
   struct Flag {
     std::atomic<bool> set{false};
   };
@@ -271,12 +272,6 @@ class WaitReactor final : public grpc::ServerUnaryReactor {
           self->End(Status(StatusCode::CANCELLED, "wait cancelled"));
         return;
     }
-  }
-
-  // Finish, with the hand-off gRPC makes to OnDone.
-  void End(const Status& st) {
-    LWPD_HANDOFF_TO_GRPC(this);
-    Finish(st);
   }
 
   Daemon& d_;
