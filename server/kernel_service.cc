@@ -66,6 +66,23 @@ Status check_status(const Daemon& d, GrpcPort::Check c) {
   return Status(StatusCode::INTERNAL, "unknown check");
 }
 
+// The one sequence of a kernel entry, for an LWP channel and a unary Trap/Call alike:
+// register `t` for the LWP's return, count the entry, enter the kernel (`enter`). OK: the
+// return will reach `t` (or has already). Otherwise the status `t` is to end with: the
+// port refused (no entry was made), or the kernel refused and abort_entry took the
+// registration back -- which gives the caller the right to end `t` (pending_rpc.h's rule;
+// when abort_entry finds it gone the return reached `t` first, and that is OK).
+template <class Enter>
+Status enter_kernel(Daemon& d, GrpcPort& port, lwpid_t lid, ReturnTarget* t, int sysno,
+                    Enter&& enter) {
+  GrpcPort::Check c = port.begin_entry(lid, t, sysno);
+  if (c != GrpcPort::Check::kOk) return check_status(d, c);
+  d.entries.fetch_add(1, std::memory_order_relaxed);
+  emul::EntryStatus st = enter();
+  if (st != emul::EntryStatus::kOk && port.abort_entry(lid, t)) return entry_status(st);
+  return Status::OK;
+}
+
 const Status kShuttingDown(StatusCode::UNAVAILABLE, "lwpd is shutting down");
 const Status kBadToken(StatusCode::UNAUTHENTICATED, "missing or unknown lwpd-token");
 
@@ -320,12 +337,7 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
 
   template <class F>
   Status Enter(lwpid_t lid, int sysno, F&& enter) {
-    GrpcPort::Check c = s_->port->begin_entry(lid, this, sysno);
-    if (c != GrpcPort::Check::kOk) return check_status(d_, c);
-    d_.entries.fetch_add(1, std::memory_order_relaxed);
-    emul::EntryStatus st = enter();
-    if (st != emul::EntryStatus::kOk && s_->port->abort_entry(lid, this)) return entry_status(st);
-    return Status::OK;
+    return enter_kernel(d_, *s_->port, lid, this, sysno, std::forward<F>(enter));
   }
 
   // End the channel from our side: unbind it first so no return is routed here.
@@ -344,8 +356,9 @@ class ChannelReactor final : public QueuedBidiReactor<v1::LwpRequest, v1::LwpEve
 // ---- unary Start / Trap / Call -------------------------------------------------------------
 
 // Answered by the LWP's return (GrpcPort routes it here); its registration is the route's
-// target, taken back by abort_entry (refused: the LWP is back in user mode) or
-// cancel_entry (cancelled: the LWP stays in the kernel and its return is buffered).
+// target, taken back by abort_entry when the kernel refuses the entry (enter_kernel: the
+// LWP is back in user mode) or by cancel_entry when the call is cancelled (the LWP stays
+// in the kernel and its return is buffered for the next Start).
 class EntryReactor final : public PendingRpc, public ReturnTarget {
  public:
   EntryReactor(std::shared_ptr<Session> s, lwpid_t lid, v1::SyscallReturn* resp)
@@ -370,6 +383,7 @@ class EntryReactor final : public PendingRpc, public ReturnTarget {
     return why == Why::kSettled ? s_->port->abort_entry(lid_, this)
                                 : s_->port->cancel_entry(lid_, this);
   }
+  // (enter_kernel settles a refusal with abort_entry itself, as for a channel.)
 
   const std::shared_ptr<Session> s_;
   const lwpid_t lid_;
@@ -406,14 +420,9 @@ grpc::ServerUnaryReactor* KernelService::Trap(grpc::CallbackServerContext* ctx,
   if (s == nullptr) return finish_now(ctx, kBadToken);
   auto* r = new EntryReactor(std::move(s), req->lid(), resp);
   auto& ss = r->session();
-  GrpcPort::Check c = ss.port->begin_entry(r->lid(), r, 0);
-  if (c != GrpcPort::Check::kOk) {
-    r->End(check_status(d_, c));
-    return r->Returned();
-  }
-  d_.entries.fetch_add(1, std::memory_order_relaxed);
-  emul::EntryStatus st = d_.kernel.trap(ss.proc, r->lid());
-  if (st != emul::EntryStatus::kOk) r->Settle([st] { return entry_status(st); });
+  Status st = enter_kernel(d_, *ss.port, r->lid(), r, 0,
+                           [&] { return d_.kernel.trap(ss.proc, r->lid()); });
+  if (!st.ok()) r->End(st);
   return r->Returned();
 }
 
@@ -427,14 +436,10 @@ grpc::ServerUnaryReactor* KernelService::Call(grpc::CallbackServerContext* ctx,
     return finish_now(ctx, Status(StatusCode::INVALID_ARGUMENT, "LwpCall carries no syscall"));
   auto* r = new EntryReactor(std::move(s), req->lid(), resp);
   auto& ss = r->session();
-  GrpcPort::Check c = ss.port->begin_entry(r->lid(), r, emul::syscall_number(*args));
-  if (c != GrpcPort::Check::kOk) {
-    r->End(check_status(d_, c));
-    return r->Returned();
-  }
-  d_.entries.fetch_add(1, std::memory_order_relaxed);
-  emul::EntryStatus st = d_.kernel.syscall(ss.proc, r->lid(), std::move(*args));
-  if (st != emul::EntryStatus::kOk) r->Settle([st] { return entry_status(st); });
+  Status st = enter_kernel(d_, *ss.port, r->lid(), r, emul::syscall_number(*args), [&] {
+    return d_.kernel.syscall(ss.proc, r->lid(), std::move(*args));
+  });
+  if (!st.ok()) r->End(st);
   return r->Returned();
 }
 
