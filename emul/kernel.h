@@ -247,6 +247,7 @@ class Kernel {
 
   const KernelConfig& config() const { return cfg_; }
   int ncpus() const { return cfg_.ncpus; }
+  int maxlwp() const { return cfg_.maxlwp; }
 
   // ---- internal, used by the core and the scheduler ----
   Scheduler& sched() { return *sched_; }

@@ -31,7 +31,12 @@ grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx, const grpc::Sta
 grpc::ServerUnaryReactor* InspectService::ListProcs(grpc::CallbackServerContext* ctx,
                                                     const v1::ListProcsRequest*,
                                                     v1::ListProcsReply* resp) {
-  for (const auto& pi : d_.kernel.snapshot_procs()) proc_info_to_wire(pi, false, resp->add_procs());
+  const auto shm = d_.sessions.pids_with_region();
+  for (const auto& pi : d_.kernel.snapshot_procs()) {
+    v1::ProcInfo* w = resp->add_procs();
+    proc_info_to_wire(pi, false, w);
+    w->set_transport(shm.count(pi.pid) != 0 ? "shm" : "grpc");
+  }
   return done(ctx, grpc::Status::OK);
 }
 
@@ -43,6 +48,8 @@ grpc::ServerUnaryReactor* InspectService::ListLwps(grpc::CallbackServerContext* 
   auto pi = d_.kernel.snapshot_proc(req->pid());
   if (!pi) return done(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, "no such process"));
   proc_info_to_wire(*pi, true, resp->mutable_proc());
+  resp->mutable_proc()->set_transport(d_.sessions.pids_with_region().count(pi->pid) != 0 ? "shm"
+                                                                                          : "grpc");
   return done(ctx, grpc::Status::OK);
 }
 
@@ -94,8 +101,11 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
     resp->set_conns_refused_fd_limit(ls.refused_fd_limit);
     resp->set_conns_closed_bad_preface(ls.closed_bad_preface);
     resp->set_conns_live(ls.live);
+    resp->set_conns_region_hellos(ls.region_hellos);
   }
   resp->set_sessions_cut_off(d_.sessions.cut_offs());
+  resp->set_regions(static_cast<uint32_t>(d_.sessions.pids_with_region().size()));
+  resp->set_offer_regions(d_.offer_regions);
   return done(ctx, grpc::Status::OK);
 }
 

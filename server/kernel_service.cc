@@ -15,13 +15,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/kernel_entry.h"
 #include "server/pending_rpc.h"
 #include "server/services.h"
 #include "server/wire.h"
 
 namespace lwpd::server {
-
-namespace {
 
 using grpc::Status;
 using grpc::StatusCode;
@@ -66,22 +65,7 @@ Status check_status(const Daemon& d, GrpcPort::Check c) {
   return Status(StatusCode::INTERNAL, "unknown check");
 }
 
-// The one sequence of a kernel entry, for an LWP channel and a unary Trap/Call alike:
-// register `t` for the LWP's return, count the entry, enter the kernel (`enter`). OK: the
-// return will reach `t` (or has already). Otherwise the status `t` is to end with: the
-// port refused (no entry was made), or the kernel refused and abort_entry took the
-// registration back -- which gives the caller the right to end `t` (pending_rpc.h's rule;
-// when abort_entry finds it gone the return reached `t` first, and that is OK).
-template <class Enter>
-Status enter_kernel(Daemon& d, GrpcPort& port, lwpid_t lid, ReturnTarget* t, int sysno,
-                    Enter&& enter) {
-  GrpcPort::Check c = port.begin_entry(lid, t, sysno);
-  if (c != GrpcPort::Check::kOk) return check_status(d, c);
-  d.entries.fetch_add(1, std::memory_order_relaxed);
-  emul::EntryStatus st = enter();
-  if (st != emul::EntryStatus::kOk && port.abort_entry(lid, t)) return entry_status(st);
-  return Status::OK;
-}
+namespace {
 
 const Status kShuttingDown(StatusCode::UNAVAILABLE, "lwpd is shutting down");
 const Status kBadToken(StatusCode::UNAUTHENTICATED, "missing or unknown lwpd-token");

@@ -24,6 +24,7 @@
 #include <grpcpp/server_posix.h>
 #include <spdlog/spdlog.h>
 
+#include "common/region_abi.h"
 #include "emul/lock.h"
 
 #ifndef SO_PEERPIDFD
@@ -120,6 +121,7 @@ class Listener::Impl {
   ~Impl();
 
   bool listen(const std::string& addr);
+  void set_region_handler(std::function<void(int, const Peer&)> fn) { region_ = std::move(fn); }
   void start(grpc::Server* server);
   void stop();
   std::optional<Peer> peer_of(const grpc::ServerContextBase& ctx) const;
@@ -151,6 +153,7 @@ class Listener::Impl {
   void admit(int fd, bool is_unix);
   void check_preface(int fd, uint32_t events);
   void hand_over(int fd);
+  void hand_to_region(int fd);
   void close_pending(int fd);
   void expire_pending(Clock::time_point now);
 
@@ -163,6 +166,7 @@ class Listener::Impl {
   int epfd_ = -1;
   int wakefd_ = -1;
   grpc::Server* server_ = nullptr;
+  std::function<void(int, const Peer&)> region_;  // set before start, then only called
   std::thread thread_;
   std::atomic<bool> stopping_{false};  // set by stop(), read by run() after each wake-up
 
@@ -440,24 +444,37 @@ void Listener::Impl::admit(int fd, bool is_unix) {
   deadlines_.push_back(Deadline{Clock::now() + cfg_.handshake_timeout, fd, c.serial});
 }
 
-// Hand the connection over once its whole preface is there; close it if the bytes are not
-// a preface or the peer hung up first. Peeks only: gRPC reads the preface itself.
+// Hand the connection over once its whole preface is there (to gRPC, or a region hello to
+// the region handler); close it if the bytes are neither or the peer hung up first. Peeks
+// only: gRPC reads the preface itself.
 void Listener::Impl::check_preface(int fd, uint32_t events) {
+  bool is_unix = false;
   {
     MutexLock g(mu_);
     auto it = conns_.find(fd);
     if (it == conns_.end() || it->second.handed) return;  // an event from before a close
+    is_unix = it->second.peer.is_unix;
   }
-  char buf[kPrefaceLen];
+  char buf[region::kHelloLen];
+  static_assert(region::kHelloLen >= kPrefaceLen && region::kPrefaceLen == kPrefaceLen);
   ssize_t n = ::recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  if (n == static_cast<ssize_t>(kPrefaceLen) && std::memcmp(buf, kPreface, kPrefaceLen) == 0) {
+  const size_t got = n > 0 ? static_cast<size_t>(n) : 0;
+  const size_t head = std::min(got, kPrefaceLen);
+  const bool http2 = got > 0 && std::memcmp(buf, kPreface, head) == 0;
+  const bool hello = got > 0 && is_unix && region_ &&
+                     std::memcmp(buf, region::kPreface, head) == 0;
+  if (http2 && got >= kPrefaceLen) {
     hand_over(fd);
     return;
   }
-  const bool prefix = n > 0 && std::memcmp(buf, kPreface, static_cast<size_t>(n)) == 0;
+  if (hello && got == region::kHelloLen) {
+    hand_to_region(fd);
+    return;
+  }
+  const bool prefix = http2 || hello;
   if (prefix && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;  // more to come
-  if (n > 0 && !prefix) {
+  if (got > 0 && !prefix) {
     MutexLock g(mu_);
     stats_.closed_bad_preface++;
   }
@@ -471,6 +488,19 @@ void Listener::Impl::hand_over(int fd) {
     conns_.at(fd).handed = true;
   }
   grpc::AddInsecureChannelFromFd(server_, fd);  // gRPC owns (and will close) fd now
+}
+
+// The region handler answers and closes the connection; it no longer counts as live.
+void Listener::Impl::hand_to_region(int fd) {
+  ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+  Peer peer;
+  {
+    MutexLock g(mu_);
+    peer = conns_.at(fd).peer;
+    stats_.region_hellos++;
+    drop_locked(fd);
+  }
+  region_(fd, peer);
 }
 
 void Listener::Impl::close_pending(int fd) {
@@ -585,6 +615,9 @@ Listener::Listener(ListenerConfig cfg) : impl_(std::make_unique<Impl>(cfg)) {}
 Listener::~Listener() = default;
 bool Listener::listen(const std::string& addr) { return impl_->listen(addr); }
 void Listener::start(grpc::Server* server) { impl_->start(server); }
+void Listener::set_region_handler(std::function<void(int fd, const Peer& peer)> fn) {
+  impl_->set_region_handler(std::move(fn));
+}
 void Listener::stop() { impl_->stop(); }
 std::optional<Peer> Listener::peer_of(const grpc::ServerContextBase& ctx) const {
   return impl_->peer_of(ctx);

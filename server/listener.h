@@ -13,6 +13,9 @@
 //                      client preface within the handshake timeout (checked with
 //                      MSG_PEEK, nothing consumed; the fd is edge-triggered so a peer
 //                      that stops half-way does not spin the loop), else it is closed.
+//                      A Unix peer may instead send a region hello (common/region_abi.h:
+//                      its own 24-byte preface and a session token): the connection then
+//                      goes to the region handler, which answers and closes it.
 //   wake eventfd       stop().
 //
 // Peer identity: at accept, SO_PEERCRED of a Unix peer (uid, gid, pid; the pid is 0 when
@@ -31,6 +34,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -79,6 +83,7 @@ struct ListenerStats {
   uint64_t accepted = 0;           // connections accepted (before any check)
   uint64_t closed_half_open = 0;   // closed: no full preface within the handshake timeout
   uint64_t closed_bad_preface = 0; // closed: the first bytes were not an HTTP/2 preface
+  uint64_t region_hellos = 0;      // region hellos handed to the region handler
   uint64_t refused_over_cap = 0;   // closed at once: their principal was at its cap
   uint64_t refused_fd_limit = 0;   // accepted on the spare fd and closed (out of fds)
   uint64_t accept_errors = 0;      // accept4 failures other than EAGAIN/EINTR
@@ -93,6 +98,9 @@ class Listener {
   // Bind and listen on `addr` (unix:///abs/path or unix:/abs/path, else host:port). The
   // socket file is created with the process umask. False (logged) on failure.
   bool listen(const std::string& addr);
+  // Region hellos go to `fn` (on the acceptor thread: it must not block; it owns and
+  // closes the fd). Without one they count as bad prefaces. Set before start().
+  void set_region_handler(std::function<void(int fd, const Peer& peer)> fn);
   // Start the acceptor: connections that complete the preface go to `server`, which must
   // be started and outlive stop().
   void start(grpc::Server* server);

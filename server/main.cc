@@ -47,6 +47,7 @@
 
 #include "emul/kernel.h"
 #include "server/listener.h"
+#include "server/region_server.h"
 #include "server/runtime_dir.h"
 #include "server/services.h"
 #include "server/sessions.h"
@@ -176,6 +177,7 @@ struct Options {
   int max_conns_per_uid = 256;
   int max_queued_events = 4096;
   int watch_stall_ms = 30000;
+  bool no_shm = false;
 };
 
 // The default bound on an unanswered kick: ten time slices, and never under two seconds.
@@ -319,6 +321,7 @@ int run(const Options& o) {
   d.admin_token = admin_token;
   d.version = kVersion;
   d.watch = &watch;
+  d.offer_regions = !o.no_shm;
   server::KernelService kernel_svc(d);
   server::InspectService inspect_svc(d);
   server::AdminService admin_svc(d);
@@ -347,6 +350,8 @@ int run(const Options& o) {
     }
     spdlog::info("listening on {}", a);
   }
+  listener.set_region_handler(
+      [&d](int fd, const server::Peer& peer) { server::serve_region_hello(d, fd, peer); });
   listener.start(server.get());
   spdlog::info("{}: {} vCPUs, quantum {} ms, kick timeout {} ms, runtime dir {}", kVersion,
                kernel.ncpus(), o.quantum_ms, kcfg.kick_timeout.count(), runtime_dir);
@@ -438,6 +443,9 @@ int main(int argc, char** argv) {
                  "a Watch stream whose buffer is full and whose client has read nothing for "
                  "this long is ended with RESOURCE_EXHAUSTED")
       ->check(CLI::Range(100, 3600 * 1000));
+  app.add_flag("--no-shm", o.no_shm,
+               "do not offer the shared-memory fast path to clients on this host (they then "
+               "use gRPC for every kernel entry)");
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("lwpd");

@@ -13,6 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/region_server.h"
+
 namespace lwpd::server {
 
 // ---- Janitor -----------------------------------------------------------------------
@@ -76,6 +78,25 @@ std::string random_token() {
 
 // ---- Session --------------------------------------------------------------------------
 
+Session::Session() = default;
+Session::~Session() = default;  // a region still open stops with it (RegionServer's dtor)
+
+void Session::close_region() {
+  std::unique_ptr<RegionServer> r;
+  {
+    MutexLock g(region_mu);
+    region_closed = true;
+    r = std::move(region);
+  }
+  // Outside region_mu: stop() joins the serving thread, which never takes it.
+  if (r != nullptr) r->stop();
+}
+
+bool Session::has_region() const {
+  MutexLock g(region_mu);
+  return region != nullptr;
+}
+
 int Session::kill_host() const {
   if (host_pidfd == nullptr) return ESRCH;
   if (::syscall(SYS_pidfd_send_signal, host_pidfd->get(), SIGKILL, nullptr, 0) != 0) return errno;
@@ -96,6 +117,8 @@ emul::KResult<std::shared_ptr<Session>> Sessions::create(const std::string& comm
   if (who.peer && who.peer->is_unix) {
     s->host_pid = who.peer->pid;
     s->host_pidfd = who.peer->pidfd;
+    s->unix_peer = true;
+    s->peer_uid = who.peer->uid;
   }
   const uint32_t uid = who.uid;
   // The hook runs under the kernel's process lock: only schedule the reap.
@@ -140,12 +163,15 @@ void Sessions::abandon(Session& s) {
 
 void Sessions::cut_off(const std::shared_ptr<Session>& s, const char* what) {
   janitor_.post([this, s, what] {
-    if (s->abandoned.load()) return;  // already going (its stream broke, or cut off twice)
-    cut_offs_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("session pid {}: {} queue over its bound (client not reading), killing",
-                 s->pid, what);
-    abandon(*s);
+    cut_off_now(*s, fmt::format("{} queue over its bound (client not reading)", what));
   });
+}
+
+void Sessions::cut_off_now(Session& s, const std::string& why) {
+  if (s.abandoned.load()) return;  // already going (its stream broke, or cut off twice)
+  cut_offs_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("session pid {}: {}, killing", s.pid, why);
+  abandon(s);
 }
 
 void Sessions::reap(const std::string& token) {
@@ -158,6 +184,7 @@ void Sessions::reap(const std::string& token) {
     by_token_.erase(it);
   }
   (void)k_.proc_release(s->proc);
+  s->close_region();  // after the process's exit reached every slot
   s->port->released();
 }
 
@@ -168,7 +195,16 @@ void Sessions::shutdown(const grpc::Status& st) {
     for (auto& [t, s] : by_token_) all.push_back(s);
   }
   for (auto& s : all) s->port->shutdown(st);
+  for (auto& s : all) s->close_region();
   janitor_.stop();
+}
+
+std::unordered_set<netbsd::pid_t> Sessions::pids_with_region() const {
+  std::unordered_set<netbsd::pid_t> out;
+  MutexLock g(mu_);
+  for (const auto& [t, s] : by_token_)
+    if (s->has_region()) out.insert(s->pid);
+  return out;
 }
 
 size_t Sessions::size() const {

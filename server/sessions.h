@@ -25,6 +25,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "emul/kernel.h"
@@ -59,7 +60,11 @@ struct SessionIdentity {
   std::optional<Peer> peer;   // the connection's peer, if the listener knows it
 };
 
+class RegionServer;
+
 struct Session {
+  Session();
+  ~Session();  // out of line: RegionServer is complete only in sessions.cc
   std::string token;
   netbsd::pid_t pid = 0;
   uint32_t uid = kNobodyUid;  // set before the session is published, then constant
@@ -68,6 +73,10 @@ struct Session {
   // over TCP) and a pidfd when the kernel gave one (Linux >= 6.5, Unix peers).
   pid_t host_pid = 0;
   std::shared_ptr<const OwnedFd> host_pidfd;
+  // The peer of the connection that attached: a Unix peer's uid (a region's hello must come
+  // from the same uid and host pid). False over TCP, or without a listener.
+  bool unix_peer = false;
+  uint32_t peer_uid = kNobodyUid;
   emul::ProcRef proc;
   std::shared_ptr<GrpcPort> port;
   std::atomic<bool> abandoned{false};  // proc_abandon() done (once)
@@ -77,6 +86,25 @@ struct Session {
   // gone), EINVAL (the process is outside the daemon's pid namespace, e.g. a host client of
   // a containerised daemon), EPERM (the daemon may not signal it).
   int kill_host() const;
+
+  // The fast path's shared-memory region (region_server.h), once the client asked for it.
+  // open_region: `make` runs at most once per session, under region_mu (it must not block);
+  // EEXIST when the session has had one, ESRCH once close_region() ran.
+  template <class Make>
+  int open_region(Make&& make) EXCLUDES(region_mu) {
+    MutexLock g(region_mu);
+    if (region_closed) return ESRCH;
+    if (region != nullptr) return EEXIST;
+    return make(&region);
+  }
+  // Stop the region's server (joins its thread); no region afterwards. Idempotent.
+  void close_region() EXCLUDES(region_mu);
+  bool has_region() const EXCLUDES(region_mu);
+
+ private:
+  mutable Mutex region_mu{LockRank::kLeaf};
+  std::unique_ptr<RegionServer> region GUARDED_BY(region_mu);
+  bool region_closed GUARDED_BY(region_mu) = false;
 };
 
 class Sessions {
@@ -99,12 +127,17 @@ class Sessions {
   // process from the janitor thread, log at warn, count. Safe under kernel and
   // port locks (only posts).
   void cut_off(const std::shared_ptr<Session>& s, const char* what);
+  // The same, now, from a thread that holds no lock (a region's serving thread); `why`
+  // is logged.
+  void cut_off_now(Session& s, const std::string& why);
   // Sessions cut off since start.
   uint64_t cut_offs() const { return cut_offs_.load(std::memory_order_relaxed); }
   // End every session's transports with `st` and stop the janitor; used at
   // daemon shutdown before the gRPC server is shut down.
   void shutdown(const grpc::Status& st) EXCLUDES(mu_);
   size_t size() const EXCLUDES(mu_);
+  // The processes whose client took a shared-memory region (their transport is "shm").
+  std::unordered_set<netbsd::pid_t> pids_with_region() const EXCLUDES(mu_);
 
  private:
   void reap(const std::string& token) EXCLUDES(mu_);

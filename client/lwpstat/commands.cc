@@ -85,11 +85,13 @@ int cmd_ps(Inspector& in, const GlobalOptions& g) {
            {"NZLWPS"},
            {"NDLWPS"},
            {"NLWPWAIT"},
+           {"TRANSPORT", Align::kLeft},
            {"COMM", Align::kLeft}});
   for (const auto* p : procs)
     t.add({std::to_string(p->pid()), std::to_string(p->uid()), proc_state_name(p->state()),
            std::to_string(p->nlwps()), std::to_string(p->nrlwps()), std::to_string(p->nzlwps()),
-           std::to_string(p->ndlwps()), std::to_string(p->nlwpwait()), or_dash(p->comm())});
+           std::to_string(p->ndlwps()), std::to_string(p->nlwpwait()), or_dash(p->transport()),
+           or_dash(p->comm())});
   out(t.render());
   return kExitOk;
 }

@@ -128,30 +128,37 @@ char* lwpctl_map(Process& p) {
 
 namespace {
 
-// LWPD_TRANSPORT: unset, empty or "grpc" is the gRPC transport. "shm" (issue 10's fast path)
-// is not built yet: EPROTONOSUPPORT, the error for a transport this library cannot speak
-// (ENOTSUP would suggest the operation, not the transport, is unsupported). Anything else:
-// EINVAL. Both say why on stderr.
-int choose_transport(TransportKind* out) {
+// LWPD_TRANSPORT: unset or empty is the shared-memory transport where the daemon offers it
+// and the gRPC transport elsewhere; "grpc" is gRPC only; "shm" is the shared-memory transport
+// or nothing (lwpd_attach fails with its errno: EPROTONOSUPPORT for a TCP endpoint or a daemon
+// that offers no region, EACCES when the daemon does not recognise the caller, ...).
+// Anything else: EINVAL. Both failures say why on stderr.
+struct TransportChoice {
+  TransportKind kind = TransportKind::kShm;
+  bool required = false;
+};
+
+int choose_transport(TransportChoice* out) {
   const char* v = getenv("LWPD_TRANSPORT");
-  if (v == nullptr || *v == '\0' || strcmp(v, "grpc") == 0) {
-    *out = TransportKind::kGrpc;
-    return 0;
+  if (v == nullptr || *v == '\0') {
+    *out = TransportChoice{TransportKind::kShm, false};
+  } else if (strcmp(v, "grpc") == 0) {
+    *out = TransportChoice{TransportKind::kGrpc, true};
+  } else if (strcmp(v, "shm") == 0) {
+    *out = TransportChoice{TransportKind::kShm, true};
+  } else {
+    fprintf(stderr, "liblwpclient: LWPD_TRANSPORT=%s: unknown transport (grpc or shm)\n", v);
+    return EINVAL;
   }
-  if (strcmp(v, "shm") == 0) {
-    fprintf(stderr, "liblwpclient: shm transport not available\n");
-    return EPROTONOSUPPORT;
-  }
-  fprintf(stderr, "liblwpclient: LWPD_TRANSPORT=%s: unknown transport (grpc or shm)\n", v);
-  return EINVAL;
+  return 0;
 }
 
-std::unique_ptr<Transport> make_transport(TransportKind kind, const std::string& endpoint) {
-  switch (kind) {
+std::unique_ptr<Transport> make_transport(const TransportChoice& c, const std::string& endpoint) {
+  switch (c.kind) {
     case TransportKind::kGrpc:
       return make_grpc_transport(endpoint);
     case TransportKind::kShm:
-      break;  // choose_transport() refuses it until it exists
+      return make_shm_transport(endpoint, c.required);
   }
   return nullptr;
 }
@@ -220,13 +227,13 @@ extern "C" {
 int lwpd_attach(const char* endpoint) {
   std::lock_guard g(g_attach_mu);
   if (proc() != nullptr) return fail(EBUSY);
-  TransportKind kind = TransportKind::kGrpc;
-  if (int e = choose_transport(&kind)) return fail(e);
+  TransportChoice choice;
+  if (int e = choose_transport(&choice)) return fail(e);
   if (g_kick_signal == 0 && !install_kick_handler()) return fail(EINVAL);
 
   auto* p = new Process;
   p->endpoint = resolve_endpoint(endpoint);
-  p->transport = make_transport(kind, p->endpoint);
+  p->transport = make_transport(choice, p->endpoint);
   if (p->transport == nullptr) {
     delete p;
     return fail(EPROTONOSUPPORT);

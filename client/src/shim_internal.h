@@ -8,8 +8,12 @@
 //   transport.h       the seam to the daemon: Transport (per process),
 //                     LwpChannel (per LWP), Event; kernel_call.h holds the
 //                     plain request/return values that cross it.
-//   transport_grpc.cc the gRPC transport: all of the syscall path's gRPC and
-//                     protobuf (Session stream, LWP channels, Trap RPCs).
+//   transport_grpc.cc the gRPC transport: all of the shim's gRPC (Session
+//                     stream, LWP channels, Trap RPCs).
+//   transport_shm.cc  the shared-memory transport: the gRPC Session stream for
+//                     events, a region slot per LWP for entries and returns
+//                     (common/region_abi.h), futex waits, no helper thread.
+//   wire_codec.cc     kernel_call.h's values <-> lwpd.v1 messages, for both.
 //   signal_safe.cc    ASYNC-SIGNAL-SAFE: the kick handler, deferral of kicks
 //                     and user signals in the C runtime, the signal
 //                     trampoline, the handler's side of proxied calls.
@@ -40,12 +44,13 @@
 //                 request -> return), used only by that thread (or by a proxy
 //                 worker while the thread waits, below).
 //   event thread  the transport's: delivers kicks, signals, LWP exits and the
-//                 process's exit to events.cc (gRPC: the "control" thread,
-//                 reading the Session stream).
-//   dispatcher    gRPC only: sends Trap RPCs (asynchronous unary, callback
-//                 API) for LWPs interrupted by a kick; the kick handler hands
-//                 it the LWP's channel through a pipe (write(2) is
-//                 async-signal-safe).
+//                 process's exit to events.cc (both transports: the "control"
+//                 thread, reading the Session stream).
+//   dispatcher    sends Trap RPCs (asynchronous unary, callback API) for LWPs
+//                 interrupted by a kick; the kick handler hands it the LWP's
+//                 channel through a pipe (write(2) is async-signal-safe). The
+//                 shm transport's kick handler posts its trap to the region
+//                 itself and needs it only for LWPs on gRPC channels.
 //   proxy         makes calls from signal handlers on worker threads (below).
 //   Helper threads block every signal.
 //

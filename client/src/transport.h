@@ -6,10 +6,12 @@
 //   grpc  transport_grpc.cc: the Session stream (events), one LwpChannel bidi stream per
 //         LWP (entries and returns), a unary Trap RPC for kicked LWPs. The only file of the
 //         shim's syscall path that includes gRPC or protobuf headers.
-//   shm   (issue 10, not built yet) a shared-memory region per process with one slot per
-//         LWP -- request, reply, user-run generation, a futex word per direction -- beside
-//         the Session stream, which stays the process's lifeline.
-// `LWPD_TRANSPORT=grpc|shm` picks one at lwpd_attach() (attach.cc, choose_transport).
+//   shm   transport_shm.cc: the gRPC transport's Session stream (events), and a
+//         shared-memory region per process (common/region_abi.h) with one slot per LWP for
+//         entries and returns, waited on with futexes. Falls back to gRPC channels when the
+//         daemon offers no region, unless it was asked for by name.
+// `LWPD_TRANSPORT=grpc|shm` picks one at lwpd_attach() (attach.cc, choose_transport); the
+// default is shm where the daemon offers it.
 //
 // Threads. A channel is used only by its LWP's host thread (or, for a call made from a
 // signal handler, by the proxy worker making it while that thread waits: never both), and
@@ -110,7 +112,9 @@ class Transport {
  public:
   virtual ~Transport() = default;
 
-  virtual const char* name() const = 0;  // "grpc", "shm"
+  virtual const char* name() const = 0;  // "grpc", "shm" (what the LWP channels use)
+  // The session's credential, after attach(): what a side channel to the daemon presents.
+  virtual const std::string& session_token() const = 0;
   // The handshake that makes this host process an emulated one. 0, or an errno for
   // lwpd_attach(): ECONNREFUSED (no daemon there), EAGAIN (a process limit), EPROTO (the
   // daemon broke the protocol), or a system error of the transport's own set-up.
@@ -134,5 +138,9 @@ enum class TransportKind : uint8_t { kGrpc, kShm };
 
 // The gRPC transport to `endpoint` (a gRPC target: unix:PATH, HOST:PORT).
 std::unique_ptr<Transport> make_grpc_transport(const std::string& endpoint);
+// The shared-memory transport over `endpoint`'s session. `required`: attach() fails (with
+// EPROTONOSUPPORT, or the daemon's errno) where no region can be had, instead of falling
+// back to gRPC channels.
+std::unique_ptr<Transport> make_shm_transport(const std::string& endpoint, bool required);
 
 }  // namespace lwpd::client

@@ -438,6 +438,67 @@ TEST(Listener, ChurnKeepsIdentityAndCount) {
   EXPECT_GE(s.conns_accepted(), uint64_t{kThreads * kRounds});
 }
 
+// ---- the shared-memory fast path's hello (common/region_abi.h) -----------------------------
+
+std::map<int32_t, std::string> transports(const DaemonProcess& d) {
+  auto inspect = v1::Inspect::NewStub(d.channel());
+  auto ctx = call_ctx("");
+  v1::ListProcsReply procs;
+  EXPECT_TRUE(inspect->ListProcs(ctx.get(), {}, &procs).ok());
+  std::map<int32_t, std::string> out;
+  for (const auto& p : procs.procs()) out[p.pid()] = p.transport();
+  return out;
+}
+
+// Each real shim process gets the transport it asked for (or the default: shm on a Unix
+// socket), another uid's included, and inspection says which.
+TEST(Listener, RegionHelloGivesEachProcessItsTransport) {
+  DaemonProcess d(2);
+  ASSERT_TRUE(d.ready()) << d.log();
+  Spawned shm({"env", "LWPD_TRANSPORT=shm", IDENTITY_FIXTURE_BINARY}, d);
+  Spawned grpc({"env", "LWPD_TRANSPORT=grpc", IDENTITY_FIXTURE_BINARY}, d);
+  std::vector<std::string> av = kAsNobody;
+  av.push_back(IDENTITY_FIXTURE_BINARY);  // the default: shm where offered
+  Spawned nobody(av, d);
+  const int shm_pid = fields(shm.line())["pid"];
+  const int grpc_pid = fields(grpc.line())["pid"];
+  const int nobody_pid = fields(nobody.line())["pid"];
+  ASSERT_GT(shm_pid, 0);
+  ASSERT_GT(grpc_pid, 0);
+  ASSERT_GT(nobody_pid, 0);
+  auto t = transports(d);
+  EXPECT_EQ(t[shm_pid], "shm");
+  EXPECT_EQ(t[grpc_pid], "grpc");
+  EXPECT_EQ(t[nobody_pid], "shm");
+  for (Spawned* s : {&shm, &grpc, &nobody}) {
+    s->close_in();
+    auto st = s->exit_status();
+    ASSERT_TRUE(st.has_value());
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << *st;
+  }
+  EXPECT_EQ(stats(d).conns_region_hellos(), 2u);
+}
+
+// A daemon started with --no-shm offers no region: a client that insists cannot attach (and
+// says why), the default falls back to gRPC.
+TEST(Listener, NoShmDaemonOffersNoRegion) {
+  DaemonProcess d(2, {"--no-shm"});
+  ASSERT_TRUE(d.ready()) << d.log();
+  Spawned forced({"env", "LWPD_TRANSPORT=shm", IDENTITY_FIXTURE_BINARY}, d);
+  auto st = forced.exit_status();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 1) << *st;
+  EXPECT_NE(d.log().find("refused: Protocol not supported"), std::string::npos) << d.log();
+  Spawned dflt({IDENTITY_FIXTURE_BINARY}, d);
+  const int pid = fields(dflt.line())["pid"];
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(transports(d)[pid], "grpc");
+  dflt.close_in();
+  st = dflt.exit_status();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << *st;
+}
+
 }  // namespace
 
 // `server_tests --child-conns PATH N`: open N raw connections that send the HTTP/2
