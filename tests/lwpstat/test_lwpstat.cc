@@ -110,10 +110,24 @@ TEST(LwpstatTable, Ps) {
   ASSERT_EQ(r.code(), 0) << describe(r);
   auto lines = lines_of(r.out);
   ASSERT_GE(lines.size(), 2u) << r.out;
-  expect_headers(
-      lines[0], {"PID", "UID", "STATE", "NLWPS", "NRLWPS", "NZLWPS", "NDLWPS", "NLWPWAIT", "COMM"});
+  expect_headers(lines[0], {"PID", "UID", "STATE", "NLWPS", "NRLWPS", "NZLWPS", "NDLWPS",
+                            "NLWPWAIT", "TRANSPORT", "COMM"});
   EXPECT_NE(r.out.find("lwpstat_fixture"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("SACTIVE"), std::string::npos) << r.out;
+  // The fixture's transport: the one ctest forced (LWPD_TRANSPORT), shm by default here.
+  const char* want = std::getenv("LWPD_TRANSPORT");
+  const std::string transport = want != nullptr && *want != '\0' ? want : "shm";
+  const size_t col = lines[0].find("TRANSPORT");
+  bool seen = false;
+  for (const auto& l : lines) {
+    if (l.find("lwpstat_fixture") == std::string::npos) continue;
+    seen = true;
+    EXPECT_EQ(l.substr(col, transport.size() + 1), transport + " ") << l;
+  }
+  EXPECT_TRUE(seen) << r.out;
+  Result j = lwpstat({"ps", "--json"});
+  ASSERT_EQ(j.code(), 0) << describe(j);
+  EXPECT_NE(j.out.find("\"transport\": \"" + transport + "\""), std::string::npos) << j.out;
 }
 
 TEST(LwpstatTable, LwpsColumnsAlign) {
