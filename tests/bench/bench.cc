@@ -48,6 +48,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -244,6 +245,59 @@ void BM_B1_futex_rtt(benchmark::State& st) {
   futex_wake(&turn);
   peer.join();
 }
+
+// ---- B1p: futex ping-pong between two processes (the floor of a blocking call) -------------
+
+// Two processes hand a shared word back and forth with shared (not private) futexes, as the
+// shm transport's client and daemon do. `cpu` >= 0 pins both to that host CPU for the run
+// (the stable floor: one CPU, no cross-CPU wake-up); -1 leaves them where the host puts them.
+void futex_rtt_procs(benchmark::State& st, int cpu) {
+  auto* turn = static_cast<std::atomic<uint32_t>*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  if (turn == MAP_FAILED) die("mmap");
+  new (turn) std::atomic<uint32_t>(0);
+  auto wait = [](std::atomic<uint32_t>* w, uint32_t v) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT, v, nullptr, nullptr, 0);
+  };
+  auto wake = [](std::atomic<uint32_t>* w) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  };
+  cpu_set_t old;
+  sched_getaffinity(0, sizeof old, &old);
+  if (cpu >= 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    sched_setaffinity(0, sizeof one, &one);
+  }
+  constexpr uint32_t kStop = UINT32_MAX;
+  pid_t peer = fork();  // the peer runs no lwpd code: a plain process
+  if (peer < 0) die("fork");
+  if (peer == 0) {
+    for (uint32_t want = 1;; want += 2) {
+      uint32_t v;
+      while ((v = turn->load()) < want) wait(turn, v);
+      if (v == kStop) _exit(0);
+      turn->store(want + 1);
+      wake(turn);
+    }
+  }
+  uint32_t t = 0;
+  for (auto _ : st) {
+    turn->store(t + 1);
+    wake(turn);
+    uint32_t v;
+    while ((v = turn->load()) < t + 2) wait(turn, v);
+    t += 2;
+  }
+  turn->store(kStop);
+  wake(turn);
+  waitpid(peer, nullptr, 0);
+  sched_setaffinity(0, sizeof old, &old);
+  munmap(turn, 4096);
+}
+void BM_B1p_futex_rtt_procs_one_cpu(benchmark::State& st) { futex_rtt_procs(st, 0); }
+void BM_B1pu_futex_rtt_procs(benchmark::State& st) { futex_rtt_procs(st, -1); }
 
 // ---- M1: null syscall --------------------------------------------------------------------
 
@@ -563,9 +617,15 @@ void register_benchmarks() {
       ->Iterations(g_cfg.quick ? 50 : 2000);
   us(RegisterBenchmark("B0u_bare_unary_rtt", BM_B0u_bare_unary))->UseRealTime();
   us(RegisterBenchmark("B1_futex_rtt", BM_B1_futex_rtt))->UseRealTime();
+  us(RegisterBenchmark("B1p_futex_rtt_procs_one_cpu", BM_B1p_futex_rtt_procs_one_cpu))
+      ->UseRealTime();
+  us(RegisterBenchmark("B1pu_futex_rtt_procs", BM_B1pu_futex_rtt_procs))->UseRealTime();
 }
 
-[[noreturn]] void micro_child(int out_fd) {
+// Runs in a forked child attached over `transport` (LWPD_TRANSPORT); its results go to
+// `out_fd` as "<transport>/<benchmark>" (and "...:<counter>").
+[[noreturn]] void micro_child(int out_fd, const std::string& transport) {
+  setenv("LWPD_TRANSPORT", transport.c_str(), 1);
   if (lwpd_attach(g_lwpd_ep.c_str()) != 0) die("lwpd_attach");
   g_echo_chan = grpc::CreateChannel(g_echo_ep, grpc::InsecureChannelCredentials());
   g_inspect =
@@ -587,9 +647,9 @@ void register_benchmarks() {
   benchmark::RunSpecifiedBenchmarks(&rep);
 
   printf("lwpd kernel entries served so far: %" PRIu64 "\n", kernel_entries());
-  for (const auto& [name, v] : rep.ns) put_result(out_fd, name, median(v));
+  for (const auto& [name, v] : rep.ns) put_result(out_fd, transport + "/" + name, median(v));
   for (const auto& [name, cs] : rep.counters)
-    for (const auto& [k, v] : cs) put_result(out_fd, name + ":" + k, median(v));
+    for (const auto& [k, v] : cs) put_result(out_fd, transport + "/" + name + ":" + k, median(v));
   close(out_fd);
   fflush(stdout);
   g_inspect.reset();
@@ -677,31 +737,42 @@ int main(int argc, char** argv) {
             wait_socket(dir + "/echo.sock", g_echo_pid, 15000);
   int rc = 1;
   std::map<std::string, double> res;
-  M5Result m5;
+  std::map<std::string, M5Result> m5;  // by transport
   if (!up) {
     fprintf(stderr, "lwpd_bench: lwpd or the echo server did not start\n");
   } else {
-    // M1-M4 and the baselines, in one attached child.
-    int pfd[2];
-    if (pipe(pfd) != 0) die("pipe");
-    fflush(stdout);
-    pid_t kid = fork();
-    if (kid < 0) die("fork");
-    if (kid == 0) {
+    // M1-M4 and the baselines, in one attached child per transport (each child measures its
+    // own baselines, so every ratio compares figures of the same child's run).
+    for (const char* transport : {"grpc", "shm"}) {
+      printf("\n==== transport %s ====\n", transport);
+      int pfd[2];
+      if (pipe(pfd) != 0) die("pipe");
+      fflush(stdout);
+      pid_t kid = fork();
+      if (kid < 0) die("fork");
+      if (kid == 0) {
+        close(pfd[0]);
+        micro_child(pfd[1], transport);
+      }
+      close(pfd[1]);
+      for (auto& [k, v] : read_results(pfd[0])) res[k] = v;
       close(pfd[0]);
-      micro_child(pfd[1]);
+      int st = 0;
+      if (!wait_pid(kid, 120000, &st)) {
+        kill(kid, SIGKILL);
+        waitpid(kid, &st, 0);
+      }
+      if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        fprintf(stderr, "lwpd_bench: the measuring child (%s) %s\n", transport,
+                describe_status(st).c_str());
     }
-    close(pfd[1]);
-    res = read_results(pfd[0]);
-    close(pfd[0]);
-    int st = 0;
-    if (!wait_pid(kid, 60000, &st)) {
-      kill(kid, SIGKILL);
-      waitpid(kid, &st, 0);
+    if (g_cfg.m5) {
+      for (const char* transport : {"grpc", "shm"}) {
+        setenv("LWPD_TRANSPORT", transport, 1);
+        m5[transport] = run_m5();
+      }
+      unsetenv("LWPD_TRANSPORT");
     }
-    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-      fprintf(stderr, "lwpd_bench: the measuring child %s\n", describe_status(st).c_str());
-    if (g_cfg.m5) m5 = run_m5();
     rc = report(res, m5) ? 0 : 1;
   }
   fflush(stdout);

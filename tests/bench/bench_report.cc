@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <string>
 #include <thread>
@@ -61,26 +62,42 @@ void print_table(const std::vector<Row>& rows) {
   }
 }
 
-}  // namespace
 
-bool report(const std::map<std::string, double>& res, const M5Result& m5) {
-  auto get = [&](const std::string& k) {
-    auto it = res.find(k);
-    return it == res.end() ? NAN : it->second;
-  };
-  auto us = [](double ns) {
-    return std::isnan(ns) ? std::string("n/a") : fmt("%.1f us", ns / 1e3);
-  };
-  auto ratio_row = [&](const std::string& fig, double l, double b, const std::string& bname,
-                       double target) {
-    Row r{fig, us(l), us(b) + " (" + bname + ")", "n/a", "none", "-"};
-    if (!std::isnan(l) && !std::isnan(b) && b > 0) r.ratio = fmt("%.2f", l / b);
-    if (target > 0) {
-      r.target = fmt("<= %.2f", target);
-      r.met = r.ratio == "n/a" ? "n/a" : (l / b <= target ? "yes" : "NO");
-    }
-    return r;
-  };
+using Getter = std::function<double(const std::string&)>;
+
+std::string us(double ns) { return std::isnan(ns) ? std::string("n/a") : fmt("%.1f us", ns / 1e3); }
+
+Row ratio_row(const std::string& fig, double l, double b, const std::string& bname,
+              double target) {
+  Row r{fig, us(l), us(b) + " (" + bname + ")", "n/a", "none", "-"};
+  if (!std::isnan(l) && !std::isnan(b) && b > 0) r.ratio = fmt("%.2f", l / b);
+  if (target > 0) {
+    r.target = fmt("<= %.2f", target);
+    r.met = r.ratio == "n/a" ? "n/a" : (l / b <= target ? "yes" : "NO");
+  }
+  return r;
+}
+
+void m5_rows(const M5Result* m5, double rss_target_kib, std::vector<Row>* rows) {
+  Row rss{"M5 daemon RSS per parked LWP", "n/a", "-", "-", "none", "-"};
+  Row cpu{"M5 daemon CPU, all parked, idle", "n/a", "-", "-", "~0% (< 1%)", "n/a"};
+  if (rss_target_kib > 0) rss.target = fmt("<= %.0f KiB", rss_target_kib);
+  if (m5 != nullptr && m5->ok) {
+    const double per = double(m5->rss_after - m5->rss_before) / m5->lwps;
+    rss.lwpd = fmt("%.1f KiB", per / 1024);
+    rss.baseline = fmt("%.1f MiB before", m5->rss_before / 1048576.0) +
+                   fmt(", %.1f MiB after", m5->rss_after / 1048576.0);
+    if (rss_target_kib > 0) rss.met = per / 1024 <= rss_target_kib ? "yes" : "NO";
+    cpu.lwpd = fmt("%.3f%% of a CPU", m5->idle_cpu_pct);
+    cpu.baseline = fmt("%.0f ctx switches/s", m5->idle_csw_per_s);
+    cpu.met = m5->idle_cpu_pct < 1.0 ? "yes" : "NO";
+  }
+  rows->push_back(rss);
+  rows->push_back(cpu);
+}
+
+// The gRPC transport's rows: against the bare gRPC stream it rides on.
+std::vector<Row> grpc_rows(const Getter& get, const M5Result* m5) {
   const double b0 = get("B0_bare_stream_rtt");
   std::vector<Row> rows;
   rows.push_back(ratio_row("M1 null syscall (_lwp_getprivate)", get("M1_lwpd_getprivate"), b0,
@@ -100,33 +117,49 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
                            get("B3_pthread_create_join") + b0, "pthread create+join + RTT", 0));
   rows.push_back(ratio_row("M4 _lwp_suspend of a spinning LWP", get("M4_lwpd_suspend_spinning"),
                            get("B4_signal_stop_rtt") + b0, "signal stop RTT + RTT", 0));
-  if (g_cfg.m5) {
-    Row rss{"M5 daemon RSS per parked LWP", "n/a", "-", "-", "none", "-"};
-    Row cpu{"M5 daemon CPU, all parked, idle", "n/a", "-", "-", "~0% (< 1%)", "n/a"};
-    if (m5.ok) {
-      const double per = double(m5.rss_after - m5.rss_before) / m5.lwps;
-      rss.lwpd = fmt("%.1f KiB", per / 1024);
-      rss.baseline = fmt("%.1f MiB before", m5.rss_before / 1048576.0) +
-                     fmt(", %.1f MiB after", m5.rss_after / 1048576.0);
-      cpu.lwpd = fmt("%.3f%% of a CPU", m5.idle_cpu_pct);
-      cpu.baseline = fmt("%.0f ctx switches/s", m5.idle_csw_per_s);
-      cpu.met = m5.idle_cpu_pct < 1.0 ? "yes" : "NO";
-    }
-    rows.push_back(rss);
-    rows.push_back(cpu);
-  }
-  printf("\nResults (medians of %d repetition%s; 1 us = 1000 ns)\n\n", g_cfg.reps,
-         g_cfg.reps == 1 ? "" : "s");
-  print_table(rows);
+  if (g_cfg.m5) m5_rows(m5, 0, &rows);
+  return rows;
+}
 
+// The shared-memory transport's rows: against the futex floor (issue 10's budget).
+std::vector<Row> shm_rows(const Getter& get, const M5Result* m5) {
+  const double floor = get("B1p_futex_rtt_procs_one_cpu");
+  std::vector<Row> rows;
+  const double m1 = get("M1_lwpd_getprivate");
+  rows.push_back(ratio_row("M1 null syscall (_lwp_getprivate)", m1, floor,
+                           "futex RTT, 2 procs, 1 CPU", 3.0));
+  rows.push_back(ratio_row("M1 null syscall (_lwp_getprivate)", m1,
+                           get("B0_bare_stream_rtt"), "bare stream RTT", 0.25));
+  rows.push_back(ratio_row("M2 park/unpark hand-off round trip (2 hand-offs)",
+                           get("M2_lwpd_park_handoff_x2"), floor, "futex RTT, 2 procs, 1 CPU",
+                           5.0));
+  rows.push_back(
+      ratio_row("M1 from a signal handler (proxy thread)", get("M1s_lwpd_getprivate_from_handler"),
+                m1 + get("B1s_self_signal"), "M1 + self-signal", 0));
+  rows.push_back(ratio_row("M1 with a slow watcher (overflowing)",
+                           get("M1w_lwpd_getprivate_slow_watcher"), m1, "M1, no watcher", 1.10));
+  rows.push_back(ratio_row("M3 _lwp_create + _lwp_wait", get("M3_lwpd_create_wait"),
+                           get("B3_pthread_create_join"), "pthread create+join", 3.0));
+  rows.push_back(ratio_row("M4 _lwp_suspend of a spinning LWP", get("M4_lwpd_suspend_spinning"),
+                           get("B4_signal_stop_rtt"), "signal stop RTT", 0));
+  if (g_cfg.m5) m5_rows(m5, 4, &rows);
+  return rows;
+}
+
+
+// The same child's baselines, where the time went, M5's details. False if a figure the run
+// asked for is missing.
+bool print_details(const Getter& get, const M5Result* m5p) {
   printf("\nBaselines and references measured in the same run\n");
   const char* refs[][2] = {{"B0_bare_stream_rtt", "bare gRPC stream round trip (echo server)"},
                            {"B0u_bare_unary_rtt", "bare gRPC unary call (echo server)"},
                            {"B1_futex_rtt", "futex ping-pong round trip, two threads"},
+                           {"B1p_futex_rtt_procs_one_cpu", "futex RTT, two processes on one CPU"},
+                           {"B1pu_futex_rtt_procs", "futex RTT, two processes, unpinned"},
                            {"B1s_self_signal", "pthread_kill of the calling thread, empty handler"},
                            {"B3_pthread_create_join", "pthread_create + pthread_join"},
                            {"B4_signal_stop_rtt", "pthread_kill stop of a spinning thread, acked"}};
-  for (auto& ref : refs) printf("  %-24s %10s  %s\n", ref[0], us(get(ref[0])).c_str(), ref[1]);
+  for (auto& ref : refs) printf("  %-28s %10s  %s\n", ref[0], us(get(ref[0])).c_str(), ref[1]);
 
   printf(
       "\nWhere the time goes (medians, per operation; M2 per hand-off, M4 per"
@@ -151,7 +184,8 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
            c("vcpu_cpu_us").c_str(), c("cbq_csw").c_str(), c("cbq_cpu_us").c_str(),
            c("cli_csw").c_str(), c("cli_cpu_us").c_str());
   }
-  if (g_cfg.m5 && m5.ok) {
+  if (g_cfg.m5 && m5p != nullptr && m5p->ok) {
+    const M5Result& m5 = *m5p;
     printf(
         "\nM5 details: %d LWPs parked in %d processes; daemon threads %d -> %d; RSS %.1f ->"
         " %.1f MiB (Inspect.Stats rss_bytes %.1f MiB); idle CPU %.3f%% (schedstat) /"
@@ -167,8 +201,28 @@ bool report(const std::map<std::string, double>& res, const M5Result& m5) {
         "M2_lwpd_park_handoff_x2", "M3_lwpd_create_wait", "B3_pthread_create_join",
         "M4_lwpd_suspend_spinning", "B4_signal_stop_rtt"})
     if (std::isnan(get(k)) && g_cfg.bench_args.empty()) complete = false;
-  if (g_cfg.m5 && !m5.ok) complete = false;
+  if (g_cfg.m5 && (m5p == nullptr || !m5p->ok)) complete = false;
   return complete;
 }
+
+}  // namespace
+
+bool report(const std::map<std::string, double>& res, const std::map<std::string, M5Result>& m5) {
+  bool complete = true;
+  for (const std::string transport : {"grpc", "shm"}) {
+    Getter get = [&](const std::string& k) {
+      auto it = res.find(transport + "/" + k);
+      return it == res.end() ? NAN : it->second;
+    };
+    auto m = m5.find(transport);
+    const M5Result* m5t = m == m5.end() ? nullptr : &m->second;
+    printf("\n== transport %s: results (medians of %d repetition%s; 1 us = 1000 ns)\n\n",
+           transport.c_str(), g_cfg.reps, g_cfg.reps == 1 ? "" : "s");
+    print_table(transport == "grpc" ? grpc_rows(get, m5t) : shm_rows(get, m5t));
+    complete = print_details(get, m5t) && complete;
+  }
+  return complete;
+}
+
 
 }  // namespace lwpd::bench

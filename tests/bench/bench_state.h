@@ -59,7 +59,8 @@ struct M5Result {
 M5Result run_m5();
 
 // The final table, each figure beside its baseline (bench_report.cc): `res` holds the
-// medians by benchmark name. True if every figure the run asked for was produced.
-bool report(const std::map<std::string, double>& res, const M5Result& m5);
+// medians by "<transport>/<benchmark>", `m5` M5 by transport. True if every figure the run
+// asked for was produced.
+bool report(const std::map<std::string, double>& res, const std::map<std::string, M5Result>& m5);
 
 }  // namespace lwpd::bench

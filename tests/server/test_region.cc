@@ -4,6 +4,7 @@
 // can do to its own region: requests that make no sense, random bytes over all of it, a bell
 // rung without end, and dying in the middle of a call. No gRPC involved, so these run under
 // TSan as well (server_port_tests).
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -142,12 +143,13 @@ class RegionTest : public ::testing::Test {
       *out = RegionServer::create(d_, *p.s, nslots, &err);
       if (*out == nullptr) return err;
       p.region = out->get();
-      fd = (*out)->fd();
+      fd = ::fcntl((*out)->fd(), F_DUPFD_CLOEXEC, 0);  // the client's own, as the hello gives
       size = (*out)->size();
       return 0;
     }),
               0);
     p.c = std::make_unique<RawClient>(fd, size);
+    ::close(fd);
     if (start) {
       p.c->post(0, rg::kOpStart, p.s->pid);
       RawClient::Answer a = p.c->wait(0);
@@ -175,8 +177,10 @@ TEST_F(RegionTest, HeaderDescribesTheLayout) {
   EXPECT_EQ(h->overflow_offset, rg::overflow_offset(100, 0));
   EXPECT_EQ(p.c->size(), rg::region_size(100));
   // Sealed: the client cannot shrink what the daemon writes to.
-  EXPECT_NE(::ftruncate(p.region->fd(), 0), 0);
+  const int fd = ::fcntl(p.region->fd(), F_DUPFD_CLOEXEC, 0);
+  EXPECT_NE(::ftruncate(fd, 0), 0);
   EXPECT_EQ(errno, EPERM);
+  ::close(fd);
 }
 
 TEST_F(RegionTest, CallsReturnThroughTheSlot) {
