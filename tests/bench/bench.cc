@@ -64,6 +64,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -658,6 +659,30 @@ void register_benchmarks() {
   _exit(0);
 }
 
+M5Result m5_in_child(const char* transport) {
+  static_assert(std::is_trivially_copyable_v<M5Result>);
+  int pfd[2];
+  if (pipe(pfd) != 0) die("pipe");
+  fflush(stdout);
+  pid_t kid = fork();
+  if (kid < 0) die("fork");
+  if (kid == 0) {
+    close(pfd[0]);
+    setenv("LWPD_TRANSPORT", transport, 1);
+    printf("\n==== M5, transport %s ====\n", transport);
+    const M5Result r = run_m5();
+    if (write(pfd[1], &r, sizeof r) != static_cast<ssize_t>(sizeof r)) die("write");
+    fflush(stdout);
+    _exit(0);
+  }
+  close(pfd[1]);
+  M5Result r;
+  if (read(pfd[0], &r, sizeof r) != static_cast<ssize_t>(sizeof r)) r = M5Result{};
+  close(pfd[0]);
+  waitpid(kid, nullptr, 0);
+  return r;
+}
+
 void usage() {
   printf(
       "usage: lwpd_bench [--quick] [--reps=N] [--min-time=S] [--m5-procs=N] [--m5-lwps=N]\n"
@@ -766,12 +791,10 @@ int main(int argc, char** argv) {
         fprintf(stderr, "lwpd_bench: the measuring child (%s) %s\n", transport,
                 describe_status(st).c_str());
     }
+    // M5 per transport, each in a child of its own: run_m5 uses gRPC once its processes
+    // are forked, and a process that has used gRPC must not fork attached children again.
     if (g_cfg.m5) {
-      for (const char* transport : {"grpc", "shm"}) {
-        setenv("LWPD_TRANSPORT", transport, 1);
-        m5[transport] = run_m5();
-      }
-      unsetenv("LWPD_TRANSPORT");
+      for (const char* transport : {"grpc", "shm"}) m5[transport] = m5_in_child(transport);
     }
     rc = report(res, m5) ? 0 : 1;
   }
