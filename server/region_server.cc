@@ -33,7 +33,7 @@ T read_once(const T& x) {
 // writes the slot and wakes its waiter.
 class SlotTarget final : public ReturnTarget {
  public:
-  SlotTarget(region::Slot* sl, char* base) : sl_(sl), base_(base) {}
+  explicit SlotTarget(region::Slot* sl) : sl_(sl) {}
 
   void Deliver(const v1::SyscallReturn& r) override {
     const size_t n = r.ByteSizeLong();
@@ -67,7 +67,6 @@ class SlotTarget final : public ReturnTarget {
   }
 
   region::Slot* const sl_;
-  char* const base_;
 };
 
 // ---- RegionServer -----------------------------------------------------------------------------
@@ -200,7 +199,7 @@ bool RegionServer::serve(uint32_t i) {
 void RegionServer::start(uint32_t i, const Request& rq) {
   unbind(i);
   SlotState& st = slots_[i];
-  st.target = std::make_unique<SlotTarget>(slot(i), base_);
+  st.target = std::make_unique<SlotTarget>(slot(i));
   GrpcPort::Check c = s_.port->open_channel(rq.lid, st.target.get());
   if (c != GrpcPort::Check::kOk && c != GrpcPort::Check::kDelivered) {
     spdlog::debug("session pid {}: region slot {}: start of LWP {} refused: {}", s_.pid, i,
@@ -250,7 +249,7 @@ void RegionServer::refuse(uint32_t i, const char* why) {
     st.target->terminate(region::kTermBroken);
     unbind(i);
   } else {
-    SlotTarget(slot(i), base_).terminate(region::kTermBroken);
+    SlotTarget(slot(i)).terminate(region::kTermBroken);
   }
 }
 
