@@ -17,9 +17,15 @@
 // One slot per LWP channel (the client picks a free slot; the daemon binds it to the LWP at
 // kOpStart and keeps the binding to itself). One entry, seen from the client:
 //   1. write op/lid/trap_gen/req_len and the request bytes; req_seq += 1 (release);
-//   2. set the slot's bit in Header::pending (fetch_or); bell += 1; FUTEX_WAKE(bell);
-//   3. wait on `wake` until ret_count moved past what it has taken (a return: rep_*) or
-//      `term` is set (the LWP is gone, the process exited, or the daemon refused the slot).
+//   2. set the slot's bit in Header::pending (fetch_or); bell += 1; FUTEX_WAKE(bell) if the
+//      serving thread says it sleeps (Header::sleeping);
+//   3. wait until ret_count moved past what it has taken (a return: rep_*) or `term` is set
+//      (the LWP is gone, the process exited, or the daemon refused the slot): first spinning
+//      for a bounded, adaptive time, then with `waiting` set, on the `wake` futex.
+// Either side skips the FUTEX_WAKE system call when the other says it is not asleep; the
+// flag is set (seq_cst) before the sleeper re-reads the word it waits on, and read (seq_cst)
+// after the waker moved that word, so one of the two always sees the other. A client that
+// lies in `waiting` or `sleeping` only loses its own wake-ups.
 // The daemon copies each request out of the region before looking at it, trusts none of it
 // (the slot's binding and sequence live in its own memory) and writes only answers here: a
 // client that scribbles over its region can confuse only its own LWPs.
@@ -58,7 +64,7 @@ struct HelloReply {
 };
 
 inline constexpr uint32_t kMagic = 0x4c575044;  // "DPWL"
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
 inline constexpr uint32_t kMaxSlots = 4096;      // netbsd::MAXLWP: one per possible LWP
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr size_t kSlotSize = 1024;
@@ -90,6 +96,7 @@ struct alignas(64) Header {
   uint64_t overflow_offset;
   uint64_t overflow_stride;
   alignas(64) std::atomic<uint32_t> bell;  // client -> daemon doorbell (futex word)
+  alignas(64) std::atomic<uint32_t> sleeping;  // the serving thread waits on `bell`
   alignas(64) std::atomic<uint64_t> pending[kMaxSlots / 64];  // slots with a posted request
 };
 static_assert(sizeof(Header) <= kHeaderSize);
@@ -101,6 +108,7 @@ struct alignas(64) Slot {
   int32_t lid;
   uint32_t req_len;  // > kReqInline: the bytes are in the slot's overflow area
   uint64_t trap_gen;
+  std::atomic<uint32_t> waiting;  // the client waits on `wake`: the daemon must FUTEX_WAKE
   // ---- daemon -> client ------------------------------------------------------------------------
   alignas(64) std::atomic<uint32_t> wake;  // futex word: moves after every answer below
   std::atomic<uint32_t> ret_count;         // returns written since the slot's kOpStart
@@ -133,5 +141,55 @@ inline void futex_wait(std::atomic<uint32_t>* w, uint32_t val, const timespec* r
 inline void futex_wake(std::atomic<uint32_t>* w) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
+
+// Bounded adaptive spinning before a futex wait: an answer that comes within a few
+// microseconds (the other side is running on another CPU) is taken without two system calls
+// and two host context switches. The budget follows what succeeding spins took (twice that,
+// within [kSpinMinNs, kSpinMaxNs]) and halves on a failed spin; once it is below kSpinMinNs
+// the waiter sleeps at once and only every kSpinProbeEvery-th wait spins again, for the
+// whole kSpinMaxNs, to find out whether the other side runs beside it again. So a wait that
+// always sleeps (one host CPU, or a loaded host) pays little for it, and a wait that spins
+// gives the CPU up after at most kSpinMaxNs. Async-signal-safe: clock_gettime is, and a
+// Spinner belongs to one waiting thread.
+inline constexpr uint64_t kSpinMaxNs = 20000;
+inline constexpr uint64_t kSpinMinNs = 1000;
+inline constexpr uint32_t kSpinProbeEvery = 32;
+
+inline uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+class Spinner {
+ public:
+  // Spins until done() or the budget is spent; true if done() held.
+  template <class Done>
+  bool spin(Done&& done) {
+    uint64_t budget = budget_ns_;
+    if (budget < kSpinMinNs) {
+      if (++skipped_ < kSpinProbeEvery) return false;
+      skipped_ = 0;
+      budget = kSpinMaxNs;
+    }
+    const uint64_t t0 = monotonic_ns();
+    for (uint32_t i = 1;; i++) {
+      if (done()) {
+        const uint64_t took = monotonic_ns() - t0;
+        budget_ns_ = took * 2 < kSpinMinNs ? kSpinMinNs : took * 2 > kSpinMaxNs ? kSpinMaxNs
+                                                                                 : took * 2;
+        return true;
+      }
+      __builtin_ia32_pause();
+      if ((i & 15) == 0 && monotonic_ns() - t0 >= budget) break;
+    }
+    budget_ns_ = budget / 2;
+    return false;
+  }
+
+ private:
+  uint64_t budget_ns_ = kSpinMaxNs;
+  uint32_t skipped_ = 0;
+};
 
 }  // namespace lwpd::region

@@ -77,6 +77,8 @@ Errno lwp_sig_error(const Lwp& l, int signo)
 void lwp_userret(Lwp& l) REQUIRES(l.proc->mu);
 void lwp_kick(Lwp& l) REQUIRES(l.proc->mu);               // ask a user-mode LWP to enter the kernel
 void lwp_dispatch(Lwp& l, int cpu) EXCLUDES(l.proc->mu);  // vCPU worker
+// l (claimed by vCPU `cpu`, LSRUN) runs there: LSONPROC, then back to user mode.
+void lwp_run_on(Lwp& l, int cpu) REQUIRES(l.proc->mu);
 void lwp_kick_current(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu)
     EXCLUDES(p->mu);  // takes the lock
 void lwp_timeout(const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq)

@@ -126,6 +126,8 @@ void DeferringProcLock::unlock_and_run_deferred() {
   Proc& p = *std::exchange(p_, nullptr);
   p.mu.AssertHeld();
   proc_drain(p);
+  // A kernel entry's direct switch, once every wake-up of the entry is known (sched.cc).
+  if (Scheduler::end_entry_on(p)) proc_drain(p);
   // Tracing work that needs another process's lock runs after ours drops.
   const pid_t notify = std::exchange(p.traced.notify, 0);
   std::vector<std::shared_ptr<Proc>> orphans = std::move(p.tracing.orphans);
@@ -389,6 +391,10 @@ void lwp_kick_current(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu) {
 
 void lwp_dispatch(Lwp& l, int cpu) {
   DeferringProcLock g(*l.proc);
+  lwp_run_on(l, cpu);
+}
+
+void lwp_run_on(Lwp& l, int cpu) {
   assert(l.stat == LwpStat::kRun && l.in_kernel);
   l.cpu = cpu;
   lwp_set_state(l, LwpStat::kOnProc);

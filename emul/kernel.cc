@@ -147,6 +147,7 @@ EntryStatus Kernel::syscall(const ProcRef& p, lwpid_t lid, SysArgs args) {
   if (std::holds_alternative<std::monostate>(args)) return EntryStatus::kBadArgs;
   const bool trace_call =
       std::holds_alternative<PtraceArgs>(args) || std::holds_alternative<WaitArgs>(args);
+  EntrySwitch es;  // outlives g: its release runs entry_end
   {
     DeferringProcLock g(*p);
     Lwp* l = nullptr;
@@ -154,6 +155,7 @@ EntryStatus Kernel::syscall(const ProcRef& p, lwpid_t lid, SysArgs args) {
     if (st != EntryStatus::kOk) return st;
     lwp_assert_locked(*l);
     if (!trace_call) {
+      sched().entry_begin(es, *l);
       Outcome o = sys_dispatch(*l, args);
       if (o.what == Outcome::kReturn) {
         l->ret = std::move(o.ret);

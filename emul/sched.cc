@@ -26,7 +26,14 @@ bool allows(CpuMask affinity, int cpu) {
 uint64_t ns_between(steady_clock::time_point a, steady_clock::time_point b) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
 }
+
+// The kernel entry this host thread is making, between entry_begin and entry_end.
+thread_local EntrySwitch* t_entry = nullptr;
 }  // namespace
+
+EntrySwitch::~EntrySwitch() {
+  if (t_entry == this) t_entry = nullptr;
+}
 
 // ---- RunQueue ------------------------------------------------------------------------
 
@@ -73,6 +80,11 @@ Lwp* RunQueue::pop() {
   Lwp* l = head_[p];
   remove(l);
   return l;
+}
+
+Lwp* RunQueue::top() const {
+  const int p = max_prio();
+  return p < 0 ? nullptr : head_[p];
 }
 
 Lwp* RunQueue::pop_migratable(int cpu) {
@@ -174,6 +186,7 @@ int Scheduler::takecpu(const Lwp& l) {
 
 void Scheduler::enqueue(Lwp& l, bool head) {
   assert(l.stat == LwpStat::kRun && l.rq_cpu < 0);
+  if (defer_enqueue(l, head)) return;
   const int ci = takecpu(l);
   Cpu& c = *cpus_[ci];
   bool busy;
@@ -212,6 +225,10 @@ void Scheduler::wake_idle_for(CpuMask mask, int busy_cpu) {
 
 void Scheduler::switch_out(Lwp& l) {
   Cpu& c = *cpus_[l.cpu];
+  // The caller of a kernel entry leaving its vCPU: entry_end chooses what runs there next.
+  EntrySwitch* e = t_entry;
+  const bool direct = e != nullptr && e->caller == &l && e->cpu == l.cpu;
+  if (direct) e->left = true;
   std::shared_ptr<Proc> drop;
   {
     MutexLock g(c.mu);
@@ -223,7 +240,7 @@ void Scheduler::switch_out(Lwp& l) {
     c.cur_prio = -1;
     c.hint_prio.store(-1, std::memory_order_relaxed);
   }
-  c.cv.notify_one();
+  if (!direct) c.cv.notify_one();
   // `drop` is released under the caller's Proc::mu; the process table still
   // holds the process, so this never frees it.
 }
@@ -239,6 +256,7 @@ bool Scheduler::take_resched(Lwp& l) {
 
 void Scheduler::set_cur_prio(Lwp& l) {
   Cpu& c = *cpus_[l.cpu];
+  bool kick = false;
   {
     MutexLock g(c.mu);
     assert(c.cur == &l);
@@ -249,9 +267,12 @@ void Scheduler::set_cur_prio(Lwp& l) {
       c.need_resched = true;
       c.need_kick = true;
       c.preemptions++;
+      kick = true;
     }
   }
-  c.cv.notify_one();
+  // The worker waits for a kick to deliver or the slice's end; a new priority alone
+  // changes neither (the slice's end re-reads it), so it is woken only for a kick.
+  if (kick) c.cv.notify_one();
 }
 
 void Scheduler::requeue(Lwp& l) {
@@ -305,6 +326,101 @@ void Scheduler::revoke_check(Cpu& c) {
   lwp_revoke(p, lid, c.index, gen, kick_timeout_);
   p.reset();
   c.mu.lock();
+}
+
+// ---- Direct switch --------------------------------------------------------------------
+//
+// An LWP that blocks in a kernel entry frees its vCPU on the thread that served the entry.
+// Left to the vCPU's worker, running the next LWP there costs two host thread wake-ups on
+// the way (this thread wakes the worker, the worker returns the LWP to user mode) where one
+// would do. So while an entry runs, entry_begin..entry_end:
+//   - an LWP of the caller's process made runnable once the caller has left its vCPU, or is
+//     about to (entry_expect_leave: a park that unparks another LWP first), is queued on the
+//     caller's vCPU without waking anyone (defer_enqueue);
+//   - the caller leaving its vCPU does not wake the worker (switch_out);
+//   - at the end, with the process lock still held: if the vCPU is free and the best LWP
+//     queued on it belongs to this process, it is claimed and returned to user mode right
+//     here, as a real kernel's switch picks the next LWP on the CPU the sleeper leaves.
+//     Otherwise the worker is woken and the deferred LWPs are queued the usual way
+//     (takecpu), so nothing waits on a vCPU nobody watches.
+// A worker that wakes on its own meanwhile may run a deferred LWP itself: every claim is
+// made under the vCPU's lock, so each LWP is claimed once, and entry_end re-checks.
+
+void Scheduler::entry_begin(EntrySwitch& e, Lwp& caller) {
+  assert(caller.stat == LwpStat::kOnProc && caller.cpu >= 0);
+  e.sched = this;
+  e.proc = caller.proc;
+  e.caller = &caller;
+  e.cpu = caller.cpu;
+  t_entry = &e;
+}
+
+void Scheduler::entry_expect_leave(const Lwp& caller) {
+  if (EntrySwitch* e = t_entry; e != nullptr && e->caller == &caller) e->armed = true;
+}
+
+bool Scheduler::defer_enqueue(Lwp& l, bool head) {
+  EntrySwitch* e = t_entry;
+  if (e == nullptr || e->proc != l.proc || e->caller == &l || !(e->armed || e->left) ||
+      e->n == EntrySwitch::kMaxDeferred || !allows(l.affinity, e->cpu))
+    return false;
+  Cpu& c = *cpus_[e->cpu];
+  MutexLock g(c.mu);
+  l.rq_cpu = e->cpu;
+  l.rq_affinity = l.affinity;
+  l.rq_policy = l.policy;
+  c.rq.push(&l, l.eff_prio(), head);
+  c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+  e->deferred[e->n++] = l.lid;
+  return true;
+}
+
+bool Scheduler::end_entry_on(Proc& p) {
+  EntrySwitch* e = t_entry;
+  return e != nullptr && e->proc == &p && e->sched->entry_end(p);
+}
+
+bool Scheduler::entry_end(Proc& p) {
+  EntrySwitch* e = t_entry;
+  if (e == nullptr || e->proc != &p) return false;
+  t_entry = nullptr;
+  Cpu& c = *cpus_[e->cpu];
+  Lwp* next = nullptr;
+  std::array<Lwp*, EntrySwitch::kMaxDeferred> requeue{};
+  int nrequeue = 0;
+  {
+    MutexLock g(c.mu);
+    if (e->left && c.cur == nullptr && !c.stopping) {
+      Lwp* top = c.rq.top();
+      if (top != nullptr && top->proc == &p) {
+        c.rq.remove(top);
+        top->rq_cpu = -1;
+        c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+        claim(c, *top);
+        next = top;
+      }
+    }
+    // The deferred LWPs still queued here that the vCPU will not run now.
+    for (int i = 0; i < e->n; i++) {
+      Lwp* l = p.find_lwp(e->deferred[i]);
+      if (l == nullptr || l == next || l->rq_cpu != e->cpu) continue;
+      lwp_assert_locked(*l);
+      if (next == nullptr && e->left) continue;  // the woken worker will see them
+      c.rq.remove(l);
+      l->rq_cpu = -1;
+      requeue[nrequeue++] = l;
+    }
+    c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+  }
+  if (next == nullptr && e->left) c.cv.notify_one();
+  for (int i = 0; i < nrequeue; i++) {
+    lwp_assert_locked(*requeue[i]);
+    enqueue(*requeue[i], false);
+  }
+  if (next == nullptr) return false;
+  lwp_assert_locked(*next);
+  lwp_run_on(*next, c.index);
+  return true;
 }
 
 Lwp* Scheduler::steal(Cpu& thief) {
@@ -362,6 +478,15 @@ Lwp* Scheduler::next_lwp(Cpu& c, UniqueLock& lk) {
 // Claim `l` for `c` (from here until switch_out, `cur` is this LWP) and let the kernel
 // run it, with the vCPU's lock dropped.
 void Scheduler::dispatch(Cpu& c, Lwp& l) {
+  claim(c, l);
+  c.mu.unlock();
+  lwp_dispatch(l, c.index);
+  c.mu.lock();
+  if (c.cur == nullptr) account(c, false);
+}
+
+// `l`, just taken off a run queue, is c's current LWP from now on.
+void Scheduler::claim(Cpu& c, Lwp& l) {
   account(c, true);
   c.idle.store(false, std::memory_order_relaxed);
   c.cur = &l;
@@ -373,10 +498,6 @@ void Scheduler::dispatch(Cpu& c, Lwp& l) {
   c.kick_armed = false;
   c.slice_end = steady_clock::now() + quantum_;
   c.switches++;
-  c.mu.unlock();
-  lwp_dispatch(l, c.index);
-  c.mu.lock();
-  if (c.cur == nullptr) account(c, false);
 }
 
 // The current LWP's next event: a kick to deliver, a kick unanswered past its deadline,

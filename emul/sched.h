@@ -27,6 +27,7 @@ class RunQueue {
  public:
   void push(Lwp* l, int prio, bool head);
   Lwp* pop();                    // highest priority, FIFO within it
+  Lwp* top() const;              // what pop() would return, left queued
   Lwp* pop_migratable(int cpu);  // highest whose affinity allows `cpu`
   void remove(Lwp* l);
   int max_prio() const;  // -1 when empty
@@ -83,6 +84,27 @@ class Cpu {
   std::thread thread;
 };
 
+class Scheduler;
+
+// A kernel entry in progress on the calling host thread, for the direct switch (sched.cc,
+// "Direct switch"). Lives on the stack of Kernel::syscall; the Scheduler reaches it through
+// a thread-local pointer between entry_begin() and entry_end().
+struct EntrySwitch {
+  static constexpr int kMaxDeferred = 8;
+  Scheduler* sched = nullptr;
+  Proc* proc = nullptr;
+  Lwp* caller = nullptr;
+  int cpu = -1;         // the caller's vCPU
+  bool armed = false;   // the caller is about to leave its vCPU (entry_expect_leave)
+  bool left = false;    // the caller has left its vCPU
+  int n = 0;            // LWPs queued on `cpu` without waking its worker
+  std::array<lwpid_t, kMaxDeferred> deferred{};
+  EntrySwitch() = default;
+  EntrySwitch(const EntrySwitch&) = delete;
+  EntrySwitch& operator=(const EntrySwitch&) = delete;
+  ~EntrySwitch();  // forgets itself if entry_end did not run (a refused entry)
+};
+
 class Scheduler {
  public:
   // kick_timeout: how long an LWP may run user code after a kick before it loses its
@@ -107,6 +129,17 @@ class Scheduler {
   // l, in user mode, was just kicked: arm the deadline.
   void note_kick(const Lwp& l) REQUIRES(l.proc->mu);
 
+  // The direct switch of a kernel entry (sched.cc). entry_begin: `caller` (LSONPROC, in the
+  // kernel) makes a syscall on this host thread. entry_expect_leave: the call is about to
+  // block its caller (a park that unparks another LWP first). entry_end, when the entry's
+  // work is done and before the process lock drops: true if it ran an LWP here (its
+  // return is delivered: the caller drains the process again).
+  void entry_begin(EntrySwitch& e, Lwp& caller) REQUIRES(caller.proc->mu);
+  void entry_expect_leave(const Lwp& caller) REQUIRES(caller.proc->mu);
+  bool entry_end(Proc& p) REQUIRES(p.mu);
+  // entry_end of the scheduler of the entry this thread is making on p, if any.
+  static bool end_entry_on(Proc& p) REQUIRES(p.mu);
+
   std::vector<CpuInfo> snapshot() const;
 
  private:
@@ -114,6 +147,8 @@ class Scheduler {
   void pin_worker(Cpu& c) EXCLUDES(c.mu);
   Lwp* next_lwp(Cpu& c, UniqueLock& lk) REQUIRES(c.mu);
   void dispatch(Cpu& c, Lwp& l) REQUIRES(c.mu);
+  void claim(Cpu& c, Lwp& l) REQUIRES(c.mu);
+  bool defer_enqueue(Lwp& l, bool head) REQUIRES(l.proc->mu);
   void watch_current(Cpu& c, UniqueLock& lk) REQUIRES(c.mu);
   int takecpu(const Lwp& l) REQUIRES(l.proc->mu);
   Lwp* steal(Cpu& thief) EXCLUDES(thief.mu);

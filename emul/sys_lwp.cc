@@ -422,6 +422,8 @@ Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) REQUIRES(l.proc->mu) {
   Proc& p = *l.proc;
   p.mu.AssertHeld();
   if (a.unpark != 0) {
+    // Unless the park fails early, the target is to run where this LWP is about to sleep.
+    p.kernel().sched().entry_expect_leave(l);
     Errno e = lwp_unpark1(p, a.unpark);
     if (e != Errno::kOk) return Outcome::error(e);
   }

@@ -61,9 +61,11 @@ class SlotTarget final : public ReturnTarget {
   }
 
  private:
+  // The system call only for a client that says it sleeps (region_abi.h: a client that
+  // lies about it loses its own wake-up).
   void wake() {
-    sl_->wake.fetch_add(1, std::memory_order_release);
-    region::futex_wake(&sl_->wake);
+    sl_->wake.fetch_add(1, std::memory_order_seq_cst);
+    if (sl_->waiting.load(std::memory_order_seq_cst) != 0) region::futex_wake(&sl_->wake);
   }
 
   region::Slot* const sl_;
@@ -119,8 +121,8 @@ RegionServer::~RegionServer() {
 
 void RegionServer::stop() {
   if (stopping_.exchange(true)) return;
-  header()->bell.fetch_add(1, std::memory_order_release);
-  region::futex_wake(&header()->bell);
+  header()->bell.fetch_add(1, std::memory_order_seq_cst);
+  region::futex_wake(&header()->bell);  // whatever the client wrote in `sleeping`
   if (thread_.joinable()) thread_.join();
   for (uint32_t i = 0; i < nslots_; i++) unbind(i);
 }
@@ -139,7 +141,11 @@ void RegionServer::run() {
       d_.sessions.cut_off_now(
           s_, fmt::format("region doorbell rung {} times in a row with nothing posted", idle));
     }
-    region::futex_wait(&header()->bell, bell);
+    auto rung = [&] { return header()->bell.load(std::memory_order_acquire) != bell; };
+    if (spinner_.spin(rung)) continue;
+    header()->sleeping.store(1, std::memory_order_seq_cst);
+    if (header()->bell.load(std::memory_order_seq_cst) == bell) region::futex_wait(&header()->bell, bell);
+    header()->sleeping.store(0, std::memory_order_relaxed);
   }
 }
 

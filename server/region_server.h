@@ -96,6 +96,7 @@ class RegionServer {
   const size_t size_;
   const uint32_t nslots_;
   std::vector<SlotState> slots_;  // the serving thread's, and stop()'s after the join
+  region::Spinner spinner_;  // the serving thread's
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

@@ -79,7 +79,17 @@ void lwp_unregister(Process& p, lwpid_t lid) {
   p.lwps.erase(lid);
 }
 
+uint64_t g_sigaction_gen = 0;
+
+// Scans the dispositions (64 system calls) only when one was set since the last scan: at
+// attach, and at an _lwp_create after the program changed a handler. A disposition set
+// without the shim's sigaction() (a raw system call) is seen at the next scan only.
 void send_sigrestart(Process& p) {
+  const uint64_t gen = __atomic_load_n(&g_sigaction_gen, __ATOMIC_ACQUIRE);
+  {
+    std::lock_guard g(p.sigrestart_mu);
+    if (gen == p.sigrestart_gen) return;
+  }
   uint64_t mask = 0;
   for (int h = 1; h < _NSIG; h++) {
     struct sigaction sa;
@@ -90,6 +100,7 @@ void send_sigrestart(Process& p) {
     if (int nb = nb_signo(h)) mask |= uint64_t{1} << (nb - 1);
   }
   std::lock_guard g(p.sigrestart_mu);
+  p.sigrestart_gen = gen;
   if (mask == p.sigrestart) return;
   p.sigrestart = mask;
   p.transport->send_sigrestart(mask);

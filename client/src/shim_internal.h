@@ -320,6 +320,7 @@ struct Process {
 
   std::mutex sigrestart_mu;            // before the transport's locks: the mask below
   uint64_t sigrestart = ~uint64_t{0};  // last mask sent
+  uint64_t sigrestart_gen = ~uint64_t{0};  // g_sigaction_gen it was computed at
 
   std::mutex mu;  // leaf: the fields below
   std::unordered_map<nb::lwpid_t, std::shared_ptr<Lwp>> lwps;
@@ -460,6 +461,9 @@ void lwp_register(Process& p, const std::shared_ptr<Lwp>& l);
 void lwp_unregister(Process& p, nb::lwpid_t lid);
 // Tell the daemon which signals have SA_RESTART handlers (if that changed).
 void send_sigrestart(Process& p);
+// Bumped by every disposition set through sigaction()/signal() (sigaction.cc): the
+// SA_RESTART mask is rescanned only when it moved. __atomic builtins (signal-safe file).
+extern uint64_t g_sigaction_gen;
 // The process's lwpctl region, mapped on first use; null when it cannot be.
 char* lwpctl_map(Process& p);
 

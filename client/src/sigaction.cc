@@ -77,6 +77,7 @@ LWPD_API LWPD_NO_SANITIZE int sigaction(int sig, const struct sigaction* act,
   }
   const int rc = next(sig, act, oact);
   if (rc != 0) return rc;
+  if (act != nullptr) __atomic_fetch_add(&g_sigaction_gen, 1, __ATOMIC_RELEASE);
   if (act != nullptr && !tramp) __atomic_store_n(&g_user_handler[sig], nullptr, __ATOMIC_RELEASE);
   if (oact != nullptr) {  // what the program installed, not the trampoline
     sigdelset(&oact->sa_mask, kick);

@@ -79,7 +79,8 @@ class ShmChannel final : public LwpChannel {
     sl_->ret_count.store(0, std::memory_order_relaxed);
     taken_ = 0;
     post(rg::kOpStart, 0, 0);
-    if (uint32_t term = wait_answer()) return end_of(term, *sl_);
+    // Usually answered at once: the new LWP was dispatched while its thread started.
+    if (uint32_t term = wait_answer(0, true)) return end_of(term, *sl_);
     *gen = sl_->rep_gen;
     return ChannelEnd{};
   }
@@ -97,7 +98,7 @@ class ShmChannel final : public LwpChannel {
     }
     LWPD_KERNEL_ENTRY();
     post(rg::kOpCall, 0, static_cast<uint32_t>(n));
-    if (uint32_t term = wait_answer()) return end_of(term, *sl_);
+    if (uint32_t term = wait_answer(0, !may_sleep(rq))) return end_of(term, *sl_);
     LWPD_KERNEL_RETURN();
     pb::SyscallReturn r;
     const uint32_t len = sl_->rep_len <= rg::kRepInline ? sl_->rep_len : 0;
@@ -152,22 +153,43 @@ class ShmChannel final : public LwpChannel {
     sl_->req_len = len;
     sl_->req_seq.fetch_add(1, std::memory_order_release);
     h_->pending[index_ / 64].fetch_or(uint64_t{1} << (index_ % 64), std::memory_order_release);
-    h_->bell.fetch_add(1, std::memory_order_release);
-    rg::futex_wake(&h_->bell);
+    h_->bell.fetch_add(1, std::memory_order_seq_cst);
+    if (h_->sleeping.load(std::memory_order_seq_cst) != 0) rg::futex_wake(&h_->bell);
+  }
+
+  // Calls that usually put their LWP to sleep in the daemon: their answer waits for another
+  // LWP or the clock, so spinning for it would only keep a host CPU from the LWP that is to
+  // answer it.
+  static bool may_sleep(const SysRequest& rq) {
+    return std::holds_alternative<LwpParkReq>(rq) || std::holds_alternative<LwpWaitReq>(rq) ||
+           std::holds_alternative<WaitReq>(rq) || std::holds_alternative<LwpSuspendReq>(rq) ||
+           std::holds_alternative<SchedYieldReq>(rq) || std::holds_alternative<LwpExitReq>(rq) ||
+           std::holds_alternative<ProcExitReq>(rq);
   }
 
   // ASYNC-SIGNAL-SAFE. 0 when a return came (taken), else the slot's Term. `bound_ms` > 0
-  // gives up after that long without an answer (kTermBroken).
-  uint32_t wait_answer(long bound_ms = 0) {
+  // gives up after that long without an answer (kTermBroken). `spin`: try a bounded spin
+  // first (region_abi.h, Spinner).
+  uint32_t wait_answer(long bound_ms = 0, bool spin = false) {
     timespec t0{};
     if (bound_ms > 0) clock_gettime(CLOCK_MONOTONIC, &t0);
+    auto answered = [this] {
+      return sl_->ret_count.load(std::memory_order_acquire) != taken_ ||
+             sl_->term.load(std::memory_order_acquire) != 0;
+    };
+    if (spin) spinner_.spin(answered);
     for (;;) {
-      const uint32_t w = sl_->wake.load(std::memory_order_acquire);
+      sl_->waiting.store(1, std::memory_order_seq_cst);
+      const uint32_t w = sl_->wake.load(std::memory_order_seq_cst);
       if (sl_->ret_count.load(std::memory_order_acquire) != taken_) {
+        sl_->waiting.store(0, std::memory_order_relaxed);
         taken_++;
         return 0;
       }
-      if (uint32_t term = sl_->term.load(std::memory_order_acquire)) return term;
+      if (uint32_t term = sl_->term.load(std::memory_order_acquire)) {
+        sl_->waiting.store(0, std::memory_order_relaxed);
+        return term;
+      }
       if (bound_ms <= 0) {
         rg::futex_wait(&sl_->wake, w);
         continue;
@@ -189,6 +211,7 @@ class ShmChannel final : public LwpChannel {
   rg::Header* const h_;
   char* const overflow_;
   uint32_t taken_ = 0;  // returns taken since start(); the channel's thread's (transport.h)
+  rg::Spinner spinner_;  // the channel's thread's, like taken_
   bool closed_ = false;
 };
 

@@ -89,7 +89,8 @@ class RawClient {
     rg::Slot* sl = slot(i);
     const auto until = std::chrono::steady_clock::now() + limit;
     for (;;) {
-      const uint32_t w = sl->wake.load(std::memory_order_acquire);
+      sl->waiting.store(1);  // the protocol: the daemon wakes only a waiter that says so
+      const uint32_t w = sl->wake.load();
       if (sl->ret_count.load(std::memory_order_acquire) != taken_[i]) {
         taken_[i]++;
         Answer a;
