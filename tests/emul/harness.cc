@@ -1,6 +1,9 @@
 #include "harness.h"
 
+#include <pthread.h>
+
 #include <cassert>
+#include <cstring>
 
 namespace lwpd::test {
 
@@ -245,6 +248,9 @@ void TestProc::fail(const std::string& what) {
 // ---- UserPort: called under the kernel's process lock; only queue and notify ----
 
 void TestProc::lwp_return(lwpid_t lid, const SysReturn& ret, uint64_t gen) {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  (std::strncmp(name, "lwpd-cpu", 8) == 0 ? returns_on_workers_ : returns_elsewhere_)++;
   auto b = box(lid);
   std::lock_guard g(b->mu);
   b->q.push_back(Msg{Msg::kReturn, ret, gen});

@@ -107,6 +107,10 @@ class TestProc : public UserPort {
   // Errors and failed expectations recorded inside LWP threads.
   std::vector<std::string> failures();
   void fail(const std::string& what);
+  // Returns to user mode delivered so far on a vCPU worker's thread ("lwpd-cpuN") and on
+  // any other thread (a kernel entry's direct switch).
+  int returns_on_workers() const { return returns_on_workers_.load(); }
+  int returns_elsewhere() const { return returns_elsewhere_.load(); }
 
   // ---- UserPort ----
   void lwp_return(lwpid_t lid, const SysReturn& ret, uint64_t gen) override;
@@ -150,6 +154,8 @@ class TestProc : public UserPort {
   std::vector<std::thread> threads_;
   std::vector<std::string> failures_;
   std::atomic<int> finished_{0};
+  std::atomic<int> returns_on_workers_{0};
+  std::atomic<int> returns_elsewhere_{0};
 };
 
 // Assertion usable inside LWP threads (gtest's ASSERT_* only work on the test thread).
