@@ -30,6 +30,14 @@
 // (the slot's binding and sequence live in its own memory) and writes only answers here: a
 // client that scribbles over its region can confuse only its own LWPs.
 //
+// Kicks. To make an LWP that runs user code enter the kernel, the daemon stores the
+// user-run generation in `kick_gen` and sends the thread at `tid` the signal `kick_signo`
+// with tgkill() on the thread group the kernel named at attach (SO_PEERCRED), so a client
+// that lies in `tid` can only signal one of its own threads, and a `kick_signo` that is not a
+// real-time signal is not used. The kick handler traps if `kick_gen` names the generation
+// it runs in. Where the daemon cannot signal the client (another pid namespace, another uid
+// for a daemon that is not root), kicks travel on the Session stream as for gRPC.
+//
 // Request and return bytes are the serialized lwpd.v1 messages Syscall and SyscallReturn
 // (the same contract as the gRPC transport, decoded by the same code); a return's user-run
 // generation is also in rep_gen, so the kick handler can take a trap's return without
@@ -64,7 +72,7 @@ struct HelloReply {
 };
 
 inline constexpr uint32_t kMagic = 0x4c575044;  // "DPWL"
-inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kVersion = 3;
 inline constexpr uint32_t kMaxSlots = 4096;      // netbsd::MAXLWP: one per possible LWP
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr size_t kSlotSize = 1024;
@@ -109,6 +117,9 @@ struct alignas(64) Slot {
   uint32_t req_len;  // > kReqInline: the bytes are in the slot's overflow area
   uint64_t trap_gen;
   std::atomic<uint32_t> waiting;  // the client waits on `wake`: the daemon must FUTEX_WAKE
+  // Set at kOpStart by the LWP's own thread: where the daemon sends a kick (below).
+  int32_t tid;
+  int32_t kick_signo;
   // ---- daemon -> client ------------------------------------------------------------------------
   alignas(64) std::atomic<uint32_t> wake;  // futex word: moves after every answer below
   std::atomic<uint32_t> ret_count;         // returns written since the slot's kOpStart
@@ -117,6 +128,7 @@ struct alignas(64) Slot {
   uint64_t rep_gen;
   int32_t exit_signaled;
   int32_t exit_code;
+  std::atomic<uint64_t> kick_gen;  // the highest gen the daemon kicked this LWP in
   alignas(64) char rep[kRepInline];
   char req[kReqInline];
 };

@@ -59,6 +59,9 @@ class ReturnTarget {
   virtual void ProcExited(const v1::ExitStatus& st) = 0;
   // The daemon is shutting down (or the route is torn down). Ends the target.
   virtual void Fail(const grpc::Status& st) = 0;
+  // Kick the LWP (running user code in generation `gen`) through this transport itself;
+  // false if it cannot, and the kick goes on the Session stream.
+  virtual bool Kick(uint64_t /*gen*/) { return false; }
 };
 
 using SessionStream = EventSink<v1::SessionEvent>;

@@ -106,6 +106,7 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
   resp->set_sessions_cut_off(d_.sessions.cut_offs());
   resp->set_regions(static_cast<uint32_t>(d_.sessions.pids_with_region().size()));
   resp->set_offer_regions(d_.offer_regions);
+  resp->set_kicks_direct(d_.kicks_direct.load(std::memory_order_relaxed));
   return done(ctx, grpc::Status::OK);
 }
 

@@ -1,8 +1,10 @@
 #include "server/region_server.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -33,7 +35,22 @@ T read_once(const T& x) {
 // writes the slot and wakes its waiter.
 class SlotTarget final : public ReturnTarget {
  public:
-  explicit SlotTarget(region::Slot* sl) : sl_(sl) {}
+  // `host_pid`: the client's thread group as the kernel named it (0: unknown, no kicks here).
+  SlotTarget(region::Slot* sl, pid_t host_pid, std::atomic<uint64_t>* kicks = nullptr)
+      : sl_(sl), host_pid_(host_pid), kicks_(kicks) {}
+
+  // region_abi.h, "Kicks": tgkill() restricts the signal to the client's own threads, whatever
+  // `tid` says; a signal number outside the real-time range is refused.
+  bool Kick(uint64_t gen) override {
+    if (host_pid_ <= 0) return false;
+    const int32_t tid = read_once(sl_->tid);
+    const int32_t sig = read_once(sl_->kick_signo);
+    if (tid <= 0 || sig < SIGRTMIN || sig > SIGRTMAX) return false;
+    sl_->kick_gen.store(gen, std::memory_order_seq_cst);
+    if (::syscall(SYS_tgkill, host_pid_, tid, sig) != 0) return false;
+    if (kicks_ != nullptr) kicks_->fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
 
   void Deliver(const v1::SyscallReturn& r) override {
     const size_t n = r.ByteSizeLong();
@@ -69,6 +86,8 @@ class SlotTarget final : public ReturnTarget {
   }
 
   region::Slot* const sl_;
+  const pid_t host_pid_;
+  std::atomic<uint64_t>* const kicks_;  // Daemon::kicks_direct
 };
 
 // ---- RegionServer -----------------------------------------------------------------------------
@@ -205,7 +224,7 @@ bool RegionServer::serve(uint32_t i) {
 void RegionServer::start(uint32_t i, const Request& rq) {
   unbind(i);
   SlotState& st = slots_[i];
-  st.target = std::make_unique<SlotTarget>(slot(i));
+  st.target = std::make_unique<SlotTarget>(slot(i), s_.host_pid, &d_.kicks_direct);
   GrpcPort::Check c = s_.port->open_channel(rq.lid, st.target.get());
   if (c != GrpcPort::Check::kOk && c != GrpcPort::Check::kDelivered) {
     spdlog::debug("session pid {}: region slot {}: start of LWP {} refused: {}", s_.pid, i,
@@ -255,7 +274,7 @@ void RegionServer::refuse(uint32_t i, const char* why) {
     st.target->terminate(region::kTermBroken);
     unbind(i);
   } else {
-    SlotTarget(slot(i)).terminate(region::kTermBroken);
+    SlotTarget(slot(i), 0).terminate(region::kTermBroken);
   }
 }
 

@@ -40,6 +40,7 @@ struct Daemon {
   uint32_t region_max_idle_wakeups = 1u << 20;
   size_t max_queued_events = 4096;  // bound of a session's stream queues (--max-queued-events)
   std::atomic<uint64_t> entries{0};        // kernel entries served (relaxed counter)
+  std::atomic<uint64_t> kicks_direct{0};   // kicks sent by tgkill to a region client's thread
   std::atomic<bool> shutting_down{false};  // new requests get UNAVAILABLE
   WatchHub* watch = nullptr;               // the kernel's observer (Watch, SuspendLwp); set once
 };

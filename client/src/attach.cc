@@ -274,6 +274,7 @@ int lwpd_attach(const char* endpoint) {
   l.tid.store(gettid_());
   t_self = &l;
   l.ch = p->transport->open_channel(l.lid);
+  l.kick_word.store(l.ch->kick_word());
   uint64_t gen = 0;
   if (ChannelEnd e = l.ch->start(&gen); !e.ok()) follow(e);  // RETURN_START
   send_sigrestart(*p);
@@ -309,6 +310,7 @@ int lwpd_detach(void) {
   // The detaching thread may be a created LWP running on the user's stack: its
   // channel and record stay (leaked) so that its home context remains valid.
   if (!l->has_home) {
+    l->kick_word.store(nullptr);
     if (l->ch) l->ch->close();
     drop_rekick(*l);
     drop_altstack(*l);

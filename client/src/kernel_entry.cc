@@ -98,7 +98,7 @@ SysReply kernel_call(Lwp& l, const SysRequest& rq) {
 void leave_kernel(Lwp& l, uint64_t gen) {
   for (;;) {
     l.ustate.store(pack(gen, kUser));  // seq_cst: pairs with the event side's kick_gen then ustate
-    if (l.kick_gen.load() != gen) return;
+    if (!kicked(l, gen)) return;
     l.ustate.store(pack(gen, kKernel));
     gen = trap_on_channel(l, gen);
   }

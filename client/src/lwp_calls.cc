@@ -55,6 +55,7 @@ void _lwp_exit(void) {
     abort();
   }
   if (ChannelEnd e = l->ch->exit(); e.kind != ChannelEnd::Kind::kLwpGone) follow(e);
+  l->kick_word.store(nullptr);
   l->ch->close();
   drop_rekick(*l);
   t_self = nullptr;

@@ -51,6 +51,7 @@ void* lwp_thread_main(void* argp) {
   deliver_pending(l);  // pend in the kernel: every signal is blocked until user mode
 
   l.ch = p.transport->open_channel(l.lid);
+  l.kick_word.store(l.ch->kick_word());
   uint64_t gen = 0;
   if (ChannelEnd e = l.ch->start(&gen); !e.ok()) follow(e);  // RETURN_START
   l.has_home = true;
@@ -69,6 +70,7 @@ void* lwp_thread_main(void* argp) {
   // Off the user's stack for good: now the daemon may report the LWP gone.
   LWPD_FIBER_DESTROY(l.user_fiber);
   if (ChannelEnd e = l.ch->exit(); e.kind != ChannelEnd::Kind::kLwpGone) follow(e);
+  l.kick_word.store(nullptr);
   l.ch->close();
   drop_rekick(l);
   drop_altstack(l);

@@ -254,6 +254,9 @@ struct Lwp {
   std::atomic<pid_t> tid{0};                       // host thread id, 0 until the thread runs
   std::atomic<uint64_t> ustate{pack(0, kKernel)};  // mode|gen, see the top comment
   std::atomic<uint64_t> kick_gen{0};               // highest kick gen latched by events
+  // The channel's own kick latch (LwpChannel::kick_word), set by the LWP's thread once its
+  // channel is open, cleared before it closes. See kicked().
+  std::atomic<const std::atomic<uint64_t>*> kick_word{nullptr};
   std::atomic<uint64_t> pend_sigs{0};              // host signals (bit sig-1) awaiting a thread
   std::atomic<uint32_t> sig_seq{0};                // futex word: signals handed to the thread
 
@@ -292,6 +295,14 @@ struct Lwp {
   void* home_fiber = nullptr;       // TSan fibers of the two stacks (null without TSan)
   void* user_fiber = nullptr;
 };
+
+// Was the LWP kicked in generation `gen`, by an event (the latch) or by the daemon through
+// its channel (the channel's word)? Async-signal-safe.
+inline bool kicked(const Lwp& l, uint64_t gen) {
+  if (l.kick_gen.load() == gen) return true;
+  const std::atomic<uint64_t>* w = l.kick_word.load();
+  return w != nullptr && w->load() == gen;
+}
 
 // The LWP the calling thread is. Initial-exec TLS: read by the kick handler.
 extern __thread Lwp* t_self __attribute__((tls_model("initial-exec")));

@@ -121,7 +121,7 @@ void kick_handler(int, siginfo_t*, void* uctx) {
   if (l != nullptr && l->ndeferred > 0) redeliver_deferred(*l, uctx);
   while (l != nullptr && p != nullptr) {
     uint64_t s = l->ustate.load();
-    if (mode_of(s) != kUser || l->kick_gen.load() != gen_of(s)) break;
+    if (mode_of(s) != kUser || !kicked(*l, gen_of(s))) break;
     if (l->has_rekick && !safe_point(*l, uctx, false)) {
       arm_rekick(*l);  // not here: let the thread leave the C runtime first (top comment)
       break;

@@ -28,6 +28,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -73,6 +74,10 @@ struct ChannelEnd {
   bool ok() const { return kind == Kind::kNone; }
 };
 
+// The shim's kick signal (host number; shim_internal.h, "Kicks"), set before any channel
+// is opened: a transport that sends kicks itself tells the daemon which signal it is.
+extern int g_kick_signal;
+
 class LwpChannel {
  public:
   virtual ~LwpChannel() = default;
@@ -93,6 +98,10 @@ class LwpChannel {
   // may run user code again (true, *new_gen set) or is gone (false). ASYNC-SIGNAL-SAFE: no
   // allocation, no locks; every signal is blocked.
   virtual bool trap_from_handler(uint64_t gen, uint64_t* new_gen) = 0;
+  // A kick latch the daemon writes itself before it signals the LWP's thread (the shm
+  // transport: common/region_abi.h, "Kicks"); null where kicks come only as events.
+  // Valid until close(); read async-signal-safely.
+  virtual const std::atomic<uint64_t>* kick_word() const { return nullptr; }
   // Releases the channel; no call afterwards.
   virtual void close() = 0;
 };

@@ -14,6 +14,7 @@
 // channels are the gRPC transport's, unless LWPD_TRANSPORT=shm asked for this one by name.
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -77,10 +78,15 @@ class ShmChannel final : public LwpChannel {
     // A fresh binding: answers left from the slot's previous LWP are not ours.
     sl_->term.store(rg::kTermNone, std::memory_order_relaxed);
     sl_->ret_count.store(0, std::memory_order_relaxed);
+    sl_->kick_gen.store(0, std::memory_order_relaxed);
+    // Where the daemon sends this LWP's kicks: the thread that starts it runs it.
+    sl_->tid = static_cast<int32_t>(syscall(SYS_gettid));
+    sl_->kick_signo = g_kick_signal;
     taken_ = 0;
     post(rg::kOpStart, 0, 0);
     // Usually answered at once: the new LWP was dispatched while its thread started.
     if (uint32_t term = wait_answer(0, true)) return end_of(term, *sl_);
+    LWPD_KERNEL_RETURN();  // the daemon orders what made the LWP runnable before this
     *gen = sl_->rep_gen;
     return ChannelEnd{};
   }
@@ -143,6 +149,8 @@ class ShmChannel final : public LwpChannel {
   }
 
   void close() override;
+
+  const std::atomic<uint64_t>* kick_word() const override { return &sl_->kick_gen; }
 
  private:
   // ASYNC-SIGNAL-SAFE. Publish the request written so far and ring the daemon.

@@ -28,7 +28,13 @@ namespace {
 
 struct Row {
   std::string figure, lwpd, baseline, ratio, target, met;
+  // The published budget, for --check: the figure's value over its budget (NaN: none or
+  // not measured), e.g. ratio / target ratio, or microseconds / budget microseconds.
+  double over = NAN;
 };
+
+// Every budgeted row of the run, by transport, for check_budgets().
+std::vector<std::pair<std::string, Row>> g_budgeted;
 
 std::string fmt(const char* f, double v) {
   char b[64];
@@ -74,6 +80,17 @@ Row ratio_row(const std::string& fig, double l, double b, const std::string& bna
   if (target > 0) {
     r.target = fmt("<= %.2f", target);
     r.met = r.ratio == "n/a" ? "n/a" : (l / b <= target ? "yes" : "NO");
+    if (r.ratio != "n/a") r.over = l / b / target;
+  }
+  return r;
+}
+
+// A figure with an absolute budget (no baseline): `v` and `budget` in ns.
+Row abs_row(const std::string& fig, double v, const std::string& what, double budget) {
+  Row r{fig, us(v), what, "-", "<= " + us(budget), "n/a"};
+  if (!std::isnan(v)) {
+    r.met = v <= budget ? "yes" : "NO";
+    r.over = v / budget;
   }
   return r;
 }
@@ -87,10 +104,15 @@ void m5_rows(const M5Result* m5, double rss_target_kib, std::vector<Row>* rows) 
     rss.lwpd = fmt("%.1f KiB", per / 1024);
     rss.baseline = fmt("%.1f MiB before", m5->rss_before / 1048576.0) +
                    fmt(", %.1f MiB after", m5->rss_after / 1048576.0);
-    if (rss_target_kib > 0) rss.met = per / 1024 <= rss_target_kib ? "yes" : "NO";
+    if (rss_target_kib > 0) {
+      rss.met = per / 1024 <= rss_target_kib ? "yes" : "NO";
+      // A quick run's few LWPs drown in allocator noise: budgeted only at full size.
+      if (!g_cfg.quick) rss.over = per / 1024 / rss_target_kib;
+    }
     cpu.lwpd = fmt("%.3f%% of a CPU", m5->idle_cpu_pct);
     cpu.baseline = fmt("%.0f ctx switches/s", m5->idle_csw_per_s);
     cpu.met = m5->idle_cpu_pct < 1.0 ? "yes" : "NO";
+    if (!g_cfg.quick) cpu.over = m5->idle_cpu_pct / 1.0;
   }
   rows->push_back(rss);
   rows->push_back(cpu);
@@ -142,6 +164,10 @@ std::vector<Row> shm_rows(const Getter& get, const M5Result* m5) {
                            get("B3_pthread_create_join"), "pthread create+join", 3.0));
   rows.push_back(ratio_row("M4 _lwp_suspend of a spinning LWP", get("M4_lwpd_suspend_spinning"),
                            get("B4_signal_stop_rtt"), "signal stop RTT", 0));
+  rows.push_back(abs_row("M4 _lwp_suspend of a spinning LWP, p99",
+                         get("M4_lwpd_suspend_spinning:p99_us") * 1e3,
+                         "p99 of " + fmt("%.0f", get("M4_lwpd_suspend_spinning:stops")) + " stops",
+                         1e6));
   if (g_cfg.m5) m5_rows(m5, 4, &rows);
   return rows;
 }
@@ -218,11 +244,42 @@ bool report(const std::map<std::string, double>& res, const std::map<std::string
     const M5Result* m5t = m == m5.end() ? nullptr : &m->second;
     printf("\n== transport %s: results (medians of %d repetition%s; 1 us = 1000 ns)\n\n",
            transport.c_str(), g_cfg.reps, g_cfg.reps == 1 ? "" : "s");
-    print_table(transport == "grpc" ? grpc_rows(get, m5t) : shm_rows(get, m5t));
+    const std::vector<Row> rows = transport == "grpc" ? grpc_rows(get, m5t) : shm_rows(get, m5t);
+    print_table(rows);
+    for (const Row& r : rows)
+      if (r.target != "none") g_budgeted.emplace_back(transport, r);
     complete = print_details(get, m5t) && complete;
   }
   return complete;
 }
 
+
+int check_budgets(double tolerance) {
+  printf("\n== latency budget (--check): each figure over its budget; fails beyond %.2fx\n\n",
+         tolerance);
+  int bad = 0, unmeasured = 0;
+  for (const auto& [transport, r] : g_budgeted) {
+    const char* verdict = "not measured";
+    if (std::isnan(r.over) && g_cfg.quick && r.figure.rfind("M5", 0) == 0) {
+      verdict = "not checked (--quick)";
+    } else if (std::isnan(r.over)) {
+      unmeasured++;
+    } else if (r.over <= 1.0) {
+      verdict = "within budget";
+    } else if (r.over <= tolerance) {
+      verdict = "over budget (tolerated)";
+    } else {
+      verdict = "OVER TOLERANCE";
+      bad++;
+    }
+    const std::string value = r.ratio != "-" ? r.ratio : r.lwpd;
+    const std::string over = std::isnan(r.over) ? std::string("n/a") : fmt("%.2fx", r.over);
+    printf("  %-5s %-50s %10s  budget %-12s %8s  %s\n", transport.c_str(), r.figure.c_str(),
+           value.c_str(), r.target.c_str(), over.c_str(), verdict);
+  }
+  printf("\n%d budgeted figure(s), %d beyond %.2fx their budget, %d not measured\n",
+         static_cast<int>(g_budgeted.size()), bad, tolerance, unmeasured);
+  return bad;
+}
 
 }  // namespace lwpd::bench

@@ -26,6 +26,8 @@ struct Config {
   int m5_lwps = 100;  // per process, the main LWP included
   int idle_ms = 2000;
   bool m5 = true;
+  bool check = false;       // --check: compare with the latency budget
+  double tolerance = 1.0;   // --check fails for a figure beyond tolerance x its budget
   int cpus = 2;
   std::string lwpd = LWPD_BINARY;
   std::vector<std::string> bench_args;  // passed to Google Benchmark
@@ -62,5 +64,9 @@ M5Result run_m5();
 // medians by "<transport>/<benchmark>", `m5` M5 by transport. True if every figure the run
 // asked for was produced.
 bool report(const std::map<std::string, double>& res, const std::map<std::string, M5Result>& m5);
+
+// --check: every budgeted figure of the last report() against its budget; the number that
+// exceed `tolerance` times it.
+int check_budgets(double tolerance);
 
 }  // namespace lwpd::bench

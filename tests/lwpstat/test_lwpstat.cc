@@ -230,6 +230,12 @@ bool eventually(const std::function<bool(const v1::ProcInfo&)>& ok) {
 }
 
 TEST(LwpstatAdmin, SuspendAndResumeLwps) {
+  auto kicks_direct = [] {
+    Result r = lwpstat({"--json", "stats"});
+    EXPECT_EQ(r.code(), 0) << describe(r);
+    return parse_json<v1::StatsReply>(r.out).kicks_direct();
+  };
+  const uint64_t kicks0 = kicks_direct();
   // The spinner runs user code (kicked into the kernel); parker-1 sleeps interruptibly.
   for (int lid : {g.spinner, g.parker1}) {
     Result r = lwpstat({"suspend", std::to_string(g.pid), std::to_string(lid), "--json"});
@@ -239,6 +245,14 @@ TEST(LwpstatAdmin, SuspendAndResumeLwps) {
     EXPECT_EQ(rep.state(), v1::LSSUSPENDED);  // the reply waits for the suspension
     EXPECT_EQ(rep.proc_state(), v1::SACTIVE);
     EXPECT_EQ(state_of(lid), v1::LSSUSPENDED);
+  }
+  // The spinner's kick: sent by the daemon to its thread itself under the shm transport,
+  // as a Session event under gRPC.
+  const char* want = std::getenv("LWPD_TRANSPORT");
+  if (want != nullptr && std::string(want) == "grpc") {
+    EXPECT_EQ(kicks_direct(), kicks0);
+  } else {
+    EXPECT_GT(kicks_direct(), kicks0);
   }
   // Again: already suspended, answered at once.
   Result r = lwpstat({"suspend", std::to_string(g.pid), std::to_string(g.parker1)});
