@@ -398,6 +398,9 @@ bool Scheduler::entry_end(Proc& p) {
         c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
         claim(c, *top);
         next = top;
+        // A worker in its idle wait would not watch `next` (slices, kick deadlines); one
+        // in watch_current wakes at the old slice's end and finds it by itself.
+        if (c.idle_wait) c.cv.notify_one();
       }
     }
     // The deferred LWPs still queued here that the vCPU will not run now.
@@ -466,12 +469,26 @@ Lwp* Scheduler::next_lwp(Cpu& c, UniqueLock& lk) {
   c.mu.unlock();
   Lwp* l = steal(c);
   c.mu.lock();
+  if (c.cur != nullptr) {
+    // A kernel entry's direct switch claimed this vCPU while we looked elsewhere: the stolen
+    // LWP (LSRUN) waits in our own queue instead, and the loop watches the new current one.
+    if (l != nullptr) {
+      l->rq_cpu = c.index;
+      c.rq.push(l, l->rq_prio, false);
+      c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+    }
+    return nullptr;
+  }
   if (c.stopping) return nullptr;
   if (l != nullptr) {
     c.steals++;
     return l;
   }
-  if (c.rq.size() == 0 && !c.poked) c.cv.wait(lk);
+  if (c.rq.size() == 0 && !c.poked) {
+    c.idle_wait = true;  // a direct switch that claims the vCPU now must wake us
+    c.cv.wait(lk);
+    c.idle_wait = false;
+  }
   return nullptr;
 }
 

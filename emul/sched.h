@@ -67,6 +67,7 @@ class Cpu {
   std::chrono::steady_clock::time_point slice_end GUARDED_BY(mu){};
   bool stopping GUARDED_BY(mu) = false;
   bool poked GUARDED_BY(mu) = false;  // an idle vCPU was asked to look for work
+  bool idle_wait GUARDED_BY(mu) = false;  // the worker waits for work without a deadline
   uint64_t switches GUARDED_BY(mu) = 0;
   uint64_t steals GUARDED_BY(mu) = 0;
   uint64_t preemptions GUARDED_BY(mu) = 0;
