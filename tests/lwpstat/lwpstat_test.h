@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -212,8 +213,15 @@ class LwpstatEnv : public ::testing::Environment {
     ASSERT_NE(mkdtemp(tmpl), nullptr) << strerror(errno);
     g.dir = tmpl;
     start_lwpd();
-    start_fixture();
-    wait_settled();
+    if (!::testing::Test::HasFatalFailure()) start_fixture();
+    if (!::testing::Test::HasFatalFailure()) wait_settled();
+    // GoogleTest reports the tests of a failed environment as skipped, and ctest counts a
+    // skip as a pass: end the program failed instead, so a broken set-up cannot look green.
+    if (::testing::Test::HasFatalFailure()) {
+      std::fprintf(stderr, "lwpstat tests: set-up failed (above); no test ran\n");
+      TearDown();
+      std::_Exit(1);
+    }
   }
   void TearDown() override {
     stop(g.fixture, SIGKILL);
