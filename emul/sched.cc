@@ -341,8 +341,8 @@ void Scheduler::revoke_check(Cpu& c) {
 //   - at the end, with the process lock still held: if the vCPU is free and the best LWP
 //     queued on it belongs to this process, it is claimed and returned to user mode right
 //     here, as a real kernel's switch picks the next LWP on the CPU the sleeper leaves.
-//     Otherwise the worker is woken and the deferred LWPs are queued the usual way
-//     (takecpu), so nothing waits on a vCPU nobody watches.
+//     Otherwise the deferred LWPs are queued the usual way (takecpu), and the worker is woken
+//     only if there is work for it (leave_idle), so nothing waits on a vCPU nobody watches.
 // A worker that wakes on its own meanwhile may run a deferred LWP itself: every claim is
 // made under the vCPU's lock, so each LWP is claimed once, and entry_end re-checks.
 
@@ -375,6 +375,20 @@ bool Scheduler::defer_enqueue(Lwp& l, bool head) {
   return true;
 }
 
+// The caller left vCPU c and nothing runs there now. Its worker sleeps until its slice's
+// end; waking it only to find nothing would cost a host context switch per blocking call.
+// So: work queued here, or anywhere it could steal from, wakes it (true); otherwise the vCPU
+// is marked idle as the worker would mark it, and whatever later wants it (takecpu, an
+// enqueue elsewhere: wake_idle_for) wakes the worker then.
+bool Scheduler::leave_idle(Cpu& c) {
+  if (c.rq.size() > 0 || c.stopping) return true;
+  for (const auto& o : cpus_)
+    if (o.get() != &c && o->hint_queued.load(std::memory_order_relaxed) > 0) return true;
+  account(c, false);
+  c.idle.store(true, std::memory_order_relaxed);
+  return false;
+}
+
 bool Scheduler::end_entry_on(Proc& p) {
   EntrySwitch* e = t_entry;
   return e != nullptr && e->proc == &p && e->sched->entry_end(p);
@@ -386,6 +400,7 @@ bool Scheduler::entry_end(Proc& p) {
   t_entry = nullptr;
   Cpu& c = *cpus_[e->cpu];
   Lwp* next = nullptr;
+  bool wake_worker = false;
   std::array<Lwp*, EntrySwitch::kMaxDeferred> requeue{};
   int nrequeue = 0;
   {
@@ -408,14 +423,15 @@ bool Scheduler::entry_end(Proc& p) {
       Lwp* l = p.find_lwp(e->deferred[i]);
       if (l == nullptr || l == next || l->rq_cpu != e->cpu) continue;
       lwp_assert_locked(*l);
-      if (next == nullptr && e->left) continue;  // the woken worker will see them
+      if (next == nullptr && e->left && c.cur == nullptr) continue;  // leave_idle wakes the worker
       c.rq.remove(l);
       l->rq_cpu = -1;
       requeue[nrequeue++] = l;
     }
     c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
+    if (next == nullptr && e->left && c.cur == nullptr) wake_worker = leave_idle(c);
   }
-  if (next == nullptr && e->left) c.cv.notify_one();
+  if (wake_worker) c.cv.notify_one();
   for (int i = 0; i < nrequeue; i++) {
     lwp_assert_locked(*requeue[i]);
     enqueue(*requeue[i], false);

@@ -149,6 +149,7 @@ class Scheduler {
   Lwp* next_lwp(Cpu& c, UniqueLock& lk) REQUIRES(c.mu);
   void dispatch(Cpu& c, Lwp& l) REQUIRES(c.mu);
   void claim(Cpu& c, Lwp& l) REQUIRES(c.mu);
+  bool leave_idle(Cpu& c) REQUIRES(c.mu);
   bool defer_enqueue(Lwp& l, bool head) REQUIRES(l.proc->mu);
   void watch_current(Cpu& c, UniqueLock& lk) REQUIRES(c.mu);
   int takecpu(const Lwp& l) REQUIRES(l.proc->mu);
