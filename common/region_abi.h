@@ -48,6 +48,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -187,9 +188,7 @@ class Spinner {
     const uint64_t t0 = monotonic_ns();
     for (uint32_t i = 1;; i++) {
       if (done()) {
-        const uint64_t took = monotonic_ns() - t0;
-        budget_ns_ = took * 2 < kSpinMinNs ? kSpinMinNs : took * 2 > kSpinMaxNs ? kSpinMaxNs
-                                                                                 : took * 2;
+        budget_ns_ = std::clamp((monotonic_ns() - t0) * 2, kSpinMinNs, kSpinMaxNs);
         return true;
       }
       __builtin_ia32_pause();

@@ -391,13 +391,13 @@ bool Scheduler::leave_idle(Cpu& c) {
 
 bool Scheduler::end_entry_on(Proc& p) {
   EntrySwitch* e = t_entry;
-  return e != nullptr && e->proc == &p && e->sched->entry_end(p);
-}
-
-bool Scheduler::entry_end(Proc& p) {
-  EntrySwitch* e = t_entry;
   if (e == nullptr || e->proc != &p) return false;
   t_entry = nullptr;
+  return e->sched->entry_end(*e, p);
+}
+
+bool Scheduler::entry_end(const EntrySwitch& es, Proc& p) {
+  const EntrySwitch* e = &es;
   Cpu& c = *cpus_[e->cpu];
   Lwp* next = nullptr;
   bool wake_worker = false;
@@ -410,7 +410,6 @@ bool Scheduler::entry_end(Proc& p) {
       if (top != nullptr && top->proc == &p) {
         c.rq.remove(top);
         top->rq_cpu = -1;
-        c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
         claim(c, *top);
         next = top;
         // A worker in its idle wait would not watch `next` (slices, kick deadlines); one
@@ -418,18 +417,19 @@ bool Scheduler::entry_end(Proc& p) {
         if (c.idle_wait) c.cv.notify_one();
       }
     }
-    // The deferred LWPs still queued here that the vCPU will not run now.
-    for (int i = 0; i < e->n; i++) {
+    // Left free with nothing claimed: what is queued here stays for the worker (leave_idle
+    // wakes it); otherwise the deferred LWPs still queued here are queued the usual way.
+    const bool left_free = e->left && c.cur == nullptr;
+    for (int i = 0; i < e->n && !left_free; i++) {
       Lwp* l = p.find_lwp(e->deferred[i]);
       if (l == nullptr || l == next || l->rq_cpu != e->cpu) continue;
       lwp_assert_locked(*l);
-      if (next == nullptr && e->left && c.cur == nullptr) continue;  // leave_idle wakes the worker
       c.rq.remove(l);
       l->rq_cpu = -1;
       requeue[nrequeue++] = l;
     }
     c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
-    if (next == nullptr && e->left && c.cur == nullptr) wake_worker = leave_idle(c);
+    if (left_free) wake_worker = leave_idle(c);
   }
   if (wake_worker) c.cv.notify_one();
   for (int i = 0; i < nrequeue; i++) {

@@ -89,7 +89,7 @@ class Scheduler;
 
 // A kernel entry in progress on the calling host thread, for the direct switch (sched.cc,
 // "Direct switch"). Lives on the stack of Kernel::syscall; the Scheduler reaches it through
-// a thread-local pointer between entry_begin() and entry_end().
+// a thread-local pointer between entry_begin() and end_entry_on().
 struct EntrySwitch {
   static constexpr int kMaxDeferred = 8;
   Scheduler* sched = nullptr;
@@ -132,13 +132,12 @@ class Scheduler {
 
   // The direct switch of a kernel entry (sched.cc). entry_begin: `caller` (LSONPROC, in the
   // kernel) makes a syscall on this host thread. entry_expect_leave: the call is about to
-  // block its caller (a park that unparks another LWP first). entry_end, when the entry's
-  // work is done and before the process lock drops: true if it ran an LWP here (its
-  // return is delivered: the caller drains the process again).
+  // block its caller (a park that unparks another LWP first). end_entry_on, when the work of
+  // the entry this thread makes on p is done and before the process lock drops (a no-op
+  // without one): true if it ran an LWP here (its return is delivered: the caller drains the
+  // process again).
   void entry_begin(EntrySwitch& e, Lwp& caller) REQUIRES(caller.proc->mu);
   void entry_expect_leave(const Lwp& caller) REQUIRES(caller.proc->mu);
-  bool entry_end(Proc& p) REQUIRES(p.mu);
-  // entry_end of the scheduler of the entry this thread is making on p, if any.
   static bool end_entry_on(Proc& p) REQUIRES(p.mu);
 
   std::vector<CpuInfo> snapshot() const;
@@ -150,6 +149,7 @@ class Scheduler {
   void dispatch(Cpu& c, Lwp& l) REQUIRES(c.mu);
   void claim(Cpu& c, Lwp& l) REQUIRES(c.mu);
   bool leave_idle(Cpu& c) REQUIRES(c.mu);
+  bool entry_end(const EntrySwitch& e, Proc& p) REQUIRES(p.mu);
   bool defer_enqueue(Lwp& l, bool head) REQUIRES(l.proc->mu);
   void watch_current(Cpu& c, UniqueLock& lk) REQUIRES(c.mu);
   int takecpu(const Lwp& l) REQUIRES(l.proc->mu);

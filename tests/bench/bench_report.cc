@@ -106,13 +106,12 @@ void m5_rows(const M5Result* m5, double rss_target_kib, std::vector<Row>* rows) 
                    fmt(", %.1f MiB after", m5->rss_after / 1048576.0);
     if (rss_target_kib > 0) {
       rss.met = per / 1024 <= rss_target_kib ? "yes" : "NO";
-      // A quick run's few LWPs drown in allocator noise: budgeted only at full size.
-      if (!g_cfg.quick) rss.over = per / 1024 / rss_target_kib;
+      rss.over = per / 1024 / rss_target_kib;
     }
     cpu.lwpd = fmt("%.3f%% of a CPU", m5->idle_cpu_pct);
     cpu.baseline = fmt("%.0f ctx switches/s", m5->idle_csw_per_s);
     cpu.met = m5->idle_cpu_pct < 1.0 ? "yes" : "NO";
-    if (!g_cfg.quick) cpu.over = m5->idle_cpu_pct / 1.0;
+    cpu.over = m5->idle_cpu_pct / 1.0;
   }
   rows->push_back(rss);
   rows->push_back(cpu);
