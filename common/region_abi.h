@@ -74,7 +74,7 @@ struct HelloReply {
 
 inline constexpr uint32_t kMagic = 0x4c575044;  // "DPWL"
 inline constexpr uint32_t kVersion = 3;
-inline constexpr uint32_t kMaxSlots = 4096;      // netbsd::MAXLWP: one per possible LWP
+inline constexpr uint32_t kMaxSlots = 4096;  // netbsd::MAXLWP: one per possible LWP
 inline constexpr size_t kHeaderSize = 4096;
 inline constexpr size_t kSlotSize = 1024;
 inline constexpr size_t kRepInline = 448;        // SyscallReturn bytes (ample: ~200 at most)
@@ -91,9 +91,9 @@ enum Op : uint32_t {
 
 enum Term : uint32_t {
   kTermNone = 0,
-  kTermLwpGone = 1,      // the LWP exited (the success of _lwp_exit)
-  kTermProcExited = 2,   // the process ended: exit_signaled/exit_code
-  kTermBroken = 3,       // the daemon refused the request or is shutting down
+  kTermLwpGone = 1,     // the LWP exited (the success of _lwp_exit)
+  kTermProcExited = 2,  // the process ended: exit_signaled/exit_code
+  kTermBroken = 3,      // the daemon refused the request or is shutting down
 };
 
 struct alignas(64) Header {
@@ -104,7 +104,7 @@ struct alignas(64) Header {
   uint64_t slots_offset;
   uint64_t overflow_offset;
   uint64_t overflow_stride;
-  alignas(64) std::atomic<uint32_t> bell;  // client -> daemon doorbell (futex word)
+  alignas(64) std::atomic<uint32_t> bell;      // client -> daemon doorbell (futex word)
   alignas(64) std::atomic<uint32_t> sleeping;  // the serving thread waits on `bell`
   alignas(64) std::atomic<uint64_t> pending[kMaxSlots / 64];  // slots with a posted request
 };
@@ -135,7 +135,7 @@ struct alignas(64) Slot {
 };
 static_assert(sizeof(Slot) == kSlotSize);
 static_assert(std::atomic<uint32_t>::is_always_lock_free &&
-              std::atomic<uint64_t>::is_always_lock_free,
+                  std::atomic<uint64_t>::is_always_lock_free,
               "region words are shared between processes: they must be plain memory");
 
 inline constexpr size_t region_size(uint32_t nslots) {

@@ -368,10 +368,9 @@ void lwp_revoke(const std::shared_ptr<Proc>& p, lwpid_t lid, int cpu, uint64_t g
     return;  // it answered (or left) meanwhile
   Kernel& k = p->kernel();
   k.count_unresponsive_kill();
-  k.log(2, "pid " + std::to_string(p->pid) + " lid " + std::to_string(lid) +
-               ": no kernel entry " + std::to_string(waited.count()) +
-               " ms after a kick; the LWP loses vCPU " + std::to_string(cpu) +
-               " and its process is killed (unresponsive)");
+  k.log(2, "pid " + std::to_string(p->pid) + " lid " + std::to_string(lid) + ": no kernel entry " +
+               std::to_string(waited.count()) + " ms after a kick; the LWP loses vCPU " +
+               std::to_string(cpu) + " and its process is killed (unresponsive)");
   p->port->proc_unresponsive(lid);
   proc_exit_begin(*p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
   // Exit may have freed `l`: look it up again.

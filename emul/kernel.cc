@@ -24,7 +24,7 @@ Proc::Proc(Kernel& k, pid_t id, ProcSpec spec, bool is_debugger)
       uid(spec.uid),
       comm(std::move(spec.comm)),
       port(std::move(spec.port)),
-      rlimit_nthr(spec.rlimit_nthr >= 0         ? spec.rlimit_nthr
+      rlimit_nthr(spec.rlimit_nthr >= 0          ? spec.rlimit_nthr
                   : k.config().nthr_per_uid >= 0 ? k.config().nthr_per_uid
                                                  : std::min(k.config().maxlwp, MAXUPRC)),
       dbg(is_debugger ? std::make_unique<DebuggerState>() : nullptr),
@@ -261,11 +261,11 @@ void Kernel::proc_slot_give(uint32_t uid) {
 }
 
 LimitInfo Kernel::snapshot_limits() const {
-  LimitInfo li{.maxproc = cfg_.maxproc,
-               .maxuprc = cfg_.maxuprc,
-               .nthr_per_uid = cfg_.nthr_per_uid >= 0 ? cfg_.nthr_per_uid
-                                                      : std::min(cfg_.maxlwp, MAXUPRC),
-               .unresponsive_kills = unresponsive_kills_.load(std::memory_order_relaxed)};
+  LimitInfo li{
+      .maxproc = cfg_.maxproc,
+      .maxuprc = cfg_.maxuprc,
+      .nthr_per_uid = cfg_.nthr_per_uid >= 0 ? cfg_.nthr_per_uid : std::min(cfg_.maxlwp, MAXUPRC),
+      .unresponsive_kills = unresponsive_kills_.load(std::memory_order_relaxed)};
   std::map<uint32_t, UidUsage> by_uid;
   {
     MutexLock t(table_mu_);
@@ -465,7 +465,8 @@ void check_proc_state(const Proc& p, int nlwps, std::ostream& err) REQUIRES(p.mu
 // The tracee and tracer sides of one process.
 void check_proc_tracing(const Proc& p, std::ostream& err) REQUIRES(p.mu) {
   if (p.traced.waited && p.traced.xsig == 0) err << "trace stop collected without a signal; ";
-  if (p.traced.tracer == 0 && (p.traced.xsig != 0 || p.traced.events != 0 || !p.traced.sigq.empty()))
+  if (p.traced.tracer == 0 &&
+      (p.traced.xsig != 0 || p.traced.events != 0 || !p.traced.sigq.empty()))
     err << "untraced process with trace state; ";
   if (p.traced.tracer == p.pid) err << "process traces itself; ";
   for (const auto& [tpid, q] : p.tracing.tracees)

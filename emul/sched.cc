@@ -3,11 +3,10 @@
 
 #include "emul/sched.h"
 
-#include <algorithm>
-
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <cassert>
 #include <string>
 

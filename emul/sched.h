@@ -66,7 +66,7 @@ class Cpu {
   std::chrono::steady_clock::time_point kick_deadline GUARDED_BY(mu){};
   std::chrono::steady_clock::time_point slice_end GUARDED_BY(mu){};
   bool stopping GUARDED_BY(mu) = false;
-  bool poked GUARDED_BY(mu) = false;  // an idle vCPU was asked to look for work
+  bool poked GUARDED_BY(mu) = false;      // an idle vCPU was asked to look for work
   bool idle_wait GUARDED_BY(mu) = false;  // the worker waits for work without a deadline
   uint64_t switches GUARDED_BY(mu) = 0;
   uint64_t steals GUARDED_BY(mu) = 0;
@@ -95,10 +95,10 @@ struct EntrySwitch {
   Scheduler* sched = nullptr;
   Proc* proc = nullptr;
   Lwp* caller = nullptr;
-  int cpu = -1;         // the caller's vCPU
-  bool armed = false;   // the caller is about to leave its vCPU (entry_expect_leave)
-  bool left = false;    // the caller has left its vCPU
-  int n = 0;            // LWPs queued on `cpu` without waking its worker
+  int cpu = -1;        // the caller's vCPU
+  bool armed = false;  // the caller is about to leave its vCPU (entry_expect_leave)
+  bool left = false;   // the caller has left its vCPU
+  int n = 0;           // LWPs queued on `cpu` without waking its worker
   std::array<lwpid_t, kMaxDeferred> deferred{};
   EntrySwitch() = default;
   EntrySwitch(const EntrySwitch&) = delete;

@@ -185,8 +185,8 @@ void GrpcPort::lwp_return(lwpid_t lid, const emul::SysReturn& ret, uint64_t gen)
 
 void GrpcPort::lwp_kick(lwpid_t lid, uint64_t gen) {
   MutexLock g(mu_);
-  if (auto it = routes_.find(lid); it != routes_.end() && it->second.channel != nullptr &&
-                                   it->second.channel->Kick(gen))
+  if (auto it = routes_.find(lid);
+      it != routes_.end() && it->second.channel != nullptr && it->second.channel->Kick(gen))
     return;
   v1::SessionEvent ev;
   ev.mutable_kick()->set_lid(lid);

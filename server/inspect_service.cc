@@ -49,7 +49,7 @@ grpc::ServerUnaryReactor* InspectService::ListLwps(grpc::CallbackServerContext* 
   if (!pi) return done(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, "no such process"));
   proc_info_to_wire(*pi, true, resp->mutable_proc());
   resp->mutable_proc()->set_transport(d_.sessions.pids_with_region().count(pi->pid) != 0 ? "shm"
-                                                                                          : "grpc");
+                                                                                         : "grpc");
   return done(ctx, grpc::Status::OK);
 }
 
@@ -90,8 +90,7 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
     o->set_nlwps(u.nthr);
   }
   resp->set_unresponsive_kills(li.unresponsive_kills);
-  resp->set_kick_timeout_ms(
-      static_cast<uint32_t>(d_.kernel.config().kick_timeout.count()));
+  resp->set_kick_timeout_ms(static_cast<uint32_t>(d_.kernel.config().kick_timeout.count()));
   if (d_.listener != nullptr) {
     const ListenerStats ls = d_.listener->stats();
     resp->set_conns_accepted(ls.accepted);

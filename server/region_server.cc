@@ -126,8 +126,7 @@ std::unique_ptr<RegionServer> RegionServer::create(Daemon& d, Session& s, uint32
       new RegionServer(d, s, fd, static_cast<char*>(m), size, nslots));
 }
 
-RegionServer::RegionServer(Daemon& d, Session& s, int fd, char* base, size_t size,
-                           uint32_t nslots)
+RegionServer::RegionServer(Daemon& d, Session& s, int fd, char* base, size_t size, uint32_t nslots)
     : d_(d), s_(s), fd_(fd), base_(base), size_(size), nslots_(nslots), slots_(nslots) {
   thread_ = std::thread([this] { run(); });
 }
@@ -163,7 +162,8 @@ void RegionServer::run() {
     auto rung = [&] { return header()->bell.load(std::memory_order_acquire) != bell; };
     if (spinner_.spin(rung)) continue;
     header()->sleeping.store(1, std::memory_order_seq_cst);
-    if (header()->bell.load(std::memory_order_seq_cst) == bell) region::futex_wait(&header()->bell, bell);
+    if (header()->bell.load(std::memory_order_seq_cst) == bell)
+      region::futex_wait(&header()->bell, bell);
     header()->sleeping.store(0, std::memory_order_relaxed);
   }
 }
@@ -227,8 +227,8 @@ void RegionServer::start(uint32_t i, const Request& rq) {
   st.target = std::make_unique<SlotTarget>(slot(i), s_.host_pid, &d_.kicks_direct);
   GrpcPort::Check c = s_.port->open_channel(rq.lid, st.target.get());
   if (c != GrpcPort::Check::kOk && c != GrpcPort::Check::kDelivered) {
-    spdlog::debug("session pid {}: region slot {}: start of LWP {} refused: {}", s_.pid, i,
-                  rq.lid, check_status(d_, c).error_message());
+    spdlog::debug("session pid {}: region slot {}: start of LWP {} refused: {}", s_.pid, i, rq.lid,
+                  check_status(d_, c).error_message());
     st.target->terminate(region::kTermBroken);
     st.target.reset();
     return;
@@ -242,18 +242,16 @@ void RegionServer::call(uint32_t i, const Request& rq) {
   if (rq.len > region::kOverflowStride) return refuse(i, "request too long");
   // Copied out before it is parsed: the client may be rewriting the bytes meanwhile.
   char buf[region::kOverflowStride];
-  const char* src = rq.len <= region::kReqInline
-                        ? slot(i)->req
-                        : base_ + region::overflow_offset(nslots_, i);
+  const char* src =
+      rq.len <= region::kReqInline ? slot(i)->req : base_ + region::overflow_offset(nslots_, i);
   std::memcpy(buf, src, rq.len);
   v1::Syscall w;
   if (!w.ParseFromArray(buf, static_cast<int>(rq.len))) return refuse(i, "undecodable request");
   auto args = syscall_from_wire(w);
   if (!args) return refuse(i, "request carries no syscall");
   const lwpid_t lid = st.lid;
-  grpc::Status r =
-      enter_kernel(d_, *s_.port, lid, st.target.get(), emul::syscall_number(*args),
-                   [&] { return d_.kernel.syscall(s_.proc, lid, std::move(*args)); });
+  grpc::Status r = enter_kernel(d_, *s_.port, lid, st.target.get(), emul::syscall_number(*args),
+                                [&] { return d_.kernel.syscall(s_.proc, lid, std::move(*args)); });
   if (!r.ok()) refuse(i, "syscall refused");
 }
 

@@ -46,8 +46,7 @@ class RegionServer {
  public:
   // A region of `nslots` slots for `s`, with its serving thread started; null with *err set
   // to the errno of memfd_create, ftruncate, fcntl or mmap.
-  static std::unique_ptr<RegionServer> create(Daemon& d, Session& s, uint32_t nslots,
-                                              int* err);
+  static std::unique_ptr<RegionServer> create(Daemon& d, Session& s, uint32_t nslots, int* err);
   ~RegionServer();  // stop(), then unmap and close
   RegionServer(const RegionServer&) = delete;
   RegionServer& operator=(const RegionServer&) = delete;
@@ -64,7 +63,7 @@ class RegionServer {
 
   // What the daemon knows of a slot: only here, never in the region.
   struct SlotState {
-    lwpid_t lid = 0;  // bound LWP, 0 = unbound
+    lwpid_t lid = 0;      // bound LWP, 0 = unbound
     uint32_t served = 0;  // req_seq of the last request taken
     std::unique_ptr<SlotTarget> target;
   };
@@ -77,7 +76,7 @@ class RegionServer {
   };
 
   void run();
-  bool drain();  // serve every pending slot; false if none was
+  bool drain();            // serve every pending slot; false if none was
   bool serve(uint32_t i);  // false if the slot had no new request
   void start(uint32_t i, const Request& rq);
   void call(uint32_t i, const Request& rq);
@@ -96,7 +95,7 @@ class RegionServer {
   const size_t size_;
   const uint32_t nslots_;
   std::vector<SlotState> slots_;  // the serving thread's, and stop()'s after the join
-  region::Spinner spinner_;  // the serving thread's
+  region::Spinner spinner_;       // the serving thread's
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };

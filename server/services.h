@@ -30,16 +30,16 @@ struct Daemon {
   // used only without a listener (an in-process server in tests).
   uint32_t uid = 0;
   Listener* listener = nullptr;  // the daemon's acceptor (peer identity, counters); set once
-  std::string runtime_dir;  // where lwpctl region files appear
-  std::string admin_token;  // grants admin rights (metadata "lwpd-admin-token"); set once
+  std::string runtime_dir;       // where lwpctl region files appear
+  std::string admin_token;       // grants admin rights (metadata "lwpd-admin-token"); set once
   std::string version;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  bool offer_regions = true;         // the shared-memory fast path (--no-shm)
+  bool offer_regions = true;  // the shared-memory fast path (--no-shm)
   // Doorbell wake-ups in a row that find nothing posted, after which a region's client is cut
   // off (region_server.h).
   uint32_t region_max_idle_wakeups = 1u << 20;
-  size_t max_queued_events = 4096;  // bound of a session's stream queues (--max-queued-events)
-  std::atomic<uint64_t> entries{0};        // kernel entries served (relaxed counter)
+  size_t max_queued_events = 4096;   // bound of a session's stream queues (--max-queued-events)
+  std::atomic<uint64_t> entries{0};  // kernel entries served (relaxed counter)
   std::atomic<uint64_t> kicks_direct{0};   // kicks sent by tgkill to a region client's thread
   std::atomic<bool> shutting_down{false};  // new requests get UNAVAILABLE
   WatchHub* watch = nullptr;               // the kernel's observer (Watch, SuspendLwp); set once

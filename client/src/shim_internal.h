@@ -257,8 +257,8 @@ struct Lwp {
   // The channel's own kick latch (LwpChannel::kick_word), set by the LWP's thread once its
   // channel is open, cleared before it closes. See kicked().
   std::atomic<const std::atomic<uint64_t>*> kick_word{nullptr};
-  std::atomic<uint64_t> pend_sigs{0};              // host signals (bit sig-1) awaiting a thread
-  std::atomic<uint32_t> sig_seq{0};                // futex word: signals handed to the thread
+  std::atomic<uint64_t> pend_sigs{0};  // host signals (bit sig-1) awaiting a thread
+  std::atomic<uint32_t> sig_seq{0};    // futex word: signals handed to the thread
 
   // User signals that landed in the C runtime, re-raised by the kick handler once the
   // thread is out of it (top comment). This thread's, in handlers, every signal blocked.
@@ -329,15 +329,15 @@ struct Process {
   std::string lwpctl_path;
   std::string endpoint;
 
-  std::mutex sigrestart_mu;            // before the transport's locks: the mask below
-  uint64_t sigrestart = ~uint64_t{0};  // last mask sent
+  std::mutex sigrestart_mu;                // before the transport's locks: the mask below
+  uint64_t sigrestart = ~uint64_t{0};      // last mask sent
   uint64_t sigrestart_gen = ~uint64_t{0};  // g_sigaction_gen it was computed at
 
   std::mutex mu;  // leaf: the fields below
   std::unordered_map<nb::lwpid_t, std::shared_ptr<Lwp>> lwps;
   std::unordered_map<nb::lwpid_t, uint64_t> orphan_kicks;  // kicks for LWPs not yet known
   std::unordered_map<nb::lwpid_t, uint64_t> orphan_sigs;   // host signal bits, same
-  int nlive = 0;  // LWPs that have not called _lwp_exit
+  int nlive = 0;                                           // LWPs that have not called _lwp_exit
 
   std::mutex ctl_mu;  // lwpctl mapping
   std::atomic<char*> lwpctl_base{nullptr};

@@ -62,10 +62,10 @@ using EventSink = std::function<void(const Event&)>;
 // Why a channel operation did not produce a return.
 struct ChannelEnd {
   enum class Kind : uint8_t {
-    kNone,         // it did: the operation succeeded
-    kLwpGone,      // the LWP no longer exists (the success of exit())
-    kProcExited,   // the process ended (`status`)
-    kBroken,       // the channel or the daemon failed (`what`, for the message)
+    kNone,        // it did: the operation succeeded
+    kLwpGone,     // the LWP no longer exists (the success of exit())
+    kProcExited,  // the process ended (`status`)
+    kBroken,      // the channel or the daemon failed (`what`, for the message)
   };
   Kind kind = Kind::kNone;
   ExitStatus status;

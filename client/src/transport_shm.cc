@@ -218,7 +218,7 @@ class ShmChannel final : public LwpChannel {
   rg::Slot* const sl_;
   rg::Header* const h_;
   char* const overflow_;
-  uint32_t taken_ = 0;  // returns taken since start(); the channel's thread's (transport.h)
+  uint32_t taken_ = 0;   // returns taken since start(); the channel's thread's (transport.h)
   rg::Spinner spinner_;  // the channel's thread's, like taken_
   bool closed_ = false;
 };
@@ -250,9 +250,7 @@ class ShmTransport final : public Transport {
   void start(EventSink sink) override { session_->start(std::move(sink)); }
   void send_sigrestart(uint64_t nb_mask) override { session_->send_sigrestart(nb_mask); }
   std::unique_ptr<LwpChannel> open_channel(nb::lwpid_t lid) override;
-  std::string find_lwpctl_path(nb::pid_t pid) override {
-    return session_->find_lwpctl_path(pid);
-  }
+  std::string find_lwpctl_path(nb::pid_t pid) override { return session_->find_lwpctl_path(pid); }
   void stop() override { session_->stop(); }
 
   void release_slot(uint32_t i) {

@@ -68,13 +68,11 @@ void print_table(const std::vector<Row>& rows) {
   }
 }
 
-
 using Getter = std::function<double(const std::string&)>;
 
 std::string us(double ns) { return std::isnan(ns) ? std::string("n/a") : fmt("%.1f us", ns / 1e3); }
 
-Row ratio_row(const std::string& fig, double l, double b, const std::string& bname,
-              double target) {
+Row ratio_row(const std::string& fig, double l, double b, const std::string& bname, double target) {
   Row r{fig, us(l), us(b) + " (" + bname + ")", "n/a", "none", "-"};
   if (!std::isnan(l) && !std::isnan(b) && b > 0) r.ratio = fmt("%.2f", l / b);
   if (target > 0) {
@@ -147,30 +145,28 @@ std::vector<Row> shm_rows(const Getter& get, const M5Result* m5) {
   const double floor = get("B1p_futex_rtt_procs_one_cpu");
   std::vector<Row> rows;
   const double m1 = get("M1_lwpd_getprivate");
-  rows.push_back(ratio_row("M1 null syscall (_lwp_getprivate)", m1, floor,
-                           "futex RTT, 2 procs, 1 CPU", 3.0));
-  rows.push_back(ratio_row("M1 null syscall (_lwp_getprivate)", m1,
-                           get("B0_bare_stream_rtt"), "bare stream RTT", 0.25));
+  rows.push_back(
+      ratio_row("M1 null syscall (_lwp_getprivate)", m1, floor, "futex RTT, 2 procs, 1 CPU", 3.0));
+  rows.push_back(ratio_row("M1 null syscall (_lwp_getprivate)", m1, get("B0_bare_stream_rtt"),
+                           "bare stream RTT", 0.25));
   rows.push_back(ratio_row("M2 park/unpark hand-off round trip (2 hand-offs)",
                            get("M2_lwpd_park_handoff_x2"), floor, "futex RTT, 2 procs, 1 CPU",
                            5.0));
-  rows.push_back(
-      ratio_row("M1 from a signal handler (proxy thread)", get("M1s_lwpd_getprivate_from_handler"),
-                m1 + get("B1s_self_signal"), "M1 + self-signal", 0));
+  rows.push_back(ratio_row("M1 from a signal handler (proxy thread)",
+                           get("M1s_lwpd_getprivate_from_handler"), m1 + get("B1s_self_signal"),
+                           "M1 + self-signal", 0));
   rows.push_back(ratio_row("M1 with a slow watcher (overflowing)",
                            get("M1w_lwpd_getprivate_slow_watcher"), m1, "M1, no watcher", 1.10));
   rows.push_back(ratio_row("M3 _lwp_create + _lwp_wait", get("M3_lwpd_create_wait"),
                            get("B3_pthread_create_join"), "pthread create+join", 3.0));
   rows.push_back(ratio_row("M4 _lwp_suspend of a spinning LWP", get("M4_lwpd_suspend_spinning"),
                            get("B4_signal_stop_rtt"), "signal stop RTT", 0));
-  rows.push_back(abs_row("M4 _lwp_suspend of a spinning LWP, p99",
-                         get("M4_lwpd_suspend_spinning:p99_us") * 1e3,
-                         "p99 of " + fmt("%.0f", get("M4_lwpd_suspend_spinning:stops")) + " stops",
-                         1e6));
+  rows.push_back(abs_row(
+      "M4 _lwp_suspend of a spinning LWP, p99", get("M4_lwpd_suspend_spinning:p99_us") * 1e3,
+      "p99 of " + fmt("%.0f", get("M4_lwpd_suspend_spinning:stops")) + " stops", 1e6));
   if (g_cfg.m5) m5_rows(m5, 4, &rows);
   return rows;
 }
-
 
 // The same child's baselines, where the time went, M5's details. False if a figure the run
 // asked for is missing.
@@ -251,7 +247,6 @@ bool report(const std::map<std::string, double>& res, const std::map<std::string
   }
   return complete;
 }
-
 
 int check_budgets(double tolerance) {
   printf("\n== latency budget (--check): each figure over its budget; fails beyond %.2fx\n\n",

@@ -26,8 +26,8 @@ struct Config {
   int m5_lwps = 100;  // per process, the main LWP included
   int idle_ms = 2000;
   bool m5 = true;
-  bool check = false;       // --check: compare with the latency budget
-  double tolerance = 1.0;   // --check fails for a figure beyond tolerance x its budget
+  bool check = false;      // --check: compare with the latency budget
+  double tolerance = 1.0;  // --check fails for a figure beyond tolerance x its budget
   int cpus = 2;
   std::string lwpd = LWPD_BINARY;
   std::vector<std::string> bench_args;  // passed to Google Benchmark

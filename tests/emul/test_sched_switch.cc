@@ -24,11 +24,15 @@ TEST(DirectSwitch, ParkHandoffReturnsThePeerOnTheParkersThread) {
   tp = TestProc::start(k, [&](U& u) {
     main_lid = u.lid();
     lwpid_t peer = 0;
-    U_EXPECT_EQ(u, u.create([&](U& x) {
-                  // Parks until main's first hand-off, then answers each with its own.
-                  U_EXPECT_EQ(x, x.park(), Errno::kOk);
-                  while (!stop.load()) U_EXPECT_EQ(x, x.park(std::nullopt, 0, main_lid), Errno::kOk);
-                }, 0, &peer),
+    U_EXPECT_EQ(u,
+                u.create(
+                    [&](U& x) {
+                      // Parks until main's first hand-off, then answers each with its own.
+                      U_EXPECT_EQ(x, x.park(), Errno::kOk);
+                      while (!stop.load())
+                        U_EXPECT_EQ(x, x.park(std::nullopt, 0, main_lid), Errno::kOk);
+                    },
+                    0, &peer),
                 Errno::kOk);
     U_EXPECT(u, AwaitParked(u, peer));
     workers_before = tp->returns_on_workers();
@@ -80,10 +84,13 @@ TEST(DirectSwitch, ParkThatDoesNotSleepStillRunsItsTarget) {
   auto tp = TestProc::start(k, [&](U& u) {
     for (int i = 0; i < 50; i++) {
       lwpid_t t = 0;
-      U_EXPECT_EQ(u, u.create([&](U& x) {
-                    U_EXPECT_EQ(x, x.park(), Errno::kOk);
-                    woke++;
-                  }, 0, &t),
+      U_EXPECT_EQ(u,
+                  u.create(
+                      [&](U& x) {
+                        U_EXPECT_EQ(x, x.park(), Errno::kOk);
+                        woke++;
+                      },
+                      0, &t),
                   Errno::kOk);
       U_EXPECT(u, AwaitParked(u, t));
       U_EXPECT_EQ(u, u.unpark(u.lid()), Errno::kOk);  // main's own token

@@ -93,7 +93,8 @@ struct Result {
 };
 
 // Runs lwpstat with `args` and LWPD_ENDPOINT set to `endpoint`; captures both streams.
-inline Result lwpstat(const std::vector<std::string>& args, const std::string& endpoint = g.endpoint) {
+inline Result lwpstat(const std::vector<std::string>& args,
+                      const std::string& endpoint = g.endpoint) {
   static int n = 0;
   const std::string out = g.dir + "/out." + std::to_string(n),
                     err = g.dir + "/err." + std::to_string(n);
@@ -230,7 +231,6 @@ class LwpstatEnv : public ::testing::Environment {
   }
 };
 
-
 inline std::vector<std::string> lines_of(const std::string& s) {
   std::vector<std::string> v;
   std::istringstream in(s);
@@ -254,7 +254,6 @@ inline void expect_headers(const std::string& line, const std::vector<std::strin
     at = p + h.size();
   }
 }
-
 
 // ---- watch and admin ------------------------------------------------------------------
 
@@ -402,7 +401,8 @@ inline void expect_lifecycle(const Events& evs, int pid, int x) {
 
 // Drives the scenario: `next` yields the watcher's events one by one (false: stream
 // ended). Returns every event after WATCH_SUBSCRIBED up to the process's exit event.
-inline Events run_scenario(Child* fx, int pid, int* x, const std::function<bool(v1::WatchEvent*)>& next) {
+inline Events run_scenario(Child* fx, int pid, int* x,
+                           const std::function<bool(v1::WatchEvent*)>& next) {
   Events evs;
   v1::WatchEvent e;
   EXPECT_TRUE(next(&e));
@@ -464,7 +464,6 @@ inline v1::StatsReply stats() {
   EXPECT_EQ(r.code(), 0) << describe(r);
   return parse_json<v1::StatsReply>(r.out);
 }
-
 
 inline void expect_one_line(const Result& r, int code, const std::string& err) {
   EXPECT_EQ(r.code(), code) << describe(r);

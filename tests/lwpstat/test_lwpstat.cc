@@ -205,7 +205,6 @@ TEST(LwpstatErrors, BadArgumentsGetCli11sMessage) {
   EXPECT_EQ(lwpstat({"--help"}).code(), 0);
 }
 
-
 v1::ProcInfo proc_json() {
   Result r = lwpstat({"lwps", std::to_string(g.pid), "--json"});
   EXPECT_EQ(r.code(), 0) << describe(r);
@@ -295,7 +294,6 @@ TEST(LwpstatAdmin, StopContAndKill) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
-
 
 TEST(LwpstatAdmin, SuspendThatCannotCompleteInTime) {
   const std::string pid = std::to_string(g.pid);

@@ -54,17 +54,15 @@ class RawClient {
   char* base() const { return base_; }
   size_t size() const { return size_; }
 
-  void post(uint32_t i, uint32_t op, lwpid_t lid, const std::string& bytes = "",
-            uint64_t gen = 0) {
+  void post(uint32_t i, uint32_t op, lwpid_t lid, const std::string& bytes = "", uint64_t gen = 0) {
     rg::Slot* sl = slot(i);
     if (op == rg::kOpStart) {
       sl->term.store(0);
       sl->ret_count.store(0);
       taken_[i] = 0;
     }
-    char* dst = bytes.size() <= rg::kReqInline
-                    ? sl->req
-                    : base_ + rg::overflow_offset(header()->nslots, i);
+    char* dst =
+        bytes.size() <= rg::kReqInline ? sl->req : base_ + rg::overflow_offset(header()->nslots, i);
     std::memcpy(dst, bytes.data(), bytes.size());
     sl->op = op;
     sl->lid = lid;
