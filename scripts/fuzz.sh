@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fuzz.sh [--no-build] [--scratch] TARGET [SECONDS] [-- LIBFUZZER_ARGS...]
 #
-# Runs a libFuzzer target of tests/fuzz (fuzz_syscalls, fuzz_requests) for SECONDS
+# Runs a libFuzzer target of tests/fuzz (fuzz_syscalls, fuzz_requests, fuzz_shm_region) for
+# SECONDS
 # (default 600) from build-clang/ (built first with scripts/build.sh --clang unless
 # --no-build). The corpus grows in build-clang/fuzz/TARGET/corpus, seeded from
 # tests/fuzz/corpus/TARGET; with --scratch it lives in a temporary copy that is removed
@@ -33,7 +34,8 @@ extra=("$@")
 case $target in
   fuzz_syscalls) max_len=512 ;;
   fuzz_requests) max_len=4096 ;;
-  *) echo "fuzz.sh: unknown target '$target' (fuzz_syscalls, fuzz_requests)" >&2; exit 2 ;;
+  fuzz_shm_region) max_len=2048 ;;
+  *) echo "fuzz.sh: unknown target '$target' (fuzz_syscalls, fuzz_requests, fuzz_shm_region)" >&2; exit 2 ;;
 esac
 
 bin=$root/build-clang/tests/fuzz/$target

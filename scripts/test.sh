@@ -11,7 +11,7 @@
 #   5. thread-safety: build emul/, server/ and the daemon in build-clang/ with clang, whose
 #      -Wthread-safety findings are errors there (CMakeLists.txt, emul/lock.h)
 #   6. build the fuzz targets in the same build-clang/ (clang, libFuzzer + ASan + UBSan) and
-#      run each for LWPD_FUZZ_SECONDS (default 30) from a scratch copy of its seed corpus
+#      run each for LWPD_FUZZ_SECONDS (default 20; three targets: about a minute) from a scratch copy of its seed corpus
 #      (scripts/fuzz.sh --scratch): any crash, leak, invariant failure or hang fails it
 #
 # Sanitizer coverage is by exclusion: a test added later runs under both sanitizers unless it
@@ -110,10 +110,10 @@ step "thread-safety (clang)" bash scripts/build.sh --clang --target lwpd_emul \
 
 # Fuzzing: each target for a bounded time (docs/FUZZING.md); the long runs are scripts/fuzz.sh.
 # Only the fuzz targets and the libraries they link are built (not the whole clang tree).
-fuzz_seconds=${LWPD_FUZZ_SECONDS:-30}
+fuzz_seconds=${LWPD_FUZZ_SECONDS:-20}
 if step "build (build-clang/ fuzz)" bash scripts/build.sh --clang --target fuzz_syscalls \
-    --target fuzz_requests; then
-  for t in fuzz_syscalls fuzz_requests; do
+    --target fuzz_requests --target fuzz_shm_region; then
+  for t in fuzz_syscalls fuzz_requests fuzz_shm_region; do
     step "$t (${fuzz_seconds}s)" bash scripts/fuzz.sh --no-build --scratch "$t" "$fuzz_seconds"
   done
 else

@@ -1,6 +1,7 @@
 // fuzz_seeds OUTDIR: writes the seed corpora of the fuzz targets, one file per scenario:
 //   OUTDIR/fuzz_syscalls/<name>   (format: syscall_steps.h)
 //   OUTDIR/fuzz_requests/<name>   (format: requests_format.h)
+//   OUTDIR/fuzz_shm_region/<name> (format: region_steps.h)
 // The committed corpora (tests/fuzz/corpus/) are this program's output:
 //   build-clang/tests/fuzz/fuzz_seeds tests/fuzz/corpus
 // Each seed is a short, meaningful scenario the fuzzer mutates from: the ones that reach
@@ -13,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "common/region_abi.h"
 #include "emul/syscalls.h"
+#include "region_steps.h"
 #include "requests_format.h"
 #include "server/wire.h"
 #include "syscall_steps.h"
@@ -286,6 +289,62 @@ void request_seeds(const std::filesystem::path& dir) {
                                 .stream(kRpcTraceSession, kMdNone, {&tname}));
 }
 
+// ---- fuzz_shm_region -----------------------------------------------------------------------
+
+void region_seeds(const std::filesystem::path& dir) {
+  // ID bytes: 0 = process 0's pid (its main LWP), 1 = process 1's pid with two processes,
+  // else the first created LID; 0x80 = 0.
+  auto call = [](uint8_t proc, uint8_t slot, uint8_t self, CallKind k, uint8_t arg = 0,
+                 uint8_t b = 0) { return Bytes{kRsCall, proc, slot, self, k, arg, b}; };
+  auto wait = [](uint8_t proc, uint8_t slot) { return Bytes{kRsWait, proc, slot}; };
+  auto seed = [&](const std::string& name, uint8_t header, std::vector<Bytes> steps) {
+    Bytes b = {header};
+    for (const Bytes& st : steps) b.insert(b.end(), st.begin(), st.end());
+    write(dir, name, b);
+  };
+  const Bytes start1 = {kRsStart, 0, 1, 1};
+  const Bytes trap0 = {kRsTrap, 0, 0, 0, 0};
+  const Bytes abandon0 = {kRsAbandon, 0};
+  // One word at offset 0 (the header's magic and version) set to all ones.
+  const Bytes scribble = {kRsScribble, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                          0xff, 0xff};
+  const Bytes ring_slot0 = {kRsRing, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0};
+  // Slot 255's bit, which a one-slot region does not have.
+  const Bytes ring_far = {kRsRing, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0x80};
+  // kOpCall for lid 0 (not the slot's), generation 0, 13 bytes that are no Syscall.
+  const Bytes raw = {kRsRaw, 0, 0, static_cast<uint8_t>(lwpd::region::kOpCall),
+                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 0, 13,
+                     0xff, 0xff, 0xff, 0xff, ' ', 'g', 'a', 'r', 'b', 'a', 'g', 'e', '!'};
+  const std::vector<Bytes> create_start = {call(0, 0, 0, kCkCreate), wait(0, 0), start1,
+                                           wait(0, 1)};
+  auto with_create = [&](std::vector<Bytes> more) {
+    std::vector<Bytes> v = create_start;
+    v.insert(v.end(), more.begin(), more.end());
+    return v;
+  };
+  seed("empty", 0x00, {});
+  seed("null-calls", 0x00, {call(0, 0, 0, kCkNull), wait(0, 0), call(0, 0, 0, kCkNull),
+                            wait(0, 0), call(0, 0, 0, kCkKill, 0, 64), wait(0, 0)});
+  seed("create-start-exit-wait", 0x00,
+       with_create({call(0, 1, 1, kCkNull, 1), wait(0, 1), call(0, 1, 1, kCkExit), wait(0, 1),
+                    call(0, 0, 0, kCkWait, 1), wait(0, 0)}));
+  seed("park-unpark", 0x00,
+       with_create({call(0, 1, 1, kCkPark, 0x80, 0), call(0, 0, 0, kCkUnpark, 1), wait(0, 0),
+                    wait(0, 1), call(0, 1, 1, kCkPark, 0, 2), wait(0, 1)}));
+  seed("suspend-continue", 0x00,
+       with_create({call(0, 0, 0, kCkSuspend, 1), wait(0, 0), call(0, 0, 0, kCkContinue, 1),
+                    wait(0, 0), wait(0, 1)}));
+  seed("unpark-all-overflow", 0x00, {call(0, 0, 0, kCkUnparkAll, 0, 1), wait(0, 0)});
+  seed("trap-last-gen", 0x00, {trap0, wait(0, 0)});
+  seed("two-procs-scribble", 0x01, {call(0, 0, 0, kCkNull), scribble, ring_slot0, wait(0, 0),
+                                    call(1, 0, 1, kCkNull), wait(1, 0)});
+  seed("raw-garbage", 0x02, {raw, wait(0, 0)});
+  seed("abandon-mid-park", 0x01,
+       {call(0, 0, 0, kCkPark, 0x80, 0), abandon0, call(1, 0, 1, kCkNull), wait(1, 0)});
+  seed("proc-exit", 0x00, with_create({call(0, 0, 0, kCkProcExit, 0, 3), wait(0, 1)}));
+  seed("ring-flood", 0x06, std::vector<Bytes>(40, ring_far));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -296,5 +355,6 @@ int main(int argc, char** argv) {
   const std::filesystem::path out = argv[1];
   syscall_seeds(out / "fuzz_syscalls");
   request_seeds(out / "fuzz_requests");
+  region_seeds(out / "fuzz_shm_region");
   return 0;
 }
