@@ -212,10 +212,13 @@ struct Lwp {
   bool trace_exit_pending GUARDED_BY(proc->mu) = false;
   bool trace_exit_done GUARDED_BY(proc->mu) = false;  // its PTRACE_LWP_EXIT event was reported
 
-  // Run-queue linkage, [c] of the Cpu `rq_cpu` whose queue holds it.
+  // Run-queue linkage, [c] of the Cpu `rq_cpu` whose queue holds it. rq_cpu is written only
+  // under that Cpu's lock, but read under the process lock alone to find which Cpu lock to
+  // take (Scheduler::requeue), so it is atomic and the reader checks it again under the lock:
+  // a vCPU may pop or steal the LWP in between.
   Lwp* rq_next = nullptr;
   Lwp* rq_prev = nullptr;
-  int rq_cpu = -1;
+  std::atomic<int> rq_cpu{-1};
   int rq_prio = 0;
   CpuMask rq_affinity = 0;  // affinity and policy as of the enqueue, for
   int rq_policy = 0;        // decisions made under the Cpu lock alone

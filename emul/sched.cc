@@ -275,13 +275,18 @@ void Scheduler::set_cur_prio(Lwp& l) {
 }
 
 void Scheduler::requeue(Lwp& l) {
-  if (l.rq_cpu < 0) return;  // claimed by a vCPU, about to run
-  Cpu& c = *cpus_[l.rq_cpu];
-  {
+  for (;;) {
+    const int ci = l.rq_cpu.load();
+    if (ci < 0) return;  // claimed by a vCPU, about to run
+    Cpu& c = *cpus_[ci];
     MutexLock g(c.mu);
+    // Popped or stolen since the read above (a thief that finds its vCPU claimed queues the
+    // LWP on its own): look again.
+    if (l.rq_cpu.load() != ci) continue;
     c.rq.remove(&l);
     c.hint_queued.store(c.rq.size(), std::memory_order_relaxed);
     l.rq_cpu = -1;
+    break;
   }
   enqueue(l, false);
 }

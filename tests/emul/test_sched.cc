@@ -338,6 +338,38 @@ TEST(Sched, IdleCpuStealsQueuedWork) {
   EXPECT_EQ(k.check_invariants(), "");
 }
 
+// _sched_setaffinity of a queued LWP moves it between run queues (Scheduler::requeue) under
+// the process lock, while vCPUs pop and steal from those queues under their own locks alone.
+// Found by fuzz_syscalls: the LWP was stolen between requeue's look at which queue held it and
+// its taking that queue's lock, and was then "removed" from a queue it was not in. Four
+// LWPs yield without end on two vCPUs (always queued, often popped or stolen) while the main LWP
+// changes their affinity back and forth; the run queues must stay consistent throughout.
+TEST(Sched, RequeueOfAnLwpBeingStolen) {
+  Kernel k(test_config(2));
+  std::atomic<bool> stop{false};
+  const int rounds = 20000;
+  auto tp = TestProc::start(k, [&](U& u) {
+    auto yielder = [&](U& y) {
+      while (!stop.load()) U_EXPECT_EQ(y, y.err(SchedYieldArgs{}), Errno::kOk);
+    };
+    lwpid_t y[4] = {};
+    for (lwpid_t& l : y) U_EXPECT_EQ(u, u.create(yielder, 0, &l), Errno::kOk);
+    const uint64_t masks[] = {0x1, 0x2, 0x0, 0x3};
+    for (int i = 0; i < rounds; i++) {
+      U_EXPECT_EQ(u, u.err(SchedSetaffinityArgs{.lid = y[i % 4], .mask = masks[(i / 4) % 4]}),
+                  Errno::kOk);
+      if (i % 1000 == 0) U_EXPECT_EQ(u, k.check_invariants(), "");
+    }
+    stop = true;
+    for (lwpid_t l : y) U_EXPECT_EQ(u, u.wait(l), Errno::kOk);
+  });
+  Finally fin{[&] { stop = true; kill_if_alive(k, *tp); }};
+  auto st = tp->wait_exit(60s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(tp->failures().empty()) << first_failure(*tp);
+  EXPECT_EQ(k.check_invariants(), "");
+}
+
 // ---------------------------------------------------------------------------------------
 // lwpctl: lc_pctr counts switch-ins (same deltas as LwpInfo.switches),
 // lc_curcpu == LwpInfo.cpu while LSONPROC, -1 while off CPU (parked,
