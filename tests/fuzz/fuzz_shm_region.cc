@@ -101,9 +101,11 @@ struct Client {
   size_t size = 0;
   uint32_t nslots = 0;
   bool abandoned = false;
-  // Per slot: answers taken, and the call last posted (to learn the LIDs creates return).
+  // Per slot: answers taken, the call last posted (to learn the LIDs creates return), and
+  // whether a post is still unanswered (only then does kRsWait wait).
   std::vector<uint32_t> taken;
   std::vector<uint8_t> last_call;
+  std::vector<uint8_t> posted;
 
   rg::Header* header() const { return reinterpret_cast<rg::Header*>(base); }
   rg::Slot* slot(uint32_t i) const {
@@ -165,6 +167,7 @@ Run::Run(FuzzInput& in) : in_(in), p_(persistent()) {
     c.nslots = nslots;
     c.taken.assign(nslots, 0);
     c.last_call.assign(nslots, kCkNull);
+    c.posted.assign(nslots, 0);
     ids_.push_back(c.s->pid);
     clients_.push_back(std::move(c));
   }
@@ -279,6 +282,7 @@ void Run::post(Client& c, uint32_t i, uint32_t op, lwpid_t lid, const std::strin
   sl->trap_gen = gen;
   sl->req_len = static_cast<uint32_t>(bytes.size());
   sl->req_seq.fetch_add(1, std::memory_order_release);
+  c.posted[i] = op != rg::kOpClose;
   ring(c, i);
 }
 
@@ -288,10 +292,12 @@ void Run::ring(Client& c, uint32_t i) {
   if (c.header()->sleeping.load() != 0) rg::futex_wake(&c.header()->bell);
 }
 
-// Take slot i's next answer, if one comes within kWaitLimit; learn the LID a create returned.
+// Take slot i's next answer, if one comes within kWaitLimit (at once if nothing was posted
+// since the last); learn the LID a create returned.
 void Run::wait_answer(Client& c, uint32_t i) {
   rg::Slot* sl = c.slot(i);
-  const auto until = Clock::now() + kWaitLimit;
+  const auto until = Clock::now() + (c.posted[i] != 0 ? kWaitLimit : 0ms);
+  c.posted[i] = 0;
   for (;;) {
     sl->waiting.store(1);
     const uint32_t w = sl->wake.load();
