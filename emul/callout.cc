@@ -2,9 +2,14 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+
 namespace lwpd::emul {
 
-Callout::Callout(Handler h) : handler_(std::move(h)), thread_([this] { run(); }) {}
+Callout::Callout(Handler h, bool virtual_clock)
+    : handler_(std::move(h)), virtual_(virtual_clock), vnow_(Clock::now()) {
+  if (!virtual_) thread_ = std::thread([this] { run(); });
+}
 
 Callout::~Callout() {
   {
@@ -12,7 +17,29 @@ Callout::~Callout() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+}
+
+Callout::Clock::time_point Callout::now() const {
+  if (!virtual_) return Clock::now();
+  MutexLock g(mu_);
+  return vnow_;
+}
+
+bool Callout::fire_next() {
+  Key key;
+  Entry e;
+  {
+    MutexLock g(mu_);
+    if (!virtual_ || q_.empty()) return false;
+    auto it = q_.begin();
+    key = it->first;
+    e = std::move(it->second);
+    q_.erase(it);
+    vnow_ = std::max(vnow_, key.when);
+  }
+  if (auto p = e.proc.lock()) handler_(p, e.lid, key.seq);
+  return true;
 }
 
 void Callout::arm(Key k, std::weak_ptr<Proc> p, netbsd::lwpid_t lid) {

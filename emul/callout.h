@@ -2,6 +2,10 @@
 // deadline; an idle callout uses no CPU. Entries name their sleeper by
 // (process, LID, sleep sequence number), so a callout that fires after its
 // sleep ended finds nothing to do.
+//
+// With a virtual clock (deterministic mode) there is no thread: time stands still until
+// fire_next() moves it to the earliest deadline and fires that entry, which the
+// deterministic scheduler does when no LWP can run (sched.cc).
 #pragma once
 
 #include <chrono>
@@ -28,8 +32,14 @@ class Callout {
   };
   using Handler = std::function<void(const std::shared_ptr<Proc>&, netbsd::lwpid_t, uint64_t)>;
 
-  explicit Callout(Handler h);
+  explicit Callout(Handler h, bool virtual_clock = false);
   ~Callout();
+
+  // The kernel's time for timeouts: the host's steady clock, or the virtual one.
+  Clock::time_point now() const EXCLUDES(mu_);
+  // Virtual clock: advance to the earliest deadline and fire it (its handler runs on this
+  // thread, with no lock held). False if nothing is armed.
+  bool fire_next() EXCLUDES(mu_);
 
   // Called with a Proc::mu held (Callout ranks after Proc, emul/lock.h).
   void arm(Key k, std::weak_ptr<Proc> p, netbsd::lwpid_t lid) EXCLUDES(mu_);
@@ -44,7 +54,9 @@ class Callout {
   void run() EXCLUDES(mu_);
 
   Handler handler_;
+  const bool virtual_;
   mutable Mutex mu_{LockRank::kCallout};
+  Clock::time_point vnow_ GUARDED_BY(mu_);  // the virtual clock's time
   CondVar cv_;
   std::map<Key, Entry> q_ GUARDED_BY(mu_);
   bool stop_ GUARDED_BY(mu_) = false;

@@ -62,9 +62,10 @@ Kernel::Kernel(KernelConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.ncpus > kMaxCpus) cfg_.ncpus = kMaxCpus;
   ids_ = std::make_unique<IdAllocator>();
   callout_ = std::make_unique<Callout>(
-      [](const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) { lwp_timeout(p, lid, seq); });
+      [](const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) { lwp_timeout(p, lid, seq); },
+      cfg_.sched_seed.has_value());
   sched_ = std::make_unique<Scheduler>(*this, cfg_.ncpus, cfg_.quantum, cfg_.pin_cpus,
-                                       cfg_.kick_timeout);
+                                       cfg_.kick_timeout, cfg_.sched_seed);
   sched_->start();
 }
 
@@ -147,7 +148,8 @@ EntryStatus Kernel::syscall(const ProcRef& p, lwpid_t lid, SysArgs args) {
   if (std::holds_alternative<std::monostate>(args)) return EntryStatus::kBadArgs;
   const bool trace_call =
       std::holds_alternative<PtraceArgs>(args) || std::holds_alternative<WaitArgs>(args);
-  EntrySwitch es;  // outlives g: its release runs entry_end
+  Scheduler::EntryGate gate(sched(), lid);  // outlives every lock taken below
+  EntrySwitch es;                           // outlives g: its release runs entry_end
   {
     DeferringProcLock g(*p);
     Lwp* l = nullptr;
@@ -170,6 +172,7 @@ EntryStatus Kernel::syscall(const ProcRef& p, lwpid_t lid, SysArgs args) {
 }
 
 EntryStatus Kernel::trap(const ProcRef& p, lwpid_t lid) {
+  Scheduler::EntryGate gate(sched(), lid);
   DeferringProcLock g(*p);
   Lwp* l = nullptr;
   EntryStatus st = lwp_enter(*p, lid, &l);
@@ -297,6 +300,8 @@ ProcRef Kernel::tracer_lookup(pid_t pid) const {
 }
 
 pid_t Kernel::proc_pid(const ProcRef& p) const { return p->pid; }
+
+uint64_t Kernel::sched_realtime_preemptions() const { return sched_->realtime_preemptions(); }
 
 void Kernel::emit(KEvent e) const {
   if (cfg_.observer == nullptr) return;

@@ -73,6 +73,9 @@ struct KernelConfig {
   int nthr_per_uid = -1;
   // IDs (PIDs and LIDs share one space) that LWP creation leaves for new processes.
   int id_reserve = 64;
+  // Deterministic mode (sched.h): every scheduling decision drawn from a generator seeded
+  // with this, one LWP in user mode at a time, timeouts on a virtual clock.
+  std::optional<uint64_t> sched_seed;
   // Optional event observer (see KernelObserver); must outlive the Kernel.
   KernelObserver* observer = nullptr;
   // Log sink (level: 0 debug, 1 info, 2 warn, 3 error); may be empty.
@@ -247,6 +250,9 @@ class Kernel {
 
   const KernelConfig& config() const { return cfg_; }
   int ncpus() const { return cfg_.ncpus; }
+  // Deterministic mode: LWPs preempted because a time slice ended in real time (the one
+  // host-timed decision of that mode); 0 in normal mode.
+  uint64_t sched_realtime_preemptions() const;
   int maxlwp() const { return cfg_.maxlwp; }
 
   // ---- internal, used by the core and the scheduler ----

@@ -10,6 +10,7 @@
 #include <cassert>
 #include <string>
 
+#include "emul/callout.h"
 #include "emul/kern.h"
 #include "emul/proc.h"
 
@@ -98,11 +99,29 @@ Lwp* RunQueue::pop_migratable(int cpu) {
   return nullptr;
 }
 
+int RunQueue::count_at(int prio) const {
+  int n = 0;
+  for (Lwp* l = head_[prio]; l != nullptr; l = l->rq_next) n++;
+  return n;
+}
+
+Lwp* RunQueue::take_nth_at(int prio, int n) {
+  Lwp* l = head_[prio];
+  while (l != nullptr && n-- > 0) l = l->rq_next;
+  if (l != nullptr) remove(l);
+  return l;
+}
+
 // ---- Scheduler ---------------------------------------------------------------------
 
 Scheduler::Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin,
-                     std::chrono::milliseconds kick_timeout)
-    : k_(k), quantum_(quantum), kick_timeout_(kick_timeout), pin_(pin) {
+                     std::chrono::milliseconds kick_timeout, std::optional<uint64_t> seed)
+    : k_(k),
+      quantum_(quantum),
+      kick_timeout_(kick_timeout),
+      pin_(pin && !seed),
+      det_(seed.has_value()),
+      det_rng_(seed.value_or(0)) {
   assert(ncpus >= 1 && ncpus <= kMaxCpus);
   for (int i = 0; i < ncpus; i++) cpus_.push_back(std::make_unique<Cpu>(i));
 }
@@ -127,8 +146,9 @@ void Scheduler::start() {
       MutexLock g(c->mu);  // the worker does not exist yet; the lock is for the analysis
       c->since = steady_clock::now();
     }
-    c->thread = std::thread([this, cp = c.get()] { run(*cp); });
+    if (!det_) c->thread = std::thread([this, cp = c.get()] { run(*cp); });
   }
+  if (det_) det_thread_ = std::thread([this] { run_det(); });
 }
 
 void Scheduler::stop() {
@@ -141,6 +161,7 @@ void Scheduler::stop() {
   }
   for (auto& c : cpus_)
     if (c->thread.joinable()) c->thread.join();
+  if (det_thread_.joinable()) det_thread_.join();
 }
 
 void Scheduler::account(Cpu& c, bool now_busy) {
@@ -185,6 +206,20 @@ int Scheduler::takecpu(const Lwp& l) {
 
 void Scheduler::enqueue(Lwp& l, bool head) {
   assert(l.stat == LwpStat::kRun && l.rq_cpu < 0);
+  if (det_) {
+    // One queue; the scheduling thread picks from it when nothing runs.
+    Cpu& q = *cpus_[0];
+    {
+      MutexLock g(q.mu);
+      l.rq_cpu = 0;
+      l.rq_affinity = l.affinity;
+      l.rq_policy = l.policy;
+      q.rq.push(&l, l.eff_prio(), head);
+      q.hint_queued.store(q.rq.size(), std::memory_order_relaxed);
+    }
+    q.cv.notify_all();
+    return;
+  }
   if (defer_enqueue(l, head)) return;
   const int ci = takecpu(l);
   Cpu& c = *cpus_[ci];
@@ -245,12 +280,16 @@ void Scheduler::switch_out(Lwp& l) {
 }
 
 bool Scheduler::take_resched(Lwp& l) {
-  Cpu& c = *cpus_[l.cpu];
-  MutexLock g(c.mu);
-  assert(c.cur == &l);
-  if (!c.need_resched) return false;
-  c.need_resched = c.need_kick = false;
-  return true;
+  {
+    Cpu& c = *cpus_[l.cpu];
+    MutexLock g(c.mu);
+    assert(c.cur == &l);
+    if (c.need_resched) {
+      c.need_resched = c.need_kick = false;
+      return true;
+    }
+  }
+  return det_ && det_decide(l);
 }
 
 void Scheduler::set_cur_prio(Lwp& l) {
@@ -262,7 +301,7 @@ void Scheduler::set_cur_prio(Lwp& l) {
     c.cur_prio = l.eff_prio();
     c.cur_policy = l.policy;
     c.hint_prio.store(c.cur_prio, std::memory_order_relaxed);
-    if (c.rq.max_prio() > c.cur_prio && !c.need_resched) {
+    if (!det_ && c.rq.max_prio() > c.cur_prio && !c.need_resched) {
       c.need_resched = true;
       c.need_kick = true;
       c.preemptions++;
@@ -352,6 +391,7 @@ void Scheduler::revoke_check(Cpu& c) {
 
 void Scheduler::entry_begin(EntrySwitch& e, Lwp& caller) {
   assert(caller.stat == LwpStat::kOnProc && caller.cpu >= 0);
+  if (det_) return;  // one LWP at a time: nothing to switch to directly
   e.sched = this;
   e.proc = caller.proc;
   e.caller = &caller;
@@ -559,12 +599,16 @@ void Scheduler::watch_current(Cpu& c, UniqueLock& lk) {
     // Time slice over: give way to anything of equal or higher priority (NB_SCHED_FIFO is
     // never sliced). A request still unanswered after a whole slice is repeated: a kick
     // can be lost on the user side, and a duplicate is harmless (same generation).
+    // (Deterministic mode: anything queued at all, in the one queue.)
+    const bool others = det_ ? cpus_[0]->hint_queued.load(std::memory_order_relaxed) > 0
+                             : c.rq.max_prio() >= c.cur_prio;
     if (c.need_resched) {
       c.need_kick = true;
-    } else if (c.cur_policy != NB_SCHED_FIFO && c.rq.max_prio() >= c.cur_prio) {
+    } else if (c.cur_policy != NB_SCHED_FIFO && others) {
       c.need_resched = true;
       c.need_kick = true;
       c.preemptions++;
+      if (det_) det_rt_preempt_.fetch_add(1, std::memory_order_relaxed);
     }
     c.slice_end = now + quantum_;
     return;
@@ -587,6 +631,111 @@ void Scheduler::run(Cpu& c) {
     } else if (Lwp* l = next_lwp(c, lk)) {
       dispatch(c, *l);
     }
+  }
+}
+
+// ---- Deterministic mode ----------------------------------------------------------------
+//
+// With a seed, the vCPUs are logical CPUs and one thread, run_det(), serves them all: at most
+// one LWP runs user code at a time, so the host cannot reorder anything behind the kernel's
+// back, and every choice the kernel makes is drawn from one generator in an order the
+// program alone decides:
+//   - at a kernel entry's return to user mode (lwp_userret -> take_resched): whether the
+//     caller goes on or gives way (det_decide: the caller and the LWPs queued at the best
+//     priority are equally likely; a better priority queued always wins);
+//   - when nothing runs and no entry is in progress (EntryGate): which queued LWP runs next
+//     (det_pick) and on which logical CPU its affinity allows (det_cpu_for);
+//   - when nothing is queued either: the virtual clock moves to the next timeout, which
+//     fires (Callout::fire_next), so a timed park ends at the same point of every run.
+// The one decision left to the host's timing: an LWP that runs user code for a whole time
+// slice without entering the kernel is kicked (watch_current), counted in
+// realtime_preemptions(). Everything from outside the program (an admin's signal, a
+// debugger, a client's death) takes effect when it arrives.
+
+namespace {
+thread_local lwpid_t t_det_entry = 0;  // the LWP whose kernel entry this thread serves
+}  // namespace
+
+Scheduler::EntryGate::EntryGate(Scheduler& s, lwpid_t lid) : s_(s.det_ ? &s : nullptr) {
+  if (s_ == nullptr) return;
+  t_det_entry = lid;
+  Cpu& q = *s_->cpus_[0];
+  MutexLock g(q.mu);
+  s_->det_entries_++;
+}
+
+Scheduler::EntryGate::~EntryGate() {
+  if (s_ == nullptr) return;
+  t_det_entry = 0;
+  Cpu& q = *s_->cpus_[0];
+  {
+    MutexLock g(q.mu);
+    s_->det_entries_--;
+  }
+  q.cv.notify_all();
+}
+
+// At l's return to user mode from a kernel entry: give way? Not at a dispatch (the choice
+// that dispatched it was just made).
+bool Scheduler::det_decide(Lwp& l) {
+  if (t_det_entry != l.lid) return false;
+  Cpu& q = *cpus_[0];
+  MutexLock g(q.mu);
+  const int top = q.rq.max_prio();
+  const int mine = l.eff_prio();
+  if (top < 0 || top < mine) return false;
+  if (top > mine) return true;
+  const int n = q.rq.count_at(top);
+  return det_rng_() % static_cast<uint64_t>(n + 1) != 0;  // 0: the caller goes on
+}
+
+Lwp* Scheduler::det_pick(Cpu& q) {
+  const int top = q.rq.max_prio();
+  if (top < 0) return nullptr;
+  const int n = q.rq.count_at(top);
+  Lwp* l = q.rq.take_nth_at(top, static_cast<int>(det_rng_() % static_cast<uint64_t>(n)));
+  l->rq_cpu = -1;
+  q.hint_queued.store(q.rq.size(), std::memory_order_relaxed);
+  return l;
+}
+
+int Scheduler::det_cpu_for(Cpu& q, const Lwp& l) {
+  (void)q;  // the generator's lock
+  int allowed[kMaxCpus];
+  int n = 0;
+  for (int i = 0; i < ncpus(); i++)
+    if (allows(l.rq_affinity, i)) allowed[n++] = i;
+  if (n == 0) return 0;  // an affinity with no existing vCPU is refused before it is set
+  return allowed[det_rng_() % static_cast<uint64_t>(n)];
+}
+
+void Scheduler::run_det() {
+  pthread_setname_np(pthread_self(), "lwpd-det");
+  Cpu& q = *cpus_[0];
+  for (;;) {
+    Lwp* l = nullptr;
+    int ci = 0;
+    {
+      UniqueLock lk(q.mu);
+      for (;;) {
+        if (q.stopping) return;
+        if (det_entries_ == 0) {
+          l = det_pick(q);
+          if (l != nullptr) break;
+          // Nothing runs, nothing is queued: time passes (virtually) to the next timeout.
+          lk.unlock();
+          const bool fired = k_.callout().fire_next();
+          lk.lock();
+          if (fired) continue;
+        }
+        q.cv.wait(lk);
+      }
+      ci = det_cpu_for(q, *l);
+    }
+    Cpu& c = *cpus_[ci];
+    UniqueLock lk(c.mu);
+    dispatch(c, *l);
+    while (c.cur != nullptr && !c.stopping) watch_current(c, lk);
   }
 }
 

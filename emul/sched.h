@@ -3,6 +3,10 @@
 // making it LSONPROC and returning it to user mode through the user port; the
 // LWP's host thread then runs user code until it enters the kernel again.
 // Time slices and preemption are enforced by kicking the running LWP.
+//
+// Deterministic mode (KernelConfig::sched_seed; sched.cc, "Deterministic mode") keeps the
+// same interfaces: the vCPUs become logical CPUs served by one thread, which runs one LWP at
+// a time and takes every scheduling decision from a seeded generator.
 #pragma once
 
 #include <array>
@@ -10,6 +14,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -29,6 +35,8 @@ class RunQueue {
   Lwp* pop();                    // highest priority, FIFO within it
   Lwp* top() const;              // what pop() would return, left queued
   Lwp* pop_migratable(int cpu);  // highest whose affinity allows `cpu`
+  int count_at(int prio) const;  // LWPs queued at priority `prio`
+  Lwp* take_nth_at(int prio, int n);  // the n-th (from 0) queued at `prio`, removed
   void remove(Lwp* l);
   int max_prio() const;  // -1 when empty
   int size() const { return n_; }
@@ -109,9 +117,9 @@ struct EntrySwitch {
 class Scheduler {
  public:
   // kick_timeout: how long an LWP may run user code after a kick before it loses its
-  // vCPU by force (0: never).
+  // vCPU by force (0: never). seed: deterministic mode with that seed.
   Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin,
-            std::chrono::milliseconds kick_timeout);
+            std::chrono::milliseconds kick_timeout, std::optional<uint64_t> seed = std::nullopt);
   ~Scheduler();
   void start();
   void stop();
@@ -142,6 +150,24 @@ class Scheduler {
 
   std::vector<CpuInfo> snapshot() const;
 
+  // Deterministic mode: a kernel entry (syscall or trap) in progress on this host thread,
+  // from before it takes the process lock until after it dropped every lock. The scheduling
+  // thread decides only when none is. A no-op in normal mode.
+  class EntryGate {
+   public:
+    EntryGate(Scheduler& s, lwpid_t lid);
+    ~EntryGate();
+    EntryGate(const EntryGate&) = delete;
+    EntryGate& operator=(const EntryGate&) = delete;
+
+   private:
+    Scheduler* s_;
+  };
+  bool deterministic() const { return det_; }
+  // Deterministic mode: LWPs preempted after running user code for a whole time slice
+  // without a kernel entry (the one decision the host's timing makes).
+  uint64_t realtime_preemptions() const { return det_rt_preempt_.load(std::memory_order_relaxed); }
+
  private:
   void run(Cpu& c) EXCLUDES(c.mu);
   void pin_worker(Cpu& c) EXCLUDES(c.mu);
@@ -157,6 +183,12 @@ class Scheduler {
   void wake_idle_for(CpuMask mask, int busy_cpu);
   void account(Cpu& c, bool now_busy) REQUIRES(c.mu);
   void revoke_check(Cpu& c) REQUIRES(c.mu);
+  // Deterministic mode (sched.cc). Their state is [q] = cpus_[0]->mu, whose run queue is the
+  // only one used.
+  void run_det();
+  bool det_decide(Lwp& l);
+  Lwp* det_pick(Cpu& q) REQUIRES(q.mu);
+  int det_cpu_for(Cpu& q, const Lwp& l) REQUIRES(q.mu);
 
   Kernel& k_;
   const std::chrono::milliseconds quantum_;
@@ -164,6 +196,11 @@ class Scheduler {
   const bool pin_;
   std::vector<std::unique_ptr<Cpu>> cpus_;
   std::atomic<unsigned> rotor_{0};
+  const bool det_;
+  std::mt19937_64 det_rng_;  // [q]
+  int det_entries_ = 0;      // [q] kernel entries in progress (EntryGate)
+  std::atomic<uint64_t> det_rt_preempt_{0};
+  std::thread det_thread_;
 };
 
 }  // namespace lwpd::emul

@@ -6,6 +6,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "emul/callout.h"
 #include "emul/kern.h"
 #include "emul/sched.h"
 
@@ -448,7 +449,9 @@ Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) REQUIRES(l.proc->mu) {
               ? std::chrono::duration_cast<nanoseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count()
-              : std::chrono::duration_cast<nanoseconds>(Clock::now().time_since_epoch()).count();
+              : std::chrono::duration_cast<nanoseconds>(
+                    p.kernel().callout().now().time_since_epoch())
+                    .count();
       ns -= now;
     }
     if (ns <= 0) {
@@ -458,7 +461,7 @@ Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) REQUIRES(l.proc->mu) {
     // Kernel timeouts are whole ticks; anything shorter than one tick waits one.
     const int64_t tick = 1000000000 / std::max(1, p.kernel().config().hz);
     ns = (ns + tick - 1) / tick * tick;
-    deadline = Clock::now() + nanoseconds(ns);
+    deadline = p.kernel().callout().now() + nanoseconds(ns);
   }
   if (l.flag & (LW_CANCELLED | LW_UNPARKED)) {
     l.flag &= ~(LW_CANCELLED | LW_UNPARKED);

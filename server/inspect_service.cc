@@ -106,6 +106,14 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
   resp->set_regions(static_cast<uint32_t>(d_.sessions.pids_with_region().size()));
   resp->set_offer_regions(d_.offer_regions);
   resp->set_kicks_direct(d_.kicks_direct.load(std::memory_order_relaxed));
+  if (const auto& seed = d_.kernel.config().sched_seed) {
+    resp->set_sched_mode("deterministic");
+    resp->set_sched_seed(*seed);
+    resp->set_sched_strategy("random");
+    resp->set_sched_realtime_preemptions(d_.kernel.sched_realtime_preemptions());
+  } else {
+    resp->set_sched_mode("normal");
+  }
   return done(ctx, grpc::Status::OK);
 }
 

@@ -178,6 +178,7 @@ struct Options {
   int max_queued_events = 4096;
   int watch_stall_ms = 30000;
   bool no_shm = false;
+  std::optional<uint64_t> sched_seed;  // deterministic mode
 };
 
 // The default bound on an unanswered kick: ten time slices, and never under two seconds.
@@ -304,6 +305,7 @@ int run(const Options& o) {
   kcfg.maxuprc = o.maxproc_per_uid;
   kcfg.nthr_per_uid = o.maxlwp_per_uid;
   kcfg.runtime_dir = runtime_dir;
+  kcfg.sched_seed = o.sched_seed;
   kcfg.log = kernel_log;
   // Declared before the kernel, which calls it until its vCPUs stop.
   server::WatchHub watch{std::chrono::milliseconds(o.watch_stall_ms)};
@@ -355,6 +357,8 @@ int run(const Options& o) {
   listener.start(server.get());
   spdlog::info("{}: {} vCPUs, quantum {} ms, kick timeout {} ms, runtime dir {}", kVersion,
                kernel.ncpus(), o.quantum_ms, kcfg.kick_timeout.count(), runtime_dir);
+  if (o.sched_seed)
+    spdlog::info("deterministic scheduling: seed {}, strategy random", *o.sched_seed);
   spdlog::info("limits: {} processes ({} kept for root), {} per uid, {} LWPs per uid",
                kcfg.maxproc, lwpd::netbsd::NPROC_ROOT_RESERVE, kcfg.maxuprc, kcfg.nthr_per_uid);
   notify_service_manager("READY=1");
@@ -446,7 +450,14 @@ int main(int argc, char** argv) {
   app.add_flag("--no-shm", o.no_shm,
                "do not offer the shared-memory fast path to clients on this host (they then "
                "use gRPC for every kernel entry)");
+  uint64_t seed = 0;
+  CLI::Option* seed_opt =
+      app.add_option("--sched-seed", seed,
+                     "deterministic scheduling: one LWP runs user code at a time and every "
+                     "scheduling decision comes from a generator with this seed; park timeouts "
+                     "run on a virtual clock (README \"Finding races\")");
   CLI11_PARSE(app, argc, argv);
+  if (seed_opt->count() > 0) o.sched_seed = seed;
 
   auto logger = spdlog::stderr_color_mt("lwpd");
   spdlog::set_default_logger(logger);

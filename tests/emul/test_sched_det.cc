@@ -1,0 +1,212 @@
+// Deterministic mode (KernelConfig::sched_seed, sched.cc "Deterministic mode"): one LWP in
+// user mode at a time, every scheduling decision from a seeded generator, timeouts on a
+// virtual clock. The workload is the classic lost update: LWPs each read a shared counter,
+// enter the kernel (a null syscall: a scheduling point), and write back what they read plus
+// one. Whether updates are lost depends only on the schedule, so with a seed the outcome --
+// and the kernel's whole event sequence -- must be the same on every run, whatever the host
+// does meanwhile (one run has a CPU burner beside it), and different seeds must find
+// different interleavings, among them ones that lose updates.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.h"
+#include "sched_util.h"
+
+namespace lwpd::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Every kernel event but its time and sequence number, as text.
+class Recorder : public KernelObserver {
+ public:
+  explicit Recorder(bool with_cpu = true) : with_cpu_(with_cpu) {}
+  void on_event(const KEvent& e) override {
+    std::string s = std::to_string(static_cast<int>(e.kind)) + " " + std::to_string(e.pid) + "/" +
+                    std::to_string(e.lid) + " " + std::to_string(static_cast<int>(e.from)) + ">" +
+                    std::to_string(static_cast<int>(e.to));
+    if (with_cpu_) s += " @" + std::to_string(e.cpu);
+    std::lock_guard g(mu_);
+    events_.push_back(std::move(s));
+  }
+  std::vector<std::string> events() {
+    std::lock_guard g(mu_);
+    return events_;
+  }
+
+ private:
+  const bool with_cpu_;
+  std::mutex mu_;
+  std::vector<std::string> events_;
+};
+
+struct DetRun {
+  std::vector<std::string> events;
+  int total = -1;
+  int max_in_user = -1;
+};
+
+constexpr int kWorkers = 4;
+constexpr int kIncrements = 20;
+
+// The lost-update program under `seed` on `ncpus` logical CPUs.
+DetRun lost_update(uint64_t seed, int ncpus, bool with_cpu = true) {
+  Recorder rec(with_cpu);
+  KernelConfig cfg = test_config(ncpus);
+  cfg.sched_seed = seed;
+  cfg.quantum = 2s;  // a worker never spins: no slice may end for real
+  cfg.observer = &rec;
+  DetRun out;
+  {
+    Kernel k(cfg);
+    std::atomic<int> counter{0};
+    user_counter().now = 0;
+    user_counter().max = 0;
+    auto tp = TestProc::start(k, [&](U& u) {
+      auto worker = [&](U& w) {
+        for (int i = 0; i < kIncrements; i++) {
+          const int seen = counter.load(std::memory_order_relaxed);
+          U_EXPECT_EQ(w, w.err(LwpKillArgs{.target = w.lid()}), Errno::kOk);
+          counter.store(seen + 1, std::memory_order_relaxed);
+        }
+      };
+      lwpid_t lids[kWorkers] = {};
+      for (lwpid_t& l : lids) U_EXPECT_EQ(u, u.create(worker, 0, &l), Errno::kOk);
+      for (lwpid_t l : lids) U_EXPECT_EQ(u, u.wait(l), Errno::kOk);
+      out.total = counter.load();
+    });
+    Finally fin{[&] { kill_if_alive(k, *tp); }};
+    auto st = tp->wait_exit(60s);
+    EXPECT_TRUE(st.has_value()) << dump(k, tp->pid());
+    EXPECT_TRUE(tp->failures().empty()) << first_failure(*tp);
+    EXPECT_EQ(k.check_invariants(), "");
+  }
+  out.events = rec.events();
+  out.max_in_user = user_counter().max.load();
+  return out;
+}
+
+// A thread that keeps a host CPU busy until destroyed.
+class Burner {
+ public:
+  Burner()
+      : t_([this] {
+          while (!stop_.load(std::memory_order_relaxed)) {
+          }
+        }) {}
+  ~Burner() {
+    stop_ = true;
+    t_.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread t_;
+};
+
+TEST(DetSched, SameSeedSameRunEvenBesideABurner) {
+  for (uint64_t seed : {1u, 7u}) {
+    const DetRun a = lost_update(seed, 2);
+    DetRun b;
+    {
+      Burner burn;
+      b = lost_update(seed, 2);
+    }
+    const DetRun c = lost_update(seed, 2);
+    ASSERT_GT(a.events.size(), 100u);
+    EXPECT_EQ(a.events, b.events) << "seed " << seed << ": the run beside a burner differed";
+    EXPECT_EQ(a.events, c.events) << "seed " << seed;
+    EXPECT_EQ(a.total, b.total);
+    EXPECT_EQ(a.total, c.total);
+    for (const DetRun* r : std::initializer_list<const DetRun*>{&a, &b, &c})
+      EXPECT_EQ(r->max_in_user, 1) << "more than one LWP ran user code at a time";
+  }
+}
+
+TEST(DetSched, SeedsFindDifferentInterleavingsAndTheLostUpdate) {
+  std::set<std::vector<std::string>> distinct;
+  std::set<int> totals;
+  for (uint64_t seed = 1; seed <= 8; seed++) {
+    const DetRun r = lost_update(seed, 2);
+    distinct.insert(r.events);
+    totals.insert(r.total);
+    EXPECT_LE(r.total, kWorkers * kIncrements);
+  }
+  EXPECT_GE(distinct.size(), 4u) << "eight seeds gave fewer than four schedules";
+  EXPECT_LT(*totals.begin(), kWorkers * kIncrements) << "no seed lost an update";
+  EXPECT_GE(totals.size(), 2u);
+}
+
+// The logical CPU an LWP runs on is drawn apart from the schedule: with another --cpus the
+// order of events is the same, only the CPUs they name differ.
+TEST(DetSched, TheScheduleDoesNotDependOnTheCpuCount) {
+  const DetRun one = lost_update(3, 1, /*with_cpu=*/false);
+  const DetRun four = lost_update(3, 4, /*with_cpu=*/false);
+  EXPECT_EQ(one.events, four.events);
+  EXPECT_EQ(one.total, four.total);
+}
+
+// Timeouts run on the virtual clock: a 10 s park ends at once when nothing else can run, and
+// timed sleepers wake in the order of their deadlines, not of the host's timing.
+TEST(DetSched, TimeoutsRunOnTheVirtualClock) {
+  KernelConfig cfg = test_config(2);
+  cfg.sched_seed = 5;
+  Kernel k(cfg);
+  std::mutex mu;
+  std::vector<int> woke;
+  int64_t park_ms = -1;
+  auto tp = TestProc::start(k, [&](U& u) {
+    const auto t0 = Clock::now();
+    U_EXPECT_EQ(u, u.park(Timespec{.tv_sec = 10}), Errno::kETIMEDOUT);
+    park_ms = ms_since(t0);
+    auto sleeper = [&](int secs) {
+      return [&, secs](U& s) {
+        U_EXPECT_EQ(s, s.park(Timespec{.tv_sec = secs}), Errno::kETIMEDOUT);
+        std::lock_guard g(mu);
+        woke.push_back(secs);
+      };
+    };
+    lwpid_t a = 0, b = 0, c = 0;
+    U_EXPECT_EQ(u, u.create(sleeper(3), 0, &a), Errno::kOk);
+    U_EXPECT_EQ(u, u.create(sleeper(1), 0, &b), Errno::kOk);
+    U_EXPECT_EQ(u, u.create(sleeper(2), 0, &c), Errno::kOk);
+    for (lwpid_t l : {a, b, c}) U_EXPECT_EQ(u, u.wait(l), Errno::kOk);
+  });
+  Finally fin{[&] { kill_if_alive(k, *tp); }};
+  ASSERT_TRUE(tp->wait_exit(30s).has_value()) << dump(k, tp->pid());
+  EXPECT_TRUE(tp->failures().empty()) << first_failure(*tp);
+  EXPECT_LT(park_ms, 1000) << "the 10 s park waited for real";
+  EXPECT_EQ(woke, (std::vector<int>{1, 2, 3}));
+}
+
+// The one real-time decision: an LWP that spins in user code while another is runnable loses
+// its vCPU when its slice ends, and that is counted. (The creator goes on after _lwp_create:
+// the new LWP becomes runnable only once its creator has returned to user mode.)
+TEST(DetSched, ASpinnerIsPreemptedByTheClockAndCounted) {
+  KernelConfig cfg = test_config(1);
+  cfg.sched_seed = 9;
+  Kernel k(cfg);
+  std::atomic<bool> other_ran{false};
+  auto tp = TestProc::start(k, [&](U& u) {
+    lwpid_t o = 0;
+    U_EXPECT_EQ(u, u.create([&](U&) { other_ran = true; }, 0, &o), Errno::kOk);
+    U_EXPECT(u, u.spin_until([&] { return other_ran.load(); }, 20s));
+    U_EXPECT_EQ(u, u.wait(o), Errno::kOk);
+  });
+  Finally fin{[&] { kill_if_alive(k, *tp); }};
+  ASSERT_TRUE(tp->wait_exit(30s).has_value()) << dump(k, tp->pid());
+  EXPECT_TRUE(tp->failures().empty()) << first_failure(*tp);
+  EXPECT_TRUE(other_ran.load());
+  EXPECT_GE(k.sched_realtime_preemptions(), 1u);
+}
+
+}  // namespace
+}  // namespace lwpd::test
