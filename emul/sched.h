@@ -186,7 +186,7 @@ class Scheduler {
   // Deterministic mode (sched.cc). Their state is [q] = cpus_[0]->mu, whose run queue is the
   // only one used.
   void run_det();
-  bool det_decide(Lwp& l);
+  bool det_decide(Lwp& l) REQUIRES(l.proc->mu);
   Lwp* det_pick(Cpu& q) REQUIRES(q.mu);
   int det_cpu_for(Cpu& q, const Lwp& l) REQUIRES(q.mu);
 

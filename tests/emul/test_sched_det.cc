@@ -6,8 +6,6 @@
 // and the kernel's whole event sequence -- must be the same on every run, whatever the host
 // does meanwhile (one run has a CPU burner beside it), and different seeds must find
 // different interleavings, among them ones that lose updates.
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -15,6 +13,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "harness.h"
 #include "sched_util.h"
