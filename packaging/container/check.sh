@@ -7,7 +7,7 @@ unit=/usr/lib/systemd/system/lwpd.service
 fail() { echo "package-check: FAIL: $*" >&2; exit 1; }
 step() { echo "package-check: $*"; }
 
-for f in /usr/sbin/lwpd /usr/bin/lwpstat /usr/bin/lwpd-health "$unit" \
+for f in /usr/sbin/lwpd /usr/bin/lwpstat /usr/bin/lwpd-health /usr/bin/lwpd-explore "$unit" \
          /usr/share/man/man8/lwpd.8 /usr/share/man/man1/lwpstat.1 /usr/share/man/man3/lwp.3 \
          /usr/share/lwpd/proto/lwpd/v1/kernel.proto \
          /usr/share/lwpd/proto/grpc/health/v1/health.proto /usr/include/lwpd/lwp.h; do
