@@ -64,8 +64,9 @@ Kernel::Kernel(KernelConfig cfg) : cfg_(std::move(cfg)) {
   callout_ = std::make_unique<Callout>(
       [](const std::shared_ptr<Proc>& p, lwpid_t lid, uint64_t seq) { lwp_timeout(p, lid, seq); },
       cfg_.sched_seed.has_value());
-  sched_ = std::make_unique<Scheduler>(*this, cfg_.ncpus, cfg_.quantum, cfg_.pin_cpus,
-                                       cfg_.kick_timeout, cfg_.sched_seed);
+  sched_ = std::make_unique<Scheduler>(
+      *this, cfg_.ncpus, cfg_.quantum, cfg_.pin_cpus, cfg_.kick_timeout, cfg_.sched_seed,
+      cfg_.sched_strategy == KernelConfig::SchedStrategy::kPct, cfg_.pct_depth, cfg_.pct_steps);
   sched_->start();
 }
 

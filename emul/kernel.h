@@ -76,6 +76,14 @@ struct KernelConfig {
   // Deterministic mode (sched.h): every scheduling decision drawn from a generator seeded
   // with this, one LWP in user mode at a time, timeouts on a virtual clock.
   std::optional<uint64_t> sched_seed;
+  // How the generator decides in that mode: kRandom (uniform among the candidates) or kPct
+  // (Burckhardt et al., ASPLOS 2010: random LWP priorities, the highest runs, and
+  // pct_depth - 1 change points drawn among the first pct_steps scheduling steps, where the
+  // running LWP drops below every other).
+  enum class SchedStrategy { kRandom, kPct };
+  SchedStrategy sched_strategy = SchedStrategy::kRandom;
+  int pct_depth = 3;
+  int pct_steps = 50;
   // Optional event observer (see KernelObserver); must outlive the Kernel.
   KernelObserver* observer = nullptr;
   // Log sink (level: 0 debug, 1 info, 2 warn, 3 error); may be empty.

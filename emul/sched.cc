@@ -99,6 +99,8 @@ Lwp* RunQueue::pop_migratable(int cpu) {
   return nullptr;
 }
 
+Lwp* RunQueue::first_at(int prio) const { return head_[prio]; }
+
 int RunQueue::count_at(int prio) const {
   int n = 0;
   for (Lwp* l = head_[prio]; l != nullptr; l = l->rq_next) n++;
@@ -115,15 +117,22 @@ Lwp* RunQueue::take_nth_at(int prio, int n) {
 // ---- Scheduler ---------------------------------------------------------------------
 
 Scheduler::Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin,
-                     std::chrono::milliseconds kick_timeout, std::optional<uint64_t> seed)
+                     std::chrono::milliseconds kick_timeout, std::optional<uint64_t> seed, bool pct,
+                     int pct_depth, int pct_steps)
     : k_(k),
       quantum_(quantum),
       kick_timeout_(kick_timeout),
       pin_(pin && !seed),
       det_(seed.has_value()),
-      det_rng_(seed.value_or(0)) {
+      det_rng_(seed.value_or(0)),
+      pct_(det_ && pct) {
   assert(ncpus >= 1 && ncpus <= kMaxCpus);
   for (int i = 0; i < ncpus; i++) cpus_.push_back(std::make_unique<Cpu>(i));
+  // PCT's d-1 change points among the first pct_steps steps (two may coincide: the later
+  // index wins, as one step can change only one priority).
+  for (int i = 1; pct_ && i < pct_depth; i++)
+    pct_change_[det_rng_() % static_cast<uint64_t>(std::max(1, pct_steps)) + 1] =
+        static_cast<uint64_t>(i);
 }
 
 Scheduler::~Scheduler() { stop(); }
@@ -681,19 +690,54 @@ bool Scheduler::det_decide(Lwp& l) {
   if (t_det_entry != l.lid) return false;
   Cpu& q = *cpus_[0];
   MutexLock g(q.mu);
+  det_steps_++;
+  if (pct_) {
+    pct_prio(l);  // first sight assigns it, before a change point may lower it
+    if (auto it = pct_change_.find(det_steps_); it != pct_change_.end())
+      pct_prio_[{l.proc->pid, l.lid}] = it->second;
+  }
   const int top = q.rq.max_prio();
   const int mine = l.eff_prio();
   if (top < 0 || top < mine) return false;
   if (top > mine) return true;
+  if (pct_) {
+    // Give way to a queued LWP of higher PCT priority.
+    const uint64_t own = pct_prio(l);
+    for (const Lwp* o = q.rq.first_at(top); o != nullptr; o = o->rq_next)
+      if (pct_prio(*o) > own) return true;
+    return false;
+  }
   const int n = q.rq.count_at(top);
   return det_rng_() % static_cast<uint64_t>(n + 1) != 0;  // 0: the caller goes on
+}
+
+uint64_t Scheduler::pct_prio(const Lwp& l) {
+  auto [it, fresh] = pct_prio_.try_emplace({l.proc->pid, l.lid}, 0);
+  // Initial priorities are above every change point's (1 .. depth-1).
+  if (fresh) it->second = (det_rng_() >> 8) + 1000;
+  return it->second;
 }
 
 Lwp* Scheduler::det_pick(Cpu& q) {
   const int top = q.rq.max_prio();
   if (top < 0) return nullptr;
   const int n = q.rq.count_at(top);
-  Lwp* l = q.rq.take_nth_at(top, static_cast<int>(det_rng_() % static_cast<uint64_t>(n)));
+  int k = 0;
+  if (pct_) {
+    // The highest PCT priority of the best NetBSD priority level.
+    uint64_t best = 0;
+    int i = 0;
+    for (const Lwp* o = q.rq.first_at(top); o != nullptr; o = o->rq_next, i++) {
+      const uint64_t p = pct_prio(*o);
+      if (i == 0 || p > best) {
+        best = p;
+        k = i;
+      }
+    }
+  } else {
+    k = static_cast<int>(det_rng_() % static_cast<uint64_t>(n));
+  }
+  Lwp* l = q.rq.take_nth_at(top, k);
   l->rq_cpu = -1;
   q.hint_queued.store(q.rq.size(), std::memory_order_relaxed);
   return l;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -32,10 +33,11 @@ namespace lwpd::emul {
 class RunQueue {
  public:
   void push(Lwp* l, int prio, bool head);
-  Lwp* pop();                    // highest priority, FIFO within it
-  Lwp* top() const;              // what pop() would return, left queued
-  Lwp* pop_migratable(int cpu);  // highest whose affinity allows `cpu`
-  int count_at(int prio) const;  // LWPs queued at priority `prio`
+  Lwp* pop();                         // highest priority, FIFO within it
+  Lwp* top() const;                   // what pop() would return, left queued
+  Lwp* pop_migratable(int cpu);       // highest whose affinity allows `cpu`
+  int count_at(int prio) const;       // LWPs queued at priority `prio`
+  Lwp* first_at(int prio) const;      // the first of them (the rest follow rq_next)
   Lwp* take_nth_at(int prio, int n);  // the n-th (from 0) queued at `prio`, removed
   void remove(Lwp* l);
   int max_prio() const;  // -1 when empty
@@ -119,7 +121,8 @@ class Scheduler {
   // kick_timeout: how long an LWP may run user code after a kick before it loses its
   // vCPU by force (0: never). seed: deterministic mode with that seed.
   Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bool pin,
-            std::chrono::milliseconds kick_timeout, std::optional<uint64_t> seed = std::nullopt);
+            std::chrono::milliseconds kick_timeout, std::optional<uint64_t> seed = std::nullopt,
+            bool pct = false, int pct_depth = 3, int pct_steps = 50);
   ~Scheduler();
   void start();
   void stop();
@@ -188,6 +191,7 @@ class Scheduler {
   void run_det();
   bool det_decide(Lwp& l) REQUIRES(l.proc->mu);
   Lwp* det_pick(Cpu& q) REQUIRES(q.mu);
+  uint64_t pct_prio(const Lwp& l);  // [q]; assigned at first sight
   int det_cpu_for(Cpu& q, const Lwp& l) REQUIRES(q.mu);
 
   Kernel& k_;
@@ -199,6 +203,12 @@ class Scheduler {
   const bool det_;
   std::mt19937_64 det_rng_;  // [q]
   int det_entries_ = 0;      // [q] kernel entries in progress (EntryGate)
+  uint64_t det_steps_ = 0;   // [q] scheduling steps: decisions at kernel entries
+  // PCT ([q]): each LWP's priority by (pid, lid), and the change points (step -> the
+  // priority the LWP running at that step drops to: 1 .. depth-1, below every initial one).
+  const bool pct_;
+  std::map<std::pair<int, int>, uint64_t> pct_prio_;
+  std::map<uint64_t, uint64_t> pct_change_;
   std::atomic<uint64_t> det_rt_preempt_{0};
   std::thread det_thread_;
 };

@@ -1,8 +1,8 @@
 // lwpd-explore: run a program once per scheduling seed, each time against a fresh private
 // lwpd in deterministic mode, and stop at the first run that fails.
 //
-//   lwpd-explore [--seeds A..B] [--cpus N] [--timeout-s S] [--lwpd PATH] [--json]
-//                -- PROGRAM [ARGS...]
+//   lwpd-explore [--seeds A..B] [--strategy random|pct] [--pct-depth D] [--pct-steps K]
+//                [--cpus N] [--timeout-s S] [--lwpd PATH] [--json] -- PROGRAM [ARGS...]
 //
 // A run fails when the program exits with a status other than 0, is killed by a signal, or
 // outlives --timeout-s. Output: "failing seed: S" and the command that replays that run
@@ -16,9 +16,7 @@
 // ready when it says READY=1 (no polling); the program with LWPD_ENDPOINT naming that
 // socket, its output kept in the directory and shown if the run fails; then SIGTERM to the
 // daemon, and the directory removed. Both children die with us (PR_SET_PDEATHSIG).
-//
-// The strategy is lwpd's "random" (each decision uniform among the candidates); PCT is not
-// implemented yet.
+// The strategy and its parameters are the daemon's (lwpd --sched-strategy).
 
 #include <fcntl.h>
 #include <poll.h>
@@ -56,6 +54,9 @@ constexpr int kExitPass = 0, kExitFound = 1, kExitError = 2;
 
 struct Options {
   std::string seeds = "1..100";
+  std::string strategy = "random";
+  int pct_depth = 3;
+  int pct_steps = 50;
   int cpus = 2;
   int timeout_s = 60;
   std::string lwpd;
@@ -209,6 +210,12 @@ class Explorer {
                                       std::to_string(o_.cpus),
                                       "--sched-seed",
                                       std::to_string(seed),
+                                      "--sched-strategy",
+                                      o_.strategy,
+                                      "--pct-depth",
+                                      std::to_string(o_.pct_depth),
+                                      "--pct-steps",
+                                      std::to_string(o_.pct_steps),
                                       "--log-level",
                                       "warn"};
     const pid_t daemon = spawn(dargv, {"NOTIFY_SOCKET=" + npath}, dlog);
@@ -288,6 +295,13 @@ int main(int argc, char** argv) {
       "stop at the first failing seed (README \"Finding races\")",
       "lwpd-explore"};
   app.add_option("--seeds", o.seeds, "seeds to try, A..B inclusive (default 1..100)");
+  app.add_option("--strategy", o.strategy, "random (default) or pct (lwpd --sched-strategy)")
+      ->check(CLI::IsMember({"random", "pct"}));
+  app.add_option("--pct-depth", o.pct_depth, "PCT's bug depth d (default 3)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--pct-steps", o.pct_steps,
+                 "PCT's change points fall among this many first steps (default 50)")
+      ->check(CLI::Range(1, 100000000));
   app.add_option("--cpus", o.cpus, "logical CPUs of each daemon (default 2)")
       ->check(CLI::Range(1, 64));
   app.add_option("--timeout-s", o.timeout_s, "a run longer than this fails (default 60)")
@@ -299,8 +313,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   const auto [first, last] = parse_seeds(o.seeds);
 
-  std::string replay_base = "lwpd-explore --cpus " + std::to_string(o.cpus) + " --timeout-s " +
-                            std::to_string(o.timeout_s) + " --seeds ";
+  std::string replay_base = "lwpd-explore --strategy " + o.strategy;
+  if (o.strategy == "pct")
+    replay_base += " --pct-depth " + std::to_string(o.pct_depth) + " --pct-steps " +
+                   std::to_string(o.pct_steps);
+  replay_base += " --cpus " + std::to_string(o.cpus) + " --timeout-s " +
+                 std::to_string(o.timeout_s) + " --seeds ";
   std::string prog_text;
   for (const auto& a : o.program) prog_text += " " + shell_quote(a);
 
@@ -335,11 +353,11 @@ int main(int argc, char** argv) {
       failing ? replay_base + std::to_string(*failing) + " --" + prog_text : "";
   if (o.json) {
     std::printf(
-        "{\"first_seed\":%llu,\"last_seed\":%llu,\"strategy\":\"random\",\"cpus\":%d,\"runs\":%llu,"
+        "{\"first_seed\":%llu,\"last_seed\":%llu,\"strategy\":\"%s\",\"cpus\":%d,\"runs\":%llu,"
         "\"seconds\":%.3f,\"runs_per_s\":%.2f,\"failing_seed\":%s,\"failure\":\"%s\","
         "\"replay\":\"%s\"}\n",
-        static_cast<unsigned long long>(first), static_cast<unsigned long long>(last), o.cpus,
-        static_cast<unsigned long long>(runs), secs, rate,
+        static_cast<unsigned long long>(first), static_cast<unsigned long long>(last),
+        o.strategy.c_str(), o.cpus, static_cast<unsigned long long>(runs), secs, rate,
         failing ? std::to_string(*failing).c_str() : "null", json_escape(fail.why).c_str(),
         json_escape(replay).c_str());
   } else if (failing) {
@@ -349,9 +367,9 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(*failing), fail.why.c_str(),
                 static_cast<unsigned long long>(runs), rate, replay.c_str());
   } else {
-    std::printf("all %llu seeds passed (%llu..%llu, %.1f runs/s)\n",
+    std::printf("all %llu seeds passed (%llu..%llu, %s, %.1f runs/s)\n",
                 static_cast<unsigned long long>(runs), static_cast<unsigned long long>(first),
-                static_cast<unsigned long long>(last), rate);
+                static_cast<unsigned long long>(last), o.strategy.c_str(), rate);
   }
   return failing ? kExitFound : kExitPass;
 }

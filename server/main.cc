@@ -179,6 +179,9 @@ struct Options {
   int watch_stall_ms = 30000;
   bool no_shm = false;
   std::optional<uint64_t> sched_seed;  // deterministic mode
+  std::string sched_strategy = "random";
+  int pct_depth = 3;
+  int pct_steps = 50;
 };
 
 // The default bound on an unanswered kick: ten time slices, and never under two seconds.
@@ -306,6 +309,10 @@ int run(const Options& o) {
   kcfg.nthr_per_uid = o.maxlwp_per_uid;
   kcfg.runtime_dir = runtime_dir;
   kcfg.sched_seed = o.sched_seed;
+  kcfg.sched_strategy = o.sched_strategy == "pct" ? emul::KernelConfig::SchedStrategy::kPct
+                                                  : emul::KernelConfig::SchedStrategy::kRandom;
+  kcfg.pct_depth = o.pct_depth;
+  kcfg.pct_steps = o.pct_steps;
   kcfg.log = kernel_log;
   // Declared before the kernel, which calls it until its vCPUs stop.
   server::WatchHub watch{std::chrono::milliseconds(o.watch_stall_ms)};
@@ -358,7 +365,10 @@ int run(const Options& o) {
   spdlog::info("{}: {} vCPUs, quantum {} ms, kick timeout {} ms, runtime dir {}", kVersion,
                kernel.ncpus(), o.quantum_ms, kcfg.kick_timeout.count(), runtime_dir);
   if (o.sched_seed)
-    spdlog::info("deterministic scheduling: seed {}, strategy random", *o.sched_seed);
+    spdlog::info("deterministic scheduling: seed {}, strategy {}", *o.sched_seed,
+                 o.sched_strategy == "pct" ? fmt::format("pct (depth {}, {} steps)", o.pct_depth,
+                                                         o.pct_steps)
+                                           : o.sched_strategy);
   spdlog::info("limits: {} processes ({} kept for root), {} per uid, {} LWPs per uid",
                kcfg.maxproc, lwpd::netbsd::NPROC_ROOT_RESERVE, kcfg.maxuprc, kcfg.nthr_per_uid);
   notify_service_manager("READY=1");
@@ -456,6 +466,17 @@ int main(int argc, char** argv) {
                      "deterministic scheduling: one LWP runs user code at a time and every "
                      "scheduling decision comes from a generator with this seed; park timeouts "
                      "run on a virtual clock (README \"Finding races\")");
+  app.add_option("--sched-strategy", o.sched_strategy,
+                 "with --sched-seed: random (each decision uniform among the candidates) or pct "
+                 "(random LWP priorities with --pct-depth - 1 change points)")
+      ->check(CLI::IsMember({"random", "pct"}));
+  app.add_option("--pct-depth", o.pct_depth,
+                 "PCT: the bug depth d it aims at (d - 1 priority change points; default 3)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--pct-steps", o.pct_steps,
+                 "PCT: the change points fall among the first this many scheduling steps "
+                 "(kernel entries; default 50)")
+      ->check(CLI::Range(1, 100000000));
   CLI11_PARSE(app, argc, argv);
   if (seed_opt->count() > 0) o.sched_seed = seed;
 

@@ -58,10 +58,15 @@ constexpr int kWorkers = 4;
 constexpr int kIncrements = 20;
 
 // The lost-update program under `seed` on `ncpus` logical CPUs.
-DetRun lost_update(uint64_t seed, int ncpus, bool with_cpu = true) {
+using Strategy = KernelConfig::SchedStrategy;
+
+DetRun lost_update(uint64_t seed, int ncpus, bool with_cpu = true,
+                   Strategy strategy = Strategy::kRandom) {
   Recorder rec(with_cpu);
   KernelConfig cfg = test_config(ncpus);
   cfg.sched_seed = seed;
+  cfg.sched_strategy = strategy;
+  cfg.pct_steps = 100;
   cfg.quantum = 2s;  // a worker never spins: no slice may end for real
   cfg.observer = &rec;
   DetRun out;
@@ -143,6 +148,25 @@ TEST(DetSched, SeedsFindDifferentInterleavingsAndTheLostUpdate) {
   EXPECT_GE(distinct.size(), 4u) << "eight seeds gave fewer than four schedules";
   EXPECT_LT(*totals.begin(), kWorkers * kIncrements) << "no seed lost an update";
   EXPECT_GE(totals.size(), 2u);
+}
+
+// PCT: random priorities, the highest runs until a change point drops it. Deterministic too,
+// and its change points find the lost update.
+TEST(DetSched, PctIsDeterministicAndFindsTheLostUpdate) {
+  const DetRun a = lost_update(11, 2, true, Strategy::kPct);
+  const DetRun b = lost_update(11, 2, true, Strategy::kPct);
+  EXPECT_EQ(a.events, b.events);
+  EXPECT_EQ(a.total, b.total);
+  std::set<std::vector<std::string>> distinct;
+  int lost = 0;
+  for (uint64_t seed = 1; seed <= 20; seed++) {
+    const DetRun r = lost_update(seed, 2, true, Strategy::kPct);
+    distinct.insert(r.events);
+    if (r.total < kWorkers * kIncrements) lost++;
+    EXPECT_EQ(r.max_in_user, 1);
+  }
+  EXPECT_GE(distinct.size(), 4u);
+  EXPECT_GE(lost, 1) << "no PCT seed of 20 lost an update";
 }
 
 // The logical CPU an LWP runs on is drawn apart from the schedule: with another --cpus the

@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
 # explore_test.sh EXPLORE RACES NSEEDS -- lwpd-explore against the example races
-# (client/examples/races.c): each bug is found within NSEEDS seeds, its failing seed fails
-# again -- with the same output -- on 10 of 10 replays, and each corrected program passes
-# every one of the NSEEDS seeds. (README "Finding races".)
+# (client/examples/races.c), with each strategy: each bug is found within 100 seeds, its
+# failing seed fails again -- with the same output -- on 10 of 10 replays, and each corrected
+# program passes every one of the first NSEEDS seeds. (README "Finding races".)
 set -euo pipefail
 explore=$1 races=$2 nseeds=$3
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 
+for strategy in random pct; do
 for bug in lost-update lost-wakeup; do
   set +e
-  summary=$("$explore" --json --seeds "1..$nseeds" --timeout-s 60 -- "$races" "$bug")
+  summary=$("$explore" --json --strategy "$strategy" --seeds 1..100 --timeout-s 60 -- "$races" "$bug")
   rc=$?
   set -e
-  echo "$bug: $summary"
-  [[ $rc -eq 1 ]] || { bad "$bug: lwpd-explore exited $rc, wanted 1 (a failing seed)"; continue; }
+  echo "$strategy $bug: $summary"
+  [[ $rc -eq 1 ]] || { bad "$strategy $bug: lwpd-explore exited $rc, wanted 1 (a failing seed)"; continue; }
   seed=$(sed -n 's/.*"failing_seed":\([0-9]*\).*/\1/p' <<<"$summary")
   [[ -n $seed ]] || { bad "$bug: no failing seed in the summary"; continue; }
   first=""
   for i in $(seq 10); do
     set +e
-    out=$("$explore" --seeds "$seed" --timeout-s 60 -- "$races" "$bug" 2>&1)
+    out=$("$explore" --strategy "$strategy" --seeds "$seed" --timeout-s 60 -- "$races" "$bug" 2>&1)
     rc=$?
     set -e
     [[ $rc -eq 1 ]] || bad "$bug: replay $i of seed $seed exited $rc, wanted 1"
@@ -29,14 +30,16 @@ for bug in lost-update lost-wakeup; do
     [[ -z $first ]] && first=$run_output
     [[ $run_output == "$first" ]] || bad "$bug: replay $i printed something else: $run_output"
   done
-  echo "$bug: seed $seed failed again on 10 of 10 replays: $(sed -n 2p <<<"$first")"
+  echo "$strategy $bug: seed $seed failed again on 10 of 10 replays: $(sed -n 2p <<<"$first")"
 
   set +e
-  out=$("$explore" --seeds "1..$nseeds" --timeout-s 60 -- "$races" "$bug" --fixed 2>&1)
+  out=$("$explore" --strategy "$strategy" --seeds "1..$nseeds" --timeout-s 60 -- "$races" "$bug" \
+        --fixed 2>&1)
   rc=$?
   set -e
-  echo "$bug --fixed: $out"
-  [[ $rc -eq 0 ]] || bad "$bug --fixed: lwpd-explore exited $rc: $out"
+  echo "$strategy $bug --fixed: $out"
+  [[ $rc -eq 0 ]] || bad "$strategy $bug --fixed: lwpd-explore exited $rc: $out"
+done
 done
 
 # Usage errors are lwpd-explore's own: exit status 2.
