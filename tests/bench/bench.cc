@@ -50,6 +50,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -634,8 +635,11 @@ void register_benchmarks() {
 
 // Runs in a forked child attached over `transport` (LWPD_TRANSPORT); its results go to
 // `out_fd` as "<transport>/<benchmark>" (and "...:<counter>").
+// `transport` names the results ("grpc", "shm"; "det": shm against the deterministic
+// daemon, M1-M3 only).
 [[noreturn]] void micro_child(int out_fd, const std::string& transport) {
-  setenv("LWPD_TRANSPORT", transport.c_str(), 1);
+  const bool det = transport == "det";
+  setenv("LWPD_TRANSPORT", det ? "shm" : transport.c_str(), 1);
   if (lwpd_attach(g_lwpd_ep.c_str()) != 0) die("lwpd_attach");
   g_echo_chan = grpc::CreateChannel(g_echo_ep, grpc::InsecureChannelCredentials());
   g_inspect =
@@ -647,6 +651,9 @@ void register_benchmarks() {
     args.push_back("--benchmark_enable_random_interleaving=true");
   }
   for (const auto& a : g_cfg.bench_args) args.push_back(a);
+  if (det)
+    args.push_back(
+        "--benchmark_filter=^(M1_lwpd_getprivate|M2_lwpd_park_handoff_x2|M3_lwpd_create_wait)(/|$)");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   int argc = static_cast<int>(argv.size());
@@ -666,6 +673,32 @@ void register_benchmarks() {
   g_echo_chan.reset();
   if (lwpd_detach() != 0) die("lwpd_detach");
   _exit(0);
+}
+
+// M1-M4 and the baselines in an attached child (each child measures its own baselines, so
+// every ratio compares figures of the same child's run); its results go into `res`.
+void measure_in_child(const char* transport, std::map<std::string, double>& res) {
+  if (strcmp(transport, "det") != 0) printf("\n==== transport %s ====\n", transport);
+  int pfd[2];
+  if (pipe(pfd) != 0) die("pipe");
+  fflush(stdout);
+  pid_t kid = fork();
+  if (kid < 0) die("fork");
+  if (kid == 0) {
+    close(pfd[0]);
+    micro_child(pfd[1], transport);
+  }
+  close(pfd[1]);
+  for (auto& [k, v] : read_results(pfd[0])) res[k] = v;
+  close(pfd[0]);
+  int st = 0;
+  if (!wait_pid(kid, 120000, &st)) {
+    kill(kid, SIGKILL);
+    waitpid(kid, &st, 0);
+  }
+  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+    fprintf(stderr, "lwpd_bench: the measuring child (%s) %s\n", transport,
+            describe_status(st).c_str());
 }
 
 M5Result m5_in_child(const char* transport) {
@@ -695,13 +728,14 @@ M5Result m5_in_child(const char* transport) {
 void usage() {
   printf(
       "usage: lwpd_bench [--quick] [--reps=N] [--min-time=S] [--m5-procs=N] [--m5-lwps=N]\n"
-      "                  [--idle-ms=N] [--no-m5] [--check [--tolerance=X]] [--cpus=N]\n"
+      "                  [--idle-ms=N] [--no-m5] [--no-det] [--check [--tolerance=X]] [--cpus=N]\n"
       "                  [--lwpd=PATH] [--benchmark_*...]\n"
       "  --quick       smoke run: 1 repetition, tiny iteration counts, M5 with 4 x 10 LWPs\n"
       "  --reps=N      repetitions per benchmark (default 5); figures are medians\n"
       "  --min-time=S  minimum time per repetition (default 0.5 s)\n"
       "  --m5-procs/--m5-lwps  M5 size (default 100 processes x 100 LWPs)\n"
       "  --idle-ms=N   M5 idle CPU window (default 2000)\n"
+      "  --no-det      skip the deterministic-mode pass (M1-M3 against lwpd --sched-seed 1)\n"
       "  --check       compare every budgeted figure with its budget (docs/PERFORMANCE.md,\n"
       "                \"Latency budget\"); exit status 3 if one is beyond --tolerance x it\n"
       "  --tolerance=X how far over its budget a figure may be before --check fails\n"
@@ -739,6 +773,8 @@ bool parse_args(int argc, char** argv) {
       g_cfg.tolerance = std::max(1.0, atof(v));
     } else if (a == "--no-m5") {
       g_cfg.m5 = false;
+    } else if (a == "--no-det") {
+      g_cfg.det = false;
     } else if (const char* v = val("--cpus=")) {
       g_cfg.cpus = std::max(1, atoi(v));
     } else if (const char* v = val("--lwpd=")) {
@@ -786,36 +822,34 @@ int main(int argc, char** argv) {
   } else {
     // M1-M4 and the baselines, in one attached child per transport (each child measures its
     // own baselines, so every ratio compares figures of the same child's run).
-    for (const char* transport : {"grpc", "shm"}) {
-      printf("\n==== transport %s ====\n", transport);
-      int pfd[2];
-      if (pipe(pfd) != 0) die("pipe");
-      fflush(stdout);
-      pid_t kid = fork();
-      if (kid < 0) die("fork");
-      if (kid == 0) {
-        close(pfd[0]);
-        micro_child(pfd[1], transport);
-      }
-      close(pfd[1]);
-      for (auto& [k, v] : read_results(pfd[0])) res[k] = v;
-      close(pfd[0]);
-      int st = 0;
-      if (!wait_pid(kid, 120000, &st)) {
-        kill(kid, SIGKILL);
-        waitpid(kid, &st, 0);
-      }
-      if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-        fprintf(stderr, "lwpd_bench: the measuring child (%s) %s\n", transport,
-                describe_status(st).c_str());
-    }
+    for (const char* transport : {"grpc", "shm"}) measure_in_child(transport, res);
     // M5 per transport, each in a child of its own: run_m5 uses gRPC once its processes
     // are forked, and a process that has used gRPC must not fork attached children again.
     if (g_cfg.m5) {
       for (const char* transport : {"grpc", "shm"}) m5[transport] = m5_in_child(transport);
     }
+    // Deterministic mode: the same shm figures against a daemon started with a seed.
+    pid_t det_pid = -1;
+    if (g_cfg.det) {
+      const std::string normal_ep = g_lwpd_ep;
+      const std::string det_dir = dir + "/det";  // a runtime directory is one daemon's
+      if (mkdir(det_dir.c_str(), 0700) != 0) die("mkdir");
+      g_lwpd_ep = "unix://" + det_dir + "/lwpd.sock";
+      det_pid = spawn_exec({g_cfg.lwpd, "--listen", g_lwpd_ep, "--runtime-dir", det_dir, "--cpus",
+                            std::to_string(g_cfg.cpus), "--log-level", "warn", "--sched-seed",
+                            "1"});
+      if (wait_socket(det_dir + "/lwpd.sock", det_pid, 15000)) {
+        printf("\n==== deterministic mode (lwpd --sched-seed 1), transport shm ====\n");
+        measure_in_child("det", res);
+      } else {
+        fprintf(stderr, "lwpd_bench: the deterministic lwpd did not start\n");
+      }
+      g_lwpd_ep = normal_ep;
+    }
     rc = report(res, m5) ? 0 : 1;
+    if (g_cfg.det) report_det(res);
     if (g_cfg.check && check_budgets(g_cfg.tolerance) > 0 && rc == 0) rc = 3;
+    if (det_pid > 0) stop_process(det_pid, 10000);
   }
   fflush(stdout);
   stop_process(g_echo_pid, 3000);

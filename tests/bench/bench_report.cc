@@ -248,6 +248,22 @@ bool report(const std::map<std::string, double>& res, const std::map<std::string
   return complete;
 }
 
+void report_det(const std::map<std::string, double>& res) {
+  auto get = [&](const std::string& k) {
+    auto it = res.find(k);
+    return it == res.end() ? NAN : it->second;
+  };
+  printf(
+      "\n== deterministic mode (lwpd --sched-seed 1, random): its cost over normal mode, "
+      "transport shm, medians\n\n");
+  printf("  %-34s %12s %12s %8s\n", "figure", "normal", "det", "det/norm");
+  for (const char* b : {"M1_lwpd_getprivate", "M2_lwpd_park_handoff_x2", "M3_lwpd_create_wait"}) {
+    const double n = get(std::string("shm/") + b), d = get(std::string("det/") + b);
+    printf("  %-34s %10.1f us %9.1f us %8s\n", b, n / 1000, d / 1000,
+           std::isnan(n) || std::isnan(d) ? "-" : fmt("%.2f", d / n).c_str());
+  }
+}
+
 int check_budgets(double tolerance) {
   printf("\n== latency budget (--check): each figure over its budget; fails beyond %.2fx\n\n",
          tolerance);

@@ -26,6 +26,7 @@ struct Config {
   int m5_lwps = 100;  // per process, the main LWP included
   int idle_ms = 2000;
   bool m5 = true;
+  bool det = true;         // the deterministic-mode pass (--no-det: skip it)
   bool check = false;      // --check: compare with the latency budget
   double tolerance = 1.0;  // --check fails for a figure beyond tolerance x its budget
   int cpus = 2;
@@ -68,5 +69,9 @@ bool report(const std::map<std::string, double>& res, const std::map<std::string
 // --check: every budgeted figure of the last report() against its budget; the number that
 // exceed `tolerance` times it.
 int check_budgets(double tolerance);
+
+// Deterministic mode's cost: M1-M3 over shm against a daemon started with --sched-seed
+// ("det/<benchmark>" in `res`) beside the same figures of the normal daemon ("shm/...").
+void report_det(const std::map<std::string, double>& res);
 
 }  // namespace lwpd::bench
