@@ -67,6 +67,8 @@ Kernel::Kernel(KernelConfig cfg) : cfg_(std::move(cfg)) {
   sched_ = std::make_unique<Scheduler>(
       *this, cfg_.ncpus, cfg_.quantum, cfg_.pin_cpus, cfg_.kick_timeout, cfg_.sched_seed,
       cfg_.sched_strategy == KernelConfig::SchedStrategy::kPct, cfg_.pct_depth, cfg_.pct_steps);
+  if (cfg_.sched_seed && (!cfg_.sched_record.empty() || !cfg_.sched_replay.empty()))
+    sched_->open_log(cfg_.sched_record, cfg_.sched_replay, cfg_.on_replay_divergence);
   sched_->start();
 }
 
@@ -303,6 +305,8 @@ ProcRef Kernel::tracer_lookup(pid_t pid) const {
 pid_t Kernel::proc_pid(const ProcRef& p) const { return p->pid; }
 
 uint64_t Kernel::sched_realtime_preemptions() const { return sched_->realtime_preemptions(); }
+
+std::string Kernel::sched_replay_divergence() const { return sched_->replay_divergence(); }
 
 void Kernel::emit(KEvent e) const {
   if (cfg_.observer == nullptr) return;

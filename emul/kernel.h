@@ -84,6 +84,15 @@ struct KernelConfig {
   SchedStrategy sched_strategy = SchedStrategy::kRandom;
   int pct_depth = 3;
   int pct_steps = 50;
+  // Record every draw of that mode's generator to this file (one line each: what was decided,
+  // for which LWP, among how many, and the value), or replay one: each draw takes the
+  // recorded value after checking that the run asks the same question. The first question
+  // that differs is a divergence: on_replay_divergence gets a message naming it (under a
+  // scheduler lock: it must not call into the Kernel), and the run goes on drawing from the
+  // seed.
+  std::string sched_record;
+  std::string sched_replay;
+  std::function<void(const std::string&)> on_replay_divergence;
   // Optional event observer (see KernelObserver); must outlive the Kernel.
   KernelObserver* observer = nullptr;
   // Log sink (level: 0 debug, 1 info, 2 warn, 3 error); may be empty.
@@ -261,6 +270,9 @@ class Kernel {
   // Deterministic mode: LWPs preempted because a time slice ended in real time (the one
   // host-timed decision of that mode); 0 in normal mode.
   uint64_t sched_realtime_preemptions() const;
+  // Deterministic mode with --sched-replay: "" while the run follows the record, else the
+  // divergence message.
+  std::string sched_replay_divergence() const;
   int maxlwp() const { return cfg_.maxlwp; }
 
   // ---- internal, used by the core and the scheduler ----

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "emul/callout.h"
@@ -133,9 +135,14 @@ Scheduler::Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bo
   for (int i = 1; pct_ && i < pct_depth; i++)
     pct_change_[det_rng_() % static_cast<uint64_t>(std::max(1, pct_steps)) + 1] =
         static_cast<uint64_t>(i);
+  pct_steps_ = pct_steps;
+  pct_depth_ = pct_depth;
 }
 
-Scheduler::~Scheduler() { stop(); }
+Scheduler::~Scheduler() {
+  stop();
+  if (rec_ != nullptr) std::fclose(rec_);
+}
 
 CpuMask Scheduler::all_mask() const {
   return cpus_.size() >= 64 ? ~CpuMask{0} : (CpuMask{1} << cpus_.size()) - 1;
@@ -708,13 +715,13 @@ bool Scheduler::det_decide(Lwp& l) {
     return false;
   }
   const int n = q.rq.count_at(top);
-  return det_rng_() % static_cast<uint64_t>(n + 1) != 0;  // 0: the caller goes on
+  return det_draw('D', l.lid, static_cast<uint64_t>(n + 1)) != 0;  // 0: the caller goes on
 }
 
 uint64_t Scheduler::pct_prio(const Lwp& l) {
   auto [it, fresh] = pct_prio_.try_emplace({l.proc->pid, l.lid}, 0);
   // Initial priorities are above every change point's (1 .. depth-1).
-  if (fresh) it->second = (det_rng_() >> 8) + 1000;
+  if (fresh) it->second = (det_draw('Q', l.lid, 0) >> 8) + 1000;
   return it->second;
 }
 
@@ -735,7 +742,7 @@ Lwp* Scheduler::det_pick(Cpu& q) {
       }
     }
   } else {
-    k = static_cast<int>(det_rng_() % static_cast<uint64_t>(n));
+    k = static_cast<int>(det_draw('P', 0, static_cast<uint64_t>(n)));
   }
   Lwp* l = q.rq.take_nth_at(top, k);
   l->rq_cpu = -1;
@@ -750,7 +757,7 @@ int Scheduler::det_cpu_for(Cpu& q, const Lwp& l) {
   for (int i = 0; i < ncpus(); i++)
     if (allows(l.rq_affinity, i)) allowed[n++] = i;
   if (n == 0) return 0;  // an affinity with no existing vCPU is refused before it is set
-  return allowed[det_rng_() % static_cast<uint64_t>(n)];
+  return allowed[det_draw('C', l.lid, static_cast<uint64_t>(n))];
 }
 
 void Scheduler::run_det() {
@@ -781,6 +788,101 @@ void Scheduler::run_det() {
     dispatch(c, *l);
     while (c.cur != nullptr && !c.stopping) watch_current(c, lk);
   }
+}
+
+// ---- Record and replay ----------------------------------------------------------------
+//
+// Every draw of the generator is one line, "<n> <kind> <lid> <among> <value>": the draw's
+// number, what it decides (D: the caller of an entry goes on or gives way; P: which queued LWP
+// runs; C: on which logical CPU; Q: a PCT priority), the LWP it is about (0 for P), among how
+// many alternatives (0: a raw 64-bit value) and the value drawn. A replay answers each draw
+// with the recorded value once the kind, LWP and count match; the PCT change points are
+// drawn before the first line, from the seed, so a replay must use the recorded run's seed
+// and strategy (the header says them). The outside inputs a run receives are not recorded.
+
+void Scheduler::open_log(const std::string& record, const std::string& replay,
+                         std::function<void(const std::string&)> on_divergence) {
+  Cpu& q = *cpus_[0];
+  MutexLock g(q.mu);
+  on_divergence_ = std::move(on_divergence);
+  if (!replay.empty()) {
+    FILE* f = std::fopen(replay.c_str(), "r");
+    if (f == nullptr) {
+      k_.log(3, "cannot read the schedule record " + replay + ": " + std::strerror(errno));
+      diverged_ = "the record " + replay + " cannot be read";
+      if (on_divergence_) on_divergence_(diverged_);
+      return;
+    }
+    char line[256];
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      std::string l(line);
+      if (!l.empty() && l.back() == '\n') l.pop_back();
+      if (!l.empty() && l[0] != '#') replay_.push_back(l);
+    }
+    std::fclose(f);
+    replaying_ = true;
+  }
+  if (!record.empty()) {
+    rec_ = std::fopen(record.c_str(), "w");
+    if (rec_ == nullptr) {
+      k_.log(3, "cannot write the schedule record " + record + ": " + std::strerror(errno));
+      return;
+    }
+    std::setvbuf(rec_, nullptr, _IOLBF, 0);  // whole lines even if the daemon is killed
+    std::fprintf(rec_, "# lwpd schedule record: strategy %s pct-depth %d pct-steps %d cpus %d\n",
+                 pct_ ? "pct" : "random", pct_depth_, pct_steps_, ncpus());
+  }
+}
+
+std::string Scheduler::replay_divergence() const {
+  Cpu& q = *cpus_[0];
+  MutexLock g(q.mu);
+  return diverged_;
+}
+
+uint64_t Scheduler::det_draw(char kind, int lid, uint64_t n) {
+  const uint64_t draw_no = ++det_draws_;
+  uint64_t v = 0;
+  bool taken = false;
+  if (replaying_ && diverged_.empty()) {
+    char rk = 0;
+    int rlid = 0;
+    unsigned long long rno = 0, rn = 0, rv = 0;
+    const bool have = replay_next_ < replay_.size();
+    const bool parsed = have && std::sscanf(replay_[replay_next_].c_str(), "%llu %c %d %llu %llu",
+                                            &rno, &rk, &rlid, &rn, &rv) == 5;
+    if (parsed && rno == draw_no && rk == kind && rlid == lid && rn == n && (n == 0 || rv < n)) {
+      v = rv;
+      taken = true;
+      replay_next_++;
+    } else {
+      auto question = [](char k, int lid, uint64_t among) {
+        const std::string who = "LWP " + std::to_string(lid);
+        const std::string q = k == 'D'   ? "whether " + who + " goes on after its kernel entry"
+                              : k == 'P' ? std::string("which queued LWP runs next")
+                              : k == 'C' ? "the logical CPU of " + who
+                                         : "the PCT priority of " + who;
+        return q + (among != 0 ? " (" + std::to_string(among) + " alternatives)" : "");
+      };
+      std::string recorded = "nothing: the record has ended";
+      if (have) {
+        recorded = parsed ? question(rk, rlid, rn) : "an unreadable line";
+        recorded += " [\"" + replay_[replay_next_] + "\"]";
+      }
+      diverged_ = "schedule replay diverged at draw " + std::to_string(draw_no) +
+                  ": this run asks " + question(kind, lid, n) + ", the record has " + recorded;
+      k_.log(3, diverged_);
+      if (on_divergence_) on_divergence_(diverged_);
+    }
+  }
+  if (!taken) {
+    const uint64_t raw = det_rng_();
+    v = n == 0 ? raw : raw % n;
+  }
+  if (rec_ != nullptr)
+    std::fprintf(rec_, "%llu %c %d %llu %llu\n", static_cast<unsigned long long>(draw_no), kind,
+                 lid, static_cast<unsigned long long>(n), static_cast<unsigned long long>(v));
+  return v;
 }
 
 std::vector<CpuInfo> Scheduler::snapshot() const {

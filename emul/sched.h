@@ -13,10 +13,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -170,6 +173,12 @@ class Scheduler {
   // Deterministic mode: LWPs preempted after running user code for a whole time slice
   // without a kernel entry (the one decision the host's timing makes).
   uint64_t realtime_preemptions() const { return det_rt_preempt_.load(std::memory_order_relaxed); }
+  // Record the generator's draws to `record`, or replay them from `replay` (KernelConfig).
+  // Before start(). Errors (a file that cannot be opened or read) are logged and leave the
+  // generator as it is.
+  void open_log(const std::string& record, const std::string& replay,
+                std::function<void(const std::string&)> on_divergence);
+  std::string replay_divergence() const;
 
  private:
   void run(Cpu& c) EXCLUDES(c.mu);
@@ -192,6 +201,9 @@ class Scheduler {
   bool det_decide(Lwp& l) REQUIRES(l.proc->mu);
   Lwp* det_pick(Cpu& q) REQUIRES(q.mu);
   uint64_t pct_prio(const Lwp& l);  // [q]; assigned at first sight
+  // [q] The generator, through the record or replay: a value in [0, n) (n = 0: any 64-bit
+  // value), for decision `kind` about LWP `lid`.
+  uint64_t det_draw(char kind, int lid, uint64_t n);
   int det_cpu_for(Cpu& q, const Lwp& l) REQUIRES(q.mu);
 
   Kernel& k_;
@@ -210,6 +222,15 @@ class Scheduler {
   std::map<std::pair<int, int>, uint64_t> pct_prio_;
   std::map<uint64_t, uint64_t> pct_change_;
   std::atomic<uint64_t> det_rt_preempt_{0};
+  // [q] Record/replay of the draws (sched.cc, "Record and replay").
+  FILE* rec_ = nullptr;
+  std::vector<std::string> replay_;  // the recorded draws, one line each
+  size_t replay_next_ = 0;
+  uint64_t det_draws_ = 0;
+  int pct_depth_ = 0, pct_steps_ = 0;
+  bool replaying_ = false;
+  std::string diverged_;
+  std::function<void(const std::string&)> on_divergence_;
   std::thread det_thread_;
 };
 

@@ -180,6 +180,7 @@ struct Options {
   bool no_shm = false;
   std::optional<uint64_t> sched_seed;  // deterministic mode
   std::string sched_strategy = "random";
+  std::string sched_record, sched_replay;
   int pct_depth = 3;
   int pct_steps = 50;
 };
@@ -313,6 +314,15 @@ int run(const Options& o) {
                                                   : emul::KernelConfig::SchedStrategy::kRandom;
   kcfg.pct_depth = o.pct_depth;
   kcfg.pct_steps = o.pct_steps;
+  kcfg.sched_record = o.sched_record;
+  kcfg.sched_replay = o.sched_replay;
+  // A replay that diverges stops the daemon (exit status 4) with the message: never silently.
+  static std::atomic<bool> diverged{false};
+  kcfg.on_replay_divergence = [](const std::string& why) {
+    if (diverged.exchange(true)) return;
+    spdlog::error("{}: stopping", why);
+    ::kill(::getpid(), SIGTERM);  // the signal thread starts the clean shutdown
+  };
   kcfg.log = kernel_log;
   // Declared before the kernel, which calls it until its vCPUs stop.
   server::WatchHub watch{std::chrono::milliseconds(o.watch_stall_ms)};
@@ -395,7 +405,7 @@ int run(const Options& o) {
   server->Wait();
   ::unlink(admin_file.c_str());  // the token dies with this daemon
   spdlog::info("stopped");
-  return 0;
+  return diverged.load() ? 4 : 0;
 }
 
 }  // namespace
@@ -477,8 +487,19 @@ int main(int argc, char** argv) {
                  "PCT: the change points fall among the first this many scheduling steps "
                  "(kernel entries; default 50)")
       ->check(CLI::Range(1, 100000000));
+  app.add_option("--sched-record", o.sched_record,
+                 "with --sched-seed: write every scheduling decision to this file");
+  app.add_option("--sched-replay", o.sched_replay,
+                 "with --sched-seed (and the recorded run's strategy): take every scheduling "
+                 "decision from this record; the first that does not fit stops the daemon "
+                 "(exit status 4) with a message naming it")
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
   if (seed_opt->count() > 0) o.sched_seed = seed;
+  if ((!o.sched_record.empty() || !o.sched_replay.empty()) && !o.sched_seed) {
+    std::fprintf(stderr, "lwpd: --sched-record and --sched-replay need --sched-seed\n");
+    return 2;
+  }
 
   auto logger = spdlog::stderr_color_mt("lwpd");
   spdlog::set_default_logger(logger);

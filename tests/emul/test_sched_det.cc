@@ -6,8 +6,11 @@
 // and the kernel's whole event sequence -- must be the same on every run, whatever the host
 // does meanwhile (one run has a CPU burner beside it), and different seeds must find
 // different interleavings, among them ones that lose updates.
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <set>
 #include <string>
@@ -52,21 +55,32 @@ struct DetRun {
   std::vector<std::string> events;
   int total = -1;
   int max_in_user = -1;
+  std::string divergence;  // Kernel::sched_replay_divergence() at the end
 };
 
 constexpr int kWorkers = 4;
 constexpr int kIncrements = 20;
 
-// The lost-update program under `seed` on `ncpus` logical CPUs.
 using Strategy = KernelConfig::SchedStrategy;
 
-DetRun lost_update(uint64_t seed, int ncpus, bool with_cpu = true,
-                   Strategy strategy = Strategy::kRandom) {
-  Recorder rec(with_cpu);
-  KernelConfig cfg = test_config(ncpus);
-  cfg.sched_seed = seed;
-  cfg.sched_strategy = strategy;
+struct DetOpts {
+  uint64_t seed = 1;
+  int ncpus = 2;
+  bool with_cpu = true;
+  Strategy strategy = Strategy::kRandom;
+  int workers = kWorkers;
+  std::string record, replay;  // KernelConfig::sched_record / sched_replay
+};
+
+// The lost-update program under `o.seed` on `o.ncpus` logical CPUs.
+DetRun lost_update(const DetOpts& o) {
+  Recorder rec(o.with_cpu);
+  KernelConfig cfg = test_config(o.ncpus);
+  cfg.sched_seed = o.seed;
+  cfg.sched_strategy = o.strategy;
   cfg.pct_steps = 100;
+  cfg.sched_record = o.record;
+  cfg.sched_replay = o.replay;
   cfg.quantum = 2s;  // a worker never spins: no slice may end for real
   cfg.observer = &rec;
   DetRun out;
@@ -83,7 +97,7 @@ DetRun lost_update(uint64_t seed, int ncpus, bool with_cpu = true,
           counter.store(seen + 1, std::memory_order_relaxed);
         }
       };
-      lwpid_t lids[kWorkers] = {};
+      std::vector<lwpid_t> lids(o.workers);
       for (lwpid_t& l : lids) U_EXPECT_EQ(u, u.create(worker, 0, &l), Errno::kOk);
       for (lwpid_t l : lids) U_EXPECT_EQ(u, u.wait(l), Errno::kOk);
       out.total = counter.load();
@@ -93,10 +107,17 @@ DetRun lost_update(uint64_t seed, int ncpus, bool with_cpu = true,
     EXPECT_TRUE(st.has_value()) << dump(k, tp->pid());
     EXPECT_TRUE(tp->failures().empty()) << first_failure(*tp);
     EXPECT_EQ(k.check_invariants(), "");
+    out.divergence = k.sched_replay_divergence();
   }
   out.events = rec.events();
   out.max_in_user = user_counter().max.load();
   return out;
+}
+
+DetRun lost_update(uint64_t seed, int ncpus, bool with_cpu = true,
+                   Strategy strategy = Strategy::kRandom) {
+  return lost_update(
+      DetOpts{.seed = seed, .ncpus = ncpus, .with_cpu = with_cpu, .strategy = strategy});
 }
 
 // A thread that keeps a host CPU busy until destroyed.
@@ -167,6 +188,31 @@ TEST(DetSched, PctIsDeterministicAndFindsTheLostUpdate) {
   }
   EXPECT_GE(distinct.size(), 4u);
   EXPECT_GE(lost, 1) << "no PCT seed of 20 lost an update";
+}
+
+// A recorded schedule replays the run -- under another seed, so the record, not the seed,
+// decides -- and a program that asks other questions than the recorded one is told where.
+TEST(DetSched, RecordAndReplay) {
+  const std::string file = ::testing::TempDir() + "lwpd-sched-record-" + std::to_string(getpid());
+  for (Strategy strategy : {Strategy::kRandom, Strategy::kPct}) {
+    const DetRun recorded = lost_update(DetOpts{.seed = 5, .strategy = strategy, .record = file});
+    const uint64_t replay_seed = strategy == Strategy::kPct ? 5 : 999;  // PCT: change points
+    const DetRun replayed =
+        lost_update(DetOpts{.seed = replay_seed, .strategy = strategy, .replay = file});
+    EXPECT_EQ(replayed.divergence, "");
+    EXPECT_EQ(recorded.events, replayed.events);
+    EXPECT_EQ(recorded.total, replayed.total);
+    // The seed alone gives another run: the replay did not just follow it.
+    if (strategy == Strategy::kRandom) {
+      EXPECT_NE(lost_update(999, 2).events, recorded.events);
+    }
+    // Three workers where four were recorded: the run asks another question at some draw.
+    const DetRun other = lost_update(
+        DetOpts{.seed = replay_seed, .strategy = strategy, .workers = 3, .replay = file});
+    EXPECT_NE(other.divergence.find("schedule replay diverged at draw "), std::string::npos)
+        << other.divergence;
+  }
+  std::remove(file.c_str());
 }
 
 // The logical CPU an LWP runs on is drawn apart from the schedule: with another --cpus the
