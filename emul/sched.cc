@@ -232,6 +232,7 @@ void Scheduler::enqueue(Lwp& l, bool head) {
       l.rq_policy = l.policy;
       q.rq.push(&l, l.eff_prio(), head);
       q.hint_queued.store(q.rq.size(), std::memory_order_relaxed);
+      det_events_++;
     }
     q.cv.notify_all();
     return;
@@ -687,6 +688,7 @@ Scheduler::EntryGate::~EntryGate() {
   {
     MutexLock g(q.mu);
     s_->det_entries_--;
+    s_->det_events_++;
   }
   q.cv.notify_all();
 }
@@ -774,10 +776,13 @@ void Scheduler::run_det() {
           l = det_pick(q);
           if (l != nullptr) break;
           // Nothing runs, nothing is queued: time passes (virtually) to the next timeout.
+          // While the lock is dropped an LWP may be queued or an entry end: look again then
+          // rather than wait for a notification that came before the wait.
+          const uint64_t seen = det_events_;
           lk.unlock();
           const bool fired = k_.callout().fire_next();
           lk.lock();
-          if (fired) continue;
+          if (fired || det_events_ != seen) continue;
         }
         q.cv.wait(lk);
       }

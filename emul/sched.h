@@ -216,6 +216,7 @@ class Scheduler {
   std::mt19937_64 det_rng_;  // [q]
   int det_entries_ = 0;      // [q] kernel entries in progress (EntryGate)
   uint64_t det_steps_ = 0;   // [q] scheduling steps: decisions at kernel entries
+  uint64_t det_events_ = 0;  // [q] LWPs queued and entries ended (run_det's re-check)
   // PCT ([q]): each LWP's priority by (pid, lid), and the change points (step -> the
   // priority the LWP running at that step drops to: 1 .. depth-1, below every initial one).
   const bool pct_;
