@@ -776,13 +776,13 @@ void Scheduler::run_det() {
           l = det_pick(q);
           if (l != nullptr) break;
           // Nothing runs, nothing is queued: time passes (virtually) to the next timeout.
-          // While the lock is dropped an LWP may be queued or an entry end: look again then
-          // rather than wait for a notification that came before the wait.
+          // While the lock is dropped an LWP may be queued, an entry end or stop() come: look
+          // again then rather than wait for a notification that came before the wait.
           const uint64_t seen = det_events_;
           lk.unlock();
           const bool fired = k_.callout().fire_next();
           lk.lock();
-          if (fired || det_events_ != seen) continue;
+          if (fired || det_events_ != seen || q.stopping) continue;
         }
         q.cv.wait(lk);
       }
