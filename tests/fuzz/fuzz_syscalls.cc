@@ -522,15 +522,20 @@ void World::outside_step(Step s) {
     case kRelease: {
       FuzzProc& p = pick_proc();
       if (p.released) break;
-      bool exited;
-      {
+      // With 2 vCPUs a settled run may still be finishing an exit (settle()'s patience), so
+      // the process may exit during the call: it must succeed for a process that had exited
+      // before it, and fail for one that has not exited after it (the kernel reports the
+      // exit in the critical section that makes the process a zombie).
+      auto has_exited = [&] {
         std::lock_guard g(hub_.mu);
-        exited = p.exited;
-      }
+        return p.exited;
+      };
+      const bool before = has_exited();
       KResult<void> r = k_->proc_release(p.ref);
-      if (r.ok() != exited)
+      const bool after = has_exited();
+      if (r.ok() ? !after : before)
         finding(step_, "proc_release: " + std::string(netbsd::errno_name(r.error())) +
-                           (exited ? " for an exited process" : " for a live process"));
+                           (r.ok() ? " for a live process" : " for an exited process"));
       p.released = r.ok();
       break;
     }
