@@ -20,8 +20,9 @@ TEST(DirectSwitch, ParkHandoffReturnsThePeerOnTheParkersThread) {
   std::atomic<lwpid_t> main_lid{0};
   std::atomic<bool> stop{false};
   std::atomic<int> workers_before{0}, elsewhere_before{0}, workers_after{0}, elsewhere_after{0};
-  std::shared_ptr<TestProc> tp;
-  tp = TestProc::start(k, [&](U& u) {
+  // The LWP reads its process through u.proc(), never `tp`, which start() is still assigning
+  // while the main LWP runs (ThreadSanitizer saw that race).
+  auto tp = TestProc::start(k, [&](U& u) {
     main_lid = u.lid();
     lwpid_t peer = 0;
     U_EXPECT_EQ(u,
@@ -35,11 +36,11 @@ TEST(DirectSwitch, ParkHandoffReturnsThePeerOnTheParkersThread) {
                     0, &peer),
                 Errno::kOk);
     U_EXPECT(u, AwaitParked(u, peer));
-    workers_before = tp->returns_on_workers();
-    elsewhere_before = tp->returns_elsewhere();
+    workers_before = u.proc().returns_on_workers();
+    elsewhere_before = u.proc().returns_elsewhere();
     for (int i = 0; i < kRounds; i++) U_EXPECT_EQ(u, u.park(std::nullopt, 0, peer), Errno::kOk);
-    workers_after = tp->returns_on_workers();
-    elsewhere_after = tp->returns_elsewhere();
+    workers_after = u.proc().returns_on_workers();
+    elsewhere_after = u.proc().returns_elsewhere();
     stop = true;
     U_EXPECT_EQ(u, u.unpark(peer), Errno::kOk);
     U_EXPECT_EQ(u, u.wait(peer), Errno::kOk);
@@ -58,16 +59,16 @@ TEST(DirectSwitch, WaitAndExitHandTheVcpuOverDirectly) {
   constexpr int kRounds = 50;
   Kernel k(test_config(1));
   std::atomic<int> on_workers{0};
-  std::shared_ptr<TestProc> tp;
-  tp = TestProc::start(k, [&](U& u) {
+  // The LWP reads its process through u.proc(), not `tp`: start() may still be assigning it.
+  auto tp = TestProc::start(k, [&](U& u) {
     for (int i = 0; i < kRounds; i++) {
       lwpid_t t = 0;
       U_EXPECT_EQ(u, u.create([](U&) {}, 0, &t), Errno::kOk);
-      const int before = tp->returns_on_workers();
+      const int before = u.proc().returns_on_workers();
       U_EXPECT_EQ(u, u.wait(t), Errno::kOk);
       // main's _lwp_wait frees the vCPU for the new LWP (main's entry runs it), and the new
       // LWP's exit frees it for main (the exit's entry returns main): no worker involved.
-      on_workers += tp->returns_on_workers() - before;
+      on_workers += u.proc().returns_on_workers() - before;
     }
     U_CHECK_INVARIANTS(u);
   });
