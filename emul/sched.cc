@@ -22,6 +22,8 @@ using namespace netbsd;
 using std::chrono::steady_clock;
 
 namespace {
+constexpr std::chrono::milliseconds kDetMinSlice{2000};
+
 bool allows(CpuMask affinity, int cpu) {
   return affinity == 0 || (affinity & (CpuMask{1} << cpu)) != 0;
 }
@@ -122,7 +124,11 @@ Scheduler::Scheduler(Kernel& k, int ncpus, std::chrono::milliseconds quantum, bo
                      std::chrono::milliseconds kick_timeout, std::optional<uint64_t> seed, bool pct,
                      int pct_depth, int pct_steps)
     : k_(k),
-      quantum_(quantum),
+      // Deterministic mode preempts an LWP by the clock only when it has run user code that
+      // long without a kernel entry, the one host-timed decision of the mode: a time slice,
+      // but never under kDetMinSlice, so that a slow host (a sanitizer build, a loaded
+      // machine) does not make an honest program's run depend on it.
+      quantum_(seed ? std::max(quantum, kDetMinSlice) : quantum),
       kick_timeout_(kick_timeout),
       pin_(pin && !seed),
       det_(seed.has_value()),
