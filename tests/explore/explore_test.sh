@@ -26,11 +26,13 @@ for bug in lost-update lost-wakeup; do
     set -e
     [[ $rc -eq 1 ]] || bad "$bug: replay $i of seed $seed exited $rc, wanted 1"
     grep -q "^failing seed: $seed " <<<"$out" || bad "$bug: replay $i did not fail: $out"
-    run_output=$(sed -n '/^--- output of the failing run ---$/,/^failing seed:/{/^failing seed:/!p}' <<<"$out")
+    # The program's own output: without the sanitizer's banners, which name pids and addresses.
+    run_output=$(sed -n '/^--- output of the failing run ---$/,/^failing seed:/{/^failing seed:/!p}' <<<"$out" |
+      grep -v -e '^==[0-9]*==' -e '^False positive error reports' -e '^For details see' || true)
     [[ -z $first ]] && first=$run_output
     [[ $run_output == "$first" ]] || bad "$bug: replay $i printed something else: $run_output"
   done
-  echo "$strategy $bug: seed $seed failed again on 10 of 10 replays: $(sed -n 2p <<<"$first")"
+  echo "$strategy $bug: seed $seed failed again on 10 of 10 replays: $(tail -n 1 <<<"$first")"
 
   set +e
   out=$("$explore" --strategy "$strategy" --seeds "1..$nseeds" --timeout-s 60 -- "$races" "$bug" \
