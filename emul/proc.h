@@ -220,6 +220,9 @@ struct Lwp {
   Lwp* rq_prev = nullptr;
   std::atomic<int> rq_cpu{-1};
   int rq_prio = 0;
+  // Deterministic mode's PCT priority ([q] = the lock of vCPU 0: sched.cc); 0 = not drawn.
+  // Kept here, not in a table of the scheduler, so it goes with the LWP.
+  uint64_t pct_prio = 0;
   CpuMask rq_affinity = 0;  // affinity and policy as of the enqueue, for
   int rq_policy = 0;        // decisions made under the Cpu lock alone
 

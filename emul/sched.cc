@@ -709,7 +709,7 @@ bool Scheduler::det_decide(Lwp& l) {
   if (pct_) {
     pct_prio(l);  // first sight assigns it, before a change point may lower it
     if (auto it = pct_change_.find(det_steps_); it != pct_change_.end())
-      pct_prio_[{l.proc->pid, l.lid}] = it->second;
+      l.pct_prio = it->second;
   }
   const int top = q.rq.max_prio();
   const int mine = l.eff_prio();
@@ -718,7 +718,7 @@ bool Scheduler::det_decide(Lwp& l) {
   if (pct_) {
     // Give way to a queued LWP of higher PCT priority.
     const uint64_t own = pct_prio(l);
-    for (const Lwp* o = q.rq.first_at(top); o != nullptr; o = o->rq_next)
+    for (Lwp* o = q.rq.first_at(top); o != nullptr; o = o->rq_next)
       if (pct_prio(*o) > own) return true;
     return false;
   }
@@ -726,11 +726,10 @@ bool Scheduler::det_decide(Lwp& l) {
   return det_draw('D', l.lid, static_cast<uint64_t>(n + 1)) != 0;  // 0: the caller goes on
 }
 
-uint64_t Scheduler::pct_prio(const Lwp& l) {
-  auto [it, fresh] = pct_prio_.try_emplace({l.proc->pid, l.lid}, 0);
-  // Initial priorities are above every change point's (1 .. depth-1).
-  if (fresh) it->second = (det_draw('Q', l.lid, 0) >> 8) + 1000;
-  return it->second;
+uint64_t Scheduler::pct_prio(Lwp& l) {
+  // Initial priorities are above every change point's (1 .. depth-1); 0: not drawn yet.
+  if (l.pct_prio == 0) l.pct_prio = (det_draw('Q', l.lid, 0) >> 8) + 1000;
+  return l.pct_prio;
 }
 
 Lwp* Scheduler::det_pick(Cpu& q) {
@@ -742,7 +741,7 @@ Lwp* Scheduler::det_pick(Cpu& q) {
     // The highest PCT priority of the best NetBSD priority level.
     uint64_t best = 0;
     int i = 0;
-    for (const Lwp* o = q.rq.first_at(top); o != nullptr; o = o->rq_next, i++) {
+    for (Lwp* o = q.rq.first_at(top); o != nullptr; o = o->rq_next, i++) {
       const uint64_t p = pct_prio(*o);
       if (i == 0 || p > best) {
         best = p;

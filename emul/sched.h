@@ -200,7 +200,7 @@ class Scheduler {
   void run_det();
   bool det_decide(Lwp& l) REQUIRES(l.proc->mu);
   Lwp* det_pick(Cpu& q) REQUIRES(q.mu);
-  uint64_t pct_prio(const Lwp& l);  // [q]; assigned at first sight
+  uint64_t pct_prio(Lwp& l);  // [q]; drawn at first sight, kept in the Lwp
   // [q] The generator, through the record or replay: a value in [0, n) (n = 0: any 64-bit
   // value), for decision `kind` about LWP `lid`.
   uint64_t det_draw(char kind, int lid, uint64_t n);
@@ -217,10 +217,9 @@ class Scheduler {
   int det_entries_ = 0;      // [q] kernel entries in progress (EntryGate)
   uint64_t det_steps_ = 0;   // [q] scheduling steps: decisions at kernel entries
   uint64_t det_events_ = 0;  // [q] LWPs queued and entries ended (run_det's re-check)
-  // PCT ([q]): each LWP's priority by (pid, lid), and the change points (step -> the
-  // priority the LWP running at that step drops to: 1 .. depth-1, below every initial one).
+  // PCT ([q]): the change points (step -> the priority the LWP running at that step drops
+  // to: 1 .. depth-1, below every initial one); each LWP's priority is Lwp::pct_prio.
   const bool pct_;
-  std::map<std::pair<int, int>, uint64_t> pct_prio_;
   std::map<uint64_t, uint64_t> pct_change_;
   std::atomic<uint64_t> det_rt_preempt_{0};
   // [q] Record/replay of the draws (sched.cc, "Record and replay").
