@@ -708,8 +708,7 @@ bool Scheduler::det_decide(Lwp& l) {
   det_steps_++;
   if (pct_) {
     pct_prio(l);  // first sight assigns it, before a change point may lower it
-    if (auto it = pct_change_.find(det_steps_); it != pct_change_.end())
-      l.pct_prio = it->second;
+    if (auto it = pct_change_.find(det_steps_); it != pct_change_.end()) l.pct_prio = it->second;
   }
   const int top = q.rq.max_prio();
   const int mine = l.eff_prio();

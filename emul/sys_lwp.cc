@@ -444,14 +444,13 @@ Outcome sys_lwp_park(Lwp& l, const LwpParkArgs& a) REQUIRES(l.proc->mu) {
     if (ts.tv_sec > (INT64_MAX / 1000000000) - 1) return fail(Errno::kEINVAL);
     int64_t ns = ts.tv_sec * 1000000000 + ts.tv_nsec;
     if (a.flags & NB_TIMER_ABSTIME) {
-      const int64_t now =
-          a.clock_id == NB_CLOCK_REALTIME
-              ? std::chrono::duration_cast<nanoseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count()
-              : std::chrono::duration_cast<nanoseconds>(
-                    p.kernel().callout().now().time_since_epoch())
-                    .count();
+      const int64_t now = a.clock_id == NB_CLOCK_REALTIME
+                              ? std::chrono::duration_cast<nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count()
+                              : std::chrono::duration_cast<nanoseconds>(
+                                    p.kernel().callout().now().time_since_epoch())
+                                    .count();
       ns -= now;
     }
     if (ns <= 0) {

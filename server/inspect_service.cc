@@ -109,10 +109,9 @@ grpc::ServerUnaryReactor* InspectService::Stats(grpc::CallbackServerContext* ctx
   if (const auto& seed = d_.kernel.config().sched_seed) {
     resp->set_sched_mode("deterministic");
     resp->set_sched_seed(*seed);
-    resp->set_sched_strategy(d_.kernel.config().sched_strategy ==
-                                     emul::KernelConfig::SchedStrategy::kPct
-                                 ? "pct"
-                                 : "random");
+    resp->set_sched_strategy(
+        d_.kernel.config().sched_strategy == emul::KernelConfig::SchedStrategy::kPct ? "pct"
+                                                                                     : "random");
     resp->set_sched_realtime_preemptions(d_.kernel.sched_realtime_preemptions());
   } else {
     resp->set_sched_mode("normal");

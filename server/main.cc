@@ -329,9 +329,9 @@ int run(const Options& o) {
   kcfg.observer = &watch;
   emul::Kernel kernel(kcfg);
   server::Sessions sessions(kernel);
-  server::Listener listener(server::ListenerConfig{
-      .handshake_timeout = std::chrono::milliseconds(o.handshake_timeout_ms),
-      .max_conns_per_uid = o.max_conns_per_uid});
+  server::Listener listener(
+      server::ListenerConfig{.handshake_timeout = std::chrono::milliseconds(o.handshake_timeout_ms),
+                             .max_conns_per_uid = o.max_conns_per_uid});
   server::Daemon d{.kernel = kernel, .sessions = sessions};
   d.uid = ::geteuid();
   d.listener = &listener;
@@ -376,11 +376,11 @@ int run(const Options& o) {
                kernel.ncpus(), o.quantum_ms, kcfg.kick_timeout.count(), runtime_dir);
   if (o.sched_seed)
     spdlog::info("deterministic scheduling: seed {}, strategy {}", *o.sched_seed,
-                 o.sched_strategy == "pct" ? fmt::format("pct (depth {}, {} steps)", o.pct_depth,
-                                                         o.pct_steps)
-                                           : o.sched_strategy);
-  spdlog::info("limits: {} processes ({} kept for root), {} per uid, {} LWPs per uid",
-               kcfg.maxproc, lwpd::netbsd::NPROC_ROOT_RESERVE, kcfg.maxuprc, kcfg.nthr_per_uid);
+                 o.sched_strategy == "pct"
+                     ? fmt::format("pct (depth {}, {} steps)", o.pct_depth, o.pct_steps)
+                     : o.sched_strategy);
+  spdlog::info("limits: {} processes ({} kept for root), {} per uid, {} LWPs per uid", kcfg.maxproc,
+               lwpd::netbsd::NPROC_ROOT_RESERVE, kcfg.maxuprc, kcfg.nthr_per_uid);
   notify_service_manager("READY=1");
 
   sigset_t set;

@@ -10,11 +10,12 @@
  *                                 through it (a 1 s park: on lwpd's virtual clock in
  *                                 deterministic mode) (--fixed: say it waits first)
  */
-#include <lwpd/lwp.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include <lwpd/lwp.h>
 
 #define NWORKERS 4
 #define NADDS 20
@@ -25,7 +26,7 @@ static int fixed;
 /* ---- lost update ---- */
 static volatile int counter;
 
-static void adder(void *arg) {
+static void adder(void* arg) {
   (void)arg;
   for (int i = 0; i < NADDS; i++) {
     if (fixed) {
@@ -60,11 +61,11 @@ static int lost_update(void) {
 }
 
 /* ---- lost wake-up ---- */
-static volatile int ready;          /* the condition */
-static volatile lwpid_t sleeper;    /* who waits for it (0: nobody) */
-static volatile int slept_through;  /* the waiter's park timed out */
+static volatile int ready;         /* the condition */
+static volatile lwpid_t sleeper;   /* who waits for it (0: nobody) */
+static volatile int slept_through; /* the waiter's park timed out */
 
-static void waiter(void *arg) {
+static void waiter(void* arg) {
   (void)arg;
   struct timespec one_second = {1, 0};
   if (fixed) {
@@ -81,7 +82,7 @@ static void waiter(void *arg) {
   _lwp_exit();
 }
 
-static void signaller(void *arg) {
+static void signaller(void* arg) {
   (void)arg;
   ready = 1;
   lwpid_t w = sleeper;
@@ -92,7 +93,7 @@ static void signaller(void *arg) {
 static int lost_wakeup(void) {
   ucontext_t uc[2];
   lwpid_t lid[2];
-  void (*fn[2])(void *) = {waiter, signaller};
+  void (*fn[2])(void*) = {waiter, signaller};
   for (int i = 0; i < 2; i++) {
     _lwp_makecontext(&uc[i], fn[i], NULL, NULL, stacks[i], sizeof stacks[i]);
     if (_lwp_create(&uc[i], 0, &lid[i]) != 0) {
@@ -109,7 +110,7 @@ static int lost_wakeup(void) {
   return slept_through ? 1 : 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 2 || (strcmp(argv[1], "lost-update") != 0 && strcmp(argv[1], "lost-wakeup") != 0)) {
     fprintf(stderr, "usage: races lost-update|lost-wakeup [--fixed]\n");
     return 2;

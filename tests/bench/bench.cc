@@ -49,8 +49,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -653,7 +653,8 @@ void register_benchmarks() {
   for (const auto& a : g_cfg.bench_args) args.push_back(a);
   if (det)
     args.push_back(
-        "--benchmark_filter=^(M1_lwpd_getprivate|M2_lwpd_park_handoff_x2|M3_lwpd_create_wait)(/|$)");
+        "--benchmark_filter=^(M1_lwpd_getprivate|M2_lwpd_park_handoff_x2|M3_lwpd_create_wait)(/"
+        "|$)");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   int argc = static_cast<int>(argv.size());
@@ -835,9 +836,9 @@ int main(int argc, char** argv) {
       const std::string det_dir = dir + "/det";  // a runtime directory is one daemon's
       if (mkdir(det_dir.c_str(), 0700) != 0) die("mkdir");
       g_lwpd_ep = "unix://" + det_dir + "/lwpd.sock";
-      det_pid = spawn_exec({g_cfg.lwpd, "--listen", g_lwpd_ep, "--runtime-dir", det_dir, "--cpus",
-                            std::to_string(g_cfg.cpus), "--log-level", "warn", "--sched-seed",
-                            "1"});
+      det_pid =
+          spawn_exec({g_cfg.lwpd, "--listen", g_lwpd_ep, "--runtime-dir", det_dir, "--cpus",
+                      std::to_string(g_cfg.cpus), "--log-level", "warn", "--sched-seed", "1"});
       if (wait_socket(det_dir + "/lwpd.sock", det_pid, 15000)) {
         printf("\n==== deterministic mode (lwpd --sched-seed 1), transport shm ====\n");
         measure_in_child("det", res);
