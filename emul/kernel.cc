@@ -69,6 +69,8 @@ Kernel::Kernel(KernelConfig cfg) : cfg_(std::move(cfg)) {
       cfg_.sched_strategy == KernelConfig::SchedStrategy::kPct, cfg_.pct_depth, cfg_.pct_steps);
   if (cfg_.sched_seed && (!cfg_.sched_record.empty() || !cfg_.sched_replay.empty()))
     sched_->open_log(cfg_.sched_record, cfg_.sched_replay, cfg_.on_replay_divergence);
+  if (cfg_.sched_seed && !cfg_.sched_replay.empty())
+    sched_->set_input_applier([this](const std::string& what) { return apply_input(what); });
   sched_->start();
 }
 
@@ -186,40 +188,99 @@ EntryStatus Kernel::trap(const ProcRef& p, lwpid_t lid) {
   return EntryStatus::kOk;
 }
 
+// The outside inputs below pass an InputGate (deterministic mode: they take effect between
+// two kernel events, and the schedule record keeps them; a replay refuses live ones with
+// EBUSY and applies the record's, apply_input). Each records itself once it has acted, after
+// its DeferringProcLock has run what the lock deferred.
+
 KResult<void> Kernel::proc_signal(const ProcRef& p, int signo) {
   if (signo <= 0 || signo >= NB_NSIG) return Errno::kEINVAL;
-  DeferringProcLock g(*p);
-  if (p->stat == ProcStat::kZomb) return Errno::kESRCH;
-  SigInfo si{.signo = signo, .code = NB_SI_USER, .pid = 0, .uid = 0};
-  proc_post_signal(*p, nullptr, si);
+  Scheduler::InputGate in(sched());
+  if (in.refused()) return Errno::kEBUSY;
+  {
+    DeferringProcLock g(*p);
+    if (p->stat == ProcStat::kZomb) return Errno::kESRCH;
+    SigInfo si{.signo = signo, .code = NB_SI_USER, .pid = 0, .uid = 0};
+    proc_post_signal(*p, nullptr, si);
+  }
+  in.record("signal " + std::to_string(p->pid) + " " + std::to_string(signo));
   return {};
 }
 
 KResult<LwpStat> Kernel::lwp_suspend_ext(const ProcRef& p, lwpid_t lid) {
-  DeferringProcLock g(*p);
-  if (p->stat == ProcStat::kZomb || (p->sflag & PS_WEXIT)) return Errno::kESRCH;
-  Lwp* t = p->find_lwp(lid);
-  if (t == nullptr) return Errno::kESRCH;
-  lwp_assert_locked(*t);
-  // As _lwp_suspend: a debugger's suspension already holds it; nothing to arm.
-  if (!(t->flag & LW_DBGSUSPEND)) lwp_suspend_arm(*t, nullptr);
-  return t->stat;
+  Scheduler::InputGate in(sched());
+  if (in.refused()) return Errno::kEBUSY;
+  LwpStat st;
+  {
+    DeferringProcLock g(*p);
+    if (p->stat == ProcStat::kZomb || (p->sflag & PS_WEXIT)) return Errno::kESRCH;
+    Lwp* t = p->find_lwp(lid);
+    if (t == nullptr) return Errno::kESRCH;
+    lwp_assert_locked(*t);
+    // As _lwp_suspend: a debugger's suspension already holds it; nothing to arm.
+    if (!(t->flag & LW_DBGSUSPEND)) lwp_suspend_arm(*t, nullptr);
+    st = t->stat;
+  }
+  in.record("suspend " + std::to_string(p->pid) + " " + std::to_string(lid));
+  return st;
 }
 
 KResult<LwpStat> Kernel::lwp_continue_ext(const ProcRef& p, lwpid_t lid) {
-  DeferringProcLock g(*p);
-  Lwp* t = p->find_lwp(lid);
-  if (t == nullptr) return Errno::kESRCH;
-  lwp_assert_locked(*t);
-  lwp_continue_target(*t);
-  return t->stat;
+  Scheduler::InputGate in(sched());
+  if (in.refused()) return Errno::kEBUSY;
+  LwpStat st;
+  {
+    DeferringProcLock g(*p);
+    Lwp* t = p->find_lwp(lid);
+    if (t == nullptr) return Errno::kESRCH;
+    lwp_assert_locked(*t);
+    lwp_continue_target(*t);
+    st = t->stat;
+  }
+  in.record("continue " + std::to_string(p->pid) + " " + std::to_string(lid));
+  return st;
 }
 
 void Kernel::proc_abandon(const ProcRef& p) {
-  // Process exit already takes LWPs in user mode into the kernel itself.
-  DeferringProcLock g(*p);
-  if (p->stat == ProcStat::kZomb) return;
-  proc_exit_begin(*p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
+  // Always acts, replaying too: the user side is gone whatever the record says.
+  Scheduler::InputGate in(sched(), /*always=*/true);
+  {
+    // Process exit already takes LWPs in user mode into the kernel itself.
+    DeferringProcLock g(*p);
+    if (p->stat == ProcStat::kZomb) return;
+    proc_exit_begin(*p, ExitStatus{.signaled = true, .code = NB_SIGKILL}, nullptr);
+  }
+  in.record("abandon " + std::to_string(p->pid));
+}
+
+// A recorded input, replayed at its point (Scheduler::set_input_applier): "" when it acted as
+// recorded, else how it differs.
+std::string Kernel::apply_input(const std::string& what) {
+  if (what.rfind("dbg-", 0) == 0) return apply_debugger_input(what);
+  std::istringstream in(what);
+  std::string op;
+  pid_t pid = 0;
+  int arg = 0;
+  in >> op >> pid >> arg;
+  const ProcRef p = proc_lookup(pid);
+  if (p == nullptr) return "names no process of this run";
+  if (op == "signal") {
+    auto r = proc_signal(p, arg);
+    return r.ok()
+               ? ""
+               : "failed: " + std::string("errno ") + std::to_string(static_cast<int>(r.error()));
+  }
+  if (op == "suspend" || op == "continue") {
+    auto r = op == "suspend" ? lwp_suspend_ext(p, arg) : lwp_continue_ext(p, arg);
+    return r.ok()
+               ? ""
+               : "failed: " + std::string("errno ") + std::to_string(static_cast<int>(r.error()));
+  }
+  if (op == "abandon") {
+    proc_abandon(p);
+    return "";
+  }
+  return "is not an input this daemon knows";
 }
 
 void Kernel::proc_set_sigrestart(const ProcRef& p, SigSet mask) {

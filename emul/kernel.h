@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -311,6 +312,12 @@ class Kernel {
   std::unordered_map<uint32_t, int> uid_nproc_ GUARDED_BY(table_mu_);   // counts procs_ by uid
 
   mutable std::atomic<uint64_t> event_seq_{0};
+
+  // Replaying a schedule record (--sched-replay): its outside inputs, applied at their points.
+  std::string apply_input(const std::string& what);
+  std::string apply_debugger_input(const std::string& what);  // kern_debugger.cc
+  Mutex replay_mu_{LockRank::kLeaf};
+  std::map<pid_t, ProcRef> replay_dbgs_ GUARDED_BY(replay_mu_);  // recorded pid -> opened here
 
   mutable Mutex uid_mu_{LockRank::kUid};
   std::unordered_map<uint32_t, int> uid_nthr_ GUARDED_BY(uid_mu_);

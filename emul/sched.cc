@@ -631,7 +631,11 @@ void Scheduler::watch_current(Cpu& c, UniqueLock& lk) {
       c.need_resched = true;
       c.need_kick = true;
       c.preemptions++;
-      if (det_) det_rt_preempt_.fetch_add(1, std::memory_order_relaxed);
+      if (det_) {
+        det_rt_preempt_.fetch_add(1, std::memory_order_relaxed);
+        det_rt_last_lid_.store(c.cur->lid, std::memory_order_relaxed);
+        det_rt_marks_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
     c.slice_end = now + quantum_;
     return;
@@ -672,18 +676,32 @@ void Scheduler::run(Cpu& c) {
 //     fires (Callout::fire_next), so a timed park ends at the same point of every run.
 // The one decision left to the host's timing: an LWP that runs user code for a whole time
 // slice without entering the kernel is kicked (watch_current), counted in
-// realtime_preemptions(). Everything from outside the program (an admin's signal, a
-// debugger, a client's death) takes effect when it arrives.
+// realtime_preemptions() and marked in the record.
+//
+// Kernel entries run one at a time (an LWP's next entry may arrive on another host thread
+// before its previous one has quite ended), and so do the scheduling thread's own acts on
+// the kernel (a dispatch, the callouts of the virtual clock), each counted as an event when
+// it ends (det_events_, with every LWP queued). An input from outside the program (an
+// admin's signal, a debugger, a client's death: InputGate) waits for the kernel to be quiet
+// between two such events and keeps entries out while it acts, so the event count names the
+// point where it took effect, which the record keeps and a replay reproduces.
 
 namespace {
-thread_local lwpid_t t_det_entry = 0;  // the LWP whose kernel entry this thread serves
+thread_local lwpid_t t_det_entry = 0;   // the LWP whose kernel entry this thread serves
+thread_local bool t_det_input = false;  // this thread applies an outside input
 }  // namespace
 
-Scheduler::EntryGate::EntryGate(Scheduler& s, lwpid_t lid) : s_(s.det_ ? &s : nullptr) {
+Scheduler::EntryGate::EntryGate(Scheduler& s, lwpid_t lid)
+    : s_(s.det_ && t_det_entry == 0 && !t_det_input ? &s : nullptr) {
   if (s_ == nullptr) return;
   t_det_entry = lid;
   Cpu& q = *s_->cpus_[0];
-  MutexLock g(q.mu);
+  UniqueLock lk(q.mu);
+  for (;;) {
+    // Inputs waiting for their turn go first: a busy program does not starve them.
+    while (!q.stopping && !(s_->det_quiet() && s_->det_inputs_waiting_ == 0)) q.cv.wait(lk);
+    if (q.stopping || !s_->det_apply_due(lk)) break;
+  }
   s_->det_entries_++;
 }
 
@@ -692,11 +710,119 @@ Scheduler::EntryGate::~EntryGate() {
   t_det_entry = 0;
   Cpu& q = *s_->cpus_[0];
   {
-    MutexLock g(q.mu);
+    UniqueLock lk(q.mu);
     s_->det_entries_--;
     s_->det_events_++;
+    while (s_->det_quiet() && s_->det_apply_due(lk)) {
+    }
   }
   q.cv.notify_all();
+}
+
+Scheduler::InputGate::InputGate(Scheduler& s, bool always)
+    : s_(s.det_ && t_det_entry == 0 && !t_det_input ? &s : nullptr) {
+  if (s_ == nullptr) return;
+  Cpu& q = *s_->cpus_[0];
+  UniqueLock lk(q.mu);
+  if (s_->replaying_ && !always) {
+    refused_ = true;
+    s_ = nullptr;
+    return;
+  }
+  s_->det_inputs_waiting_++;
+  while (!q.stopping && !s_->det_quiet()) q.cv.wait(lk);
+  s_->det_inputs_waiting_--;
+  s_->det_input_busy_ = true;
+  t_det_input = true;
+  at_ = s_->det_events_;
+}
+
+Scheduler::InputGate::~InputGate() {
+  if (s_ == nullptr) return;
+  t_det_input = false;
+  Cpu& q = *s_->cpus_[0];
+  {
+    MutexLock g(q.mu);
+    s_->det_input_busy_ = false;
+  }
+  q.cv.notify_all();
+}
+
+// The input acted (an input that found nothing to act on is not recorded). A live input in
+// a replay (a client's death) must be the record's next line, at this point.
+void Scheduler::InputGate::record(const std::string& what) {
+  if (s_ == nullptr) return;
+  Cpu& q = *s_->cpus_[0];
+  MutexLock g(q.mu);
+  const std::string line = "I " + std::to_string(at_) + " " + what;
+  s_->det_note_marks();
+  if (s_->rec_ != nullptr) std::fprintf(s_->rec_, "%s\n", line.c_str());
+  if (!s_->replaying_ || !s_->diverged_.empty()) return;
+  if (s_->replay_next_ < s_->replay_.size() && s_->replay_[s_->replay_next_] == line) {
+    s_->replay_next_++;
+    return;
+  }
+  s_->det_diverge("schedule replay diverged at event " + std::to_string(at_) +
+                  ": an input from outside the program (" + what +
+                  ") took effect here, which the record does not have");
+}
+
+void Scheduler::set_input_applier(std::function<std::string(const std::string&)> f) {
+  Cpu& q = *cpus_[0];
+  MutexLock g(q.mu);
+  input_applier_ = std::move(f);
+}
+
+bool Scheduler::det_apply_due(UniqueLock& lk) {
+  if (!replaying_ || !diverged_.empty() || replay_next_ >= replay_.size()) return false;
+  const std::string line = replay_[replay_next_];
+  unsigned long long at = 0;
+  int off = 0;
+  if (std::sscanf(line.c_str(), "I %llu %n", &at, &off) != 1 || off == 0) return false;
+  if (at > det_events_) return false;
+  const std::string what = line.substr(static_cast<size_t>(off));
+  if (at < det_events_) {
+    det_diverge("schedule replay diverged at event " + std::to_string(det_events_) +
+                ": the record has an input from outside the program (" + what + ") at event " +
+                std::to_string(at) + ", which this run has passed");
+    return false;
+  }
+  replay_next_++;
+  det_note_marks();
+  if (rec_ != nullptr) std::fprintf(rec_, "%s\n", line.c_str());
+  det_input_busy_ = true;
+  auto apply = input_applier_;
+  lk.unlock();
+  t_det_input = true;
+  const std::string differs = apply ? apply(what) : "nothing here applies inputs";
+  t_det_input = false;
+  lk.lock();
+  det_input_busy_ = false;
+  if (!differs.empty())
+    det_diverge("schedule replay diverged at event " + std::to_string(at) +
+                ": the recorded input (" + what + ") " + differs);
+  cpus_[0]->cv.notify_all();
+  return true;
+}
+
+void Scheduler::det_pseudo_end(bool changed) {
+  Cpu& q = *cpus_[0];
+  {
+    UniqueLock lk(q.mu);
+    det_entries_--;
+    if (changed) det_events_++;
+    while (det_quiet() && det_apply_due(lk)) {
+    }
+  }
+  q.cv.notify_all();
+}
+
+void Scheduler::det_note_marks() {
+  const uint64_t n = det_rt_marks_.exchange(0, std::memory_order_relaxed);
+  if (n == 0 || rec_ == nullptr) return;
+  std::fprintf(rec_, "# %llu real-time preemption(s) since the previous line, the last of LWP %d\n",
+               static_cast<unsigned long long>(n),
+               det_rt_last_lid_.load(std::memory_order_relaxed));
 }
 
 // At l's return to user mode from a kernel entry: give way? Not at a dispatch (the choice
@@ -776,25 +902,34 @@ void Scheduler::run_det() {
       UniqueLock lk(q.mu);
       for (;;) {
         if (q.stopping) return;
-        if (det_entries_ == 0) {
+        if (det_quiet() && det_inputs_waiting_ == 0) {
+          if (det_apply_due(lk)) continue;
           l = det_pick(q);
           if (l != nullptr) break;
-          // Nothing runs, nothing is queued: time passes (virtually) to the next timeout.
-          // While the lock is dropped an LWP may be queued, an entry end or stop() come: look
-          // again then rather than wait for a notification that came before the wait.
+          // Nothing runs, nothing is queued: time passes (virtually) to the next timeout,
+          // whose callouts act as an entry would. While the lock is dropped an LWP may be
+          // queued or stop() come: look again then rather than wait for a notification
+          // that came before the wait.
           const uint64_t seen = det_events_;
+          det_entries_++;
           lk.unlock();
           const bool fired = k_.callout().fire_next();
+          det_pseudo_end(fired);
           lk.lock();
           if (fired || det_events_ != seen || q.stopping) continue;
         }
         q.cv.wait(lk);
       }
       ci = det_cpu_for(q, *l);
+      det_entries_++;  // the dispatch acts as an entry
     }
     Cpu& c = *cpus_[ci];
+    {
+      UniqueLock lk(c.mu);
+      dispatch(c, *l);
+    }
+    det_pseudo_end(true);
     UniqueLock lk(c.mu);
-    dispatch(c, *l);
     while (c.cur != nullptr && !c.stopping) watch_current(c, lk);
   }
 }
@@ -807,7 +942,14 @@ void Scheduler::run_det() {
 // many alternatives (0: a raw 64-bit value) and the value drawn. A replay answers each draw
 // with the recorded value once the kind, LWP and count match; the PCT change points are
 // drawn before the first line, from the seed, so a replay must use the recorded run's seed
-// and strategy (the header says them). The outside inputs a run receives are not recorded.
+// and strategy (the header says them).
+//
+// An input from outside the program is a line "I <event> <what>" (InputGate): what acted
+// ("suspend 2 3", "dbg-ptrace 5 ... = 0 0") and the kernel event count when it did. A replay
+// applies it itself when the run reaches that count with the kernel quiet, before anything
+// else happens there (Kernel::apply_input; a debugger's results are compared), and refuses
+// live inputs. A run that passes the point, or asks a draw where the record has an input,
+// has diverged. Real-time preemptions are marked by comment lines ("# ...").
 
 void Scheduler::open_log(const std::string& record, const std::string& replay,
                          std::function<void(const std::string&)> on_divergence) {
@@ -843,6 +985,13 @@ void Scheduler::open_log(const std::string& record, const std::string& replay,
   }
 }
 
+void Scheduler::det_diverge(const std::string& why) {
+  if (!diverged_.empty()) return;
+  diverged_ = why;
+  k_.log(3, diverged_);
+  if (on_divergence_) on_divergence_(diverged_);
+}
+
 std::string Scheduler::replay_divergence() const {
   Cpu& q = *cpus_[0];
   MutexLock g(q.mu);
@@ -874,20 +1023,24 @@ uint64_t Scheduler::det_draw(char kind, int lid, uint64_t n) {
         return q + (among != 0 ? " (" + std::to_string(among) + " alternatives)" : "");
       };
       std::string recorded = "nothing: the record has ended";
+      unsigned long long at = 0;
       if (have) {
-        recorded = parsed ? question(rk, rlid, rn) : "an unreadable line";
+        recorded = parsed ? question(rk, rlid, rn)
+                   : std::sscanf(replay_[replay_next_].c_str(), "I %llu", &at) == 1
+                       ? "an input from outside the program at event " + std::to_string(at) +
+                             " (this run is at event " + std::to_string(det_events_) + ")"
+                       : "an unreadable line";
         recorded += " [\"" + replay_[replay_next_] + "\"]";
       }
-      diverged_ = "schedule replay diverged at draw " + std::to_string(draw_no) +
-                  ": this run asks " + question(kind, lid, n) + ", the record has " + recorded;
-      k_.log(3, diverged_);
-      if (on_divergence_) on_divergence_(diverged_);
+      det_diverge("schedule replay diverged at draw " + std::to_string(draw_no) +
+                  ": this run asks " + question(kind, lid, n) + ", the record has " + recorded);
     }
   }
   if (!taken) {
     const uint64_t raw = det_rng_();
     v = n == 0 ? raw : raw % n;
   }
+  det_note_marks();
   if (rec_ != nullptr)
     std::fprintf(rec_, "%llu %c %d %llu %llu\n", static_cast<unsigned long long>(draw_no), kind,
                  lid, static_cast<unsigned long long>(n), static_cast<unsigned long long>(v));

@@ -169,6 +169,31 @@ class Scheduler {
    private:
     Scheduler* s_;
   };
+  // Deterministic mode: an input from outside the program acting on the kernel (an admin's
+  // signal, suspend or continue, a client's death, a debugger's request). It waits until the
+  // kernel is between two events (no entry, dispatch or other input in progress) and keeps
+  // entries out while it acts, so it takes effect at one point of the run: record() writes it
+  // into the schedule record there. A replay applies the record's inputs itself at their
+  // points (set_input_applier), so a live one is refused() -- unless it must act whatever
+  // happens (`always`: a client's death), when it is checked against the record instead.
+  // A no-op in normal mode, and on a thread that already applies an input or serves an entry.
+  class InputGate {
+   public:
+    InputGate(Scheduler& s, bool always = false);
+    ~InputGate();
+    InputGate(const InputGate&) = delete;
+    InputGate& operator=(const InputGate&) = delete;
+    bool refused() const { return refused_; }
+    void record(const std::string& what);
+
+   private:
+    Scheduler* s_;
+    bool refused_ = false;
+    uint64_t at_ = 0;  // the kernel event the input takes effect at
+  };
+  // Replays an input from the record (its text as InputGate::record wrote it): "" when it
+  // acted as recorded, else what differs. Before start().
+  void set_input_applier(std::function<std::string(const std::string&)> f);
   bool deterministic() const { return det_; }
   // Deterministic mode: LWPs preempted after running user code for a whole time slice
   // without a kernel entry (the one decision the host's timing makes).
@@ -205,6 +230,15 @@ class Scheduler {
   // value), for decision `kind` about LWP `lid`.
   uint64_t det_draw(char kind, int lid, uint64_t n);
   int det_cpu_for(Cpu& q, const Lwp& l) REQUIRES(q.mu);
+  // [q] The kernel is between two events: nothing it does is in progress.
+  bool det_quiet() const { return det_entries_ == 0 && !det_input_busy_; }
+  // [q] Replaying, with the kernel quiet: apply the record's next input if this is its point
+  // (true: one was applied, the lock dropped meanwhile).
+  bool det_apply_due(UniqueLock& lk);
+  // [q] The end of something run_det did as an entry (a dispatch, the clock's callouts).
+  void det_pseudo_end(bool changed);
+  void det_diverge(const std::string& why);  // [q]
+  void det_note_marks();                     // [q] writes pending real-time preemption marks
 
   Kernel& k_;
   const std::chrono::milliseconds quantum_;
@@ -216,7 +250,14 @@ class Scheduler {
   std::mt19937_64 det_rng_;  // [q]
   int det_entries_ = 0;      // [q] kernel entries in progress (EntryGate)
   uint64_t det_steps_ = 0;   // [q] scheduling steps: decisions at kernel entries
-  uint64_t det_events_ = 0;  // [q] LWPs queued and entries ended (run_det's re-check)
+  // [q] LWPs queued, entries (and run_det's dispatches and firings) ended: the kernel event
+  // count that places an outside input in the record.
+  uint64_t det_events_ = 0;
+  bool det_input_busy_ = false;  // [q] an InputGate (or a replayed input) acts
+  int det_inputs_waiting_ = 0;   // [q] InputGates waiting for their turn (entries wait too)
+  std::function<std::string(const std::string&)> input_applier_;
+  std::atomic<uint64_t> det_rt_marks_{0};  // real-time preemptions not yet marked in the record
+  std::atomic<int> det_rt_last_lid_{0};
   // PCT ([q]): the change points (step -> the priority the LWP running at that step drops
   // to: 1 .. depth-1, below every initial one); each LWP's priority is Lwp::pct_prio.
   const bool pct_;

@@ -34,6 +34,13 @@ emul::ProcRef admit(const Daemon& d, const grpc::CallbackServerContext* ctx, int
     *st = grpc::Status(grpc::StatusCode::UNAVAILABLE, "lwpd is shutting down");
     return nullptr;
   }
+  if (!d.kernel.config().sched_replay.empty()) {
+    // The kernel would refuse it (EBUSY): say why.
+    *st = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                       "lwpd replays a schedule record (--sched-replay): inputs from outside "
+                       "the program come from the record, not from lwpstat");
+    return nullptr;
+  }
   emul::ProcRef p = pid > 0 ? d.kernel.proc_lookup(pid) : nullptr;
   if (p == nullptr) *st = grpc::Status(grpc::StatusCode::NOT_FOUND, "no such process");
   return p;

@@ -155,6 +155,10 @@ class SessionReactor final
     if (!is_admin(d_, ctx)) return kNoAdmin;
     if (d_.shutting_down.load(std::memory_order_relaxed)) return kShuttingDown;
     auto r = d_.kernel.debugger_open(0);  // uid 0: the admin token may trace any process
+    if (r.error() == netbsd::Errno::kEBUSY)
+      return Status(StatusCode::FAILED_PRECONDITION,
+                    "lwpd replays a schedule record (--sched-replay): a debugger's requests "
+                    "come from the record");
     if (!r.ok())
       return Status(StatusCode::RESOURCE_EXHAUSTED,
                     std::string("cannot open a debugger: ") + netbsd::errno_name(r.error()));

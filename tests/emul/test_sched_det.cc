@@ -11,8 +11,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -212,6 +214,122 @@ TEST(DetSched, RecordAndReplay) {
     EXPECT_NE(other.divergence.find("schedule replay diverged at draw "), std::string::npos)
         << other.divergence;
   }
+  std::remove(file.c_str());
+}
+
+// Inputs from outside the program -- here an admin's suspend and continue, and the client's
+// death -- take effect between two kernel events whenever they arrive; the record keeps each
+// at its event and a replay applies it there itself: the replay (under another seed) has the
+// recorded run's events exactly, and refuses live inputs meanwhile.
+struct InputRun {
+  std::vector<std::string> events;
+  std::string record;  // the schedule record's text, when recording
+  std::string divergence;
+  Errno live_suspend = Errno::kOk;  // a live suspend tried during a replay
+  bool killed = false;              // the process ended by SIGKILL
+};
+
+// The lost update's workers; the first LWP makes null syscalls until they are done, waits for
+// them, then parks until the process is killed. An outside thread (a host thread with its own
+// timing, as lwpstat's would be) suspends the first LWP once the workers have done `suspend_at`
+// increments in all and continues it at `continue_at` (0: neither), then the client dies: at
+// `abandon_at` increments, or once everything is parked. Replaying, the thread only tries a
+// suspend.
+InputRun outside_inputs(uint64_t seed, const std::string& record, const std::string& replay,
+                        int suspend_at, int continue_at, int abandon_at) {
+  Recorder rec;
+  KernelConfig cfg = test_config(2);
+  cfg.sched_seed = seed;
+  cfg.sched_record = record;
+  cfg.sched_replay = replay;
+  cfg.quantum = 2s;
+  cfg.observer = &rec;
+  InputRun out;
+  {
+    Kernel k(cfg);
+    std::atomic<int> counter{0}, progress{0};
+    std::atomic<bool> lingering{false};
+    auto tp = TestProc::start(k, [&](U& u) {
+      auto worker = [&](U& w) {
+        for (int i = 0; i < kIncrements; i++) {
+          const int seen = counter.load(std::memory_order_relaxed);
+          if (w.err(LwpKillArgs{.target = w.lid()}) != Errno::kOk) return;  // (killed)
+          counter.store(seen + 1, std::memory_order_relaxed);
+          progress.fetch_add(1);
+        }
+      };
+      std::vector<lwpid_t> lids(kWorkers);
+      for (lwpid_t& l : lids) U_EXPECT_EQ(u, u.create(worker, 0, &l), Errno::kOk);
+      // Busy at kernel boundaries meanwhile, so that a suspension takes hold at once.
+      while (progress.load() < kWorkers * kIncrements) (void)u.err(LwpKillArgs{.target = u.lid()});
+      for (lwpid_t l : lids) (void)u.wait(l);
+      lingering = true;
+      (void)u.park();
+    });
+    Finally fin{[&] { kill_if_alive(k, *tp); }};
+    auto reach = [&](int n) {
+      while (progress.load() < n && !lingering.load()) std::this_thread::yield();
+    };
+    if (replay.empty()) {
+      if (suspend_at > 0) {
+        reach(suspend_at);
+        EXPECT_TRUE(k.lwp_suspend_ext(tp->ref(), tp->pid()).ok());
+        // It takes hold at the LWP's next kernel boundary: continue it only after.
+        auto suspended = [&] {
+          auto pi = k.snapshot_proc(tp->pid());
+          for (const LwpInfo& l : pi ? pi->lwps : std::vector<LwpInfo>{})
+            if (l.lid == tp->pid()) return l.stat == netbsd::LwpStat::kSuspended;
+          return false;
+        };
+        while (!suspended()) std::this_thread::yield();
+        reach(continue_at);
+        EXPECT_TRUE(k.lwp_continue_ext(tp->ref(), tp->pid()).ok());
+      }
+      reach(abandon_at > 0 ? abandon_at : kWorkers * kIncrements + 1);
+      k.proc_abandon(tp->ref());
+    } else {
+      reach(1);
+      out.live_suspend = k.lwp_suspend_ext(tp->ref(), tp->pid()).error();
+    }
+    auto st = tp->wait_exit(60s);
+    EXPECT_TRUE(st.has_value()) << dump(k, tp->pid());
+    out.killed = st.has_value() && st->signaled && st->code == netbsd::NB_SIGKILL;
+    EXPECT_EQ(k.check_invariants(), "");
+    out.divergence = k.sched_replay_divergence();
+  }
+  out.events = rec.events();
+  if (!record.empty()) {
+    std::ifstream in(record);
+    std::stringstream text;
+    text << in.rdbuf();
+    out.record = text.str();
+  }
+  return out;
+}
+
+TEST(DetSched, OutsideInputsAreRecordedAndReplayed) {
+  const std::string file = ::testing::TempDir() + "lwpd-sched-inputs-" + std::to_string(getpid());
+  // An admin suspends the first LWP and continues it; later the client dies.
+  const InputRun recorded = outside_inputs(5, file, "", 10, 40, 0);
+  EXPECT_TRUE(recorded.killed);
+  EXPECT_NE(recorded.record.find(" suspend 1 1\n"), std::string::npos) << recorded.record;
+  EXPECT_NE(recorded.record.find(" continue 1 1\n"), std::string::npos) << recorded.record;
+  EXPECT_NE(recorded.record.find(" abandon 1\n"), std::string::npos) << recorded.record;
+  const InputRun replayed = outside_inputs(999, "", file, 0, 0, 0);
+  EXPECT_EQ(replayed.divergence, "");
+  EXPECT_EQ(replayed.live_suspend, Errno::kEBUSY);
+  EXPECT_TRUE(replayed.killed);
+  EXPECT_EQ(recorded.events, replayed.events);
+  // The same seed without the suspension gives another run: the inputs mattered.
+  EXPECT_NE(outside_inputs(5, "", "", 0, 0, 0).events, recorded.events);
+
+  // The client dies while its LWPs run: the replay kills the process at the same event.
+  const InputRun died = outside_inputs(7, file, "", 0, 0, 30);
+  EXPECT_TRUE(died.killed);
+  const InputRun died_again = outside_inputs(999, "", file, 0, 0, 0);
+  EXPECT_TRUE(died_again.killed);
+  EXPECT_EQ(died_again.divergence, "");
+  EXPECT_EQ(died.events, died_again.events);
   std::remove(file.c_str());
 }
 
