@@ -700,7 +700,7 @@ Scheduler::EntryGate::EntryGate(Scheduler& s, lwpid_t lid)
   for (;;) {
     // Inputs waiting for their turn go first: a busy program does not starve them.
     while (!q.stopping && !(s_->det_quiet() && s_->det_inputs_waiting_ == 0)) q.cv.wait(lk);
-    if (q.stopping || !s_->det_apply_due(lk)) break;
+    if (q.stopping || !s_->det_apply_due(q)) break;
   }
   s_->det_entries_++;
 }
@@ -713,7 +713,7 @@ Scheduler::EntryGate::~EntryGate() {
     UniqueLock lk(q.mu);
     s_->det_entries_--;
     s_->det_events_++;
-    while (s_->det_quiet() && s_->det_apply_due(lk)) {
+    while (s_->det_quiet() && s_->det_apply_due(q)) {
     }
   }
   q.cv.notify_all();
@@ -773,7 +773,7 @@ void Scheduler::set_input_applier(std::function<std::string(const std::string&)>
   input_applier_ = std::move(f);
 }
 
-bool Scheduler::det_apply_due(UniqueLock& lk) {
+bool Scheduler::det_apply_due(Cpu& q) {
   if (!replaying_ || !diverged_.empty() || replay_next_ >= replay_.size()) return false;
   const std::string line = replay_[replay_next_];
   unsigned long long at = 0;
@@ -792,16 +792,16 @@ bool Scheduler::det_apply_due(UniqueLock& lk) {
   if (rec_ != nullptr) std::fprintf(rec_, "%s\n", line.c_str());
   det_input_busy_ = true;
   auto apply = input_applier_;
-  lk.unlock();
+  q.mu.unlock();
   t_det_input = true;
   const std::string differs = apply ? apply(what) : "nothing here applies inputs";
   t_det_input = false;
-  lk.lock();
+  q.mu.lock();
   det_input_busy_ = false;
   if (!differs.empty())
     det_diverge("schedule replay diverged at event " + std::to_string(at) +
                 ": the recorded input (" + what + ") " + differs);
-  cpus_[0]->cv.notify_all();
+  q.cv.notify_all();
   return true;
 }
 
@@ -811,7 +811,7 @@ void Scheduler::det_pseudo_end(bool changed) {
     UniqueLock lk(q.mu);
     det_entries_--;
     if (changed) det_events_++;
-    while (det_quiet() && det_apply_due(lk)) {
+    while (det_quiet() && det_apply_due(q)) {
     }
   }
   q.cv.notify_all();
@@ -903,7 +903,7 @@ void Scheduler::run_det() {
       for (;;) {
         if (q.stopping) return;
         if (det_quiet() && det_inputs_waiting_ == 0) {
-          if (det_apply_due(lk)) continue;
+          if (det_apply_due(q)) continue;
           l = det_pick(q);
           if (l != nullptr) break;
           // Nothing runs, nothing is queued: time passes (virtually) to the next timeout,

@@ -232,9 +232,9 @@ class Scheduler {
   int det_cpu_for(Cpu& q, const Lwp& l) REQUIRES(q.mu);
   // [q] The kernel is between two events: nothing it does is in progress.
   bool det_quiet() const { return det_entries_ == 0 && !det_input_busy_; }
-  // [q] Replaying, with the kernel quiet: apply the record's next input if this is its point
-  // (true: one was applied, the lock dropped meanwhile).
-  bool det_apply_due(UniqueLock& lk);
+  // Replaying, with the kernel quiet: apply the record's next input if this is its point
+  // (true: one was applied, q.mu dropped meanwhile). q is cpus_[0].
+  bool det_apply_due(Cpu& q) REQUIRES(q.mu);
   // [q] The end of something run_det did as an entry (a dispatch, the clock's callouts).
   void det_pseudo_end(bool changed);
   void det_diverge(const std::string& why);  // [q]
