@@ -10,8 +10,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -225,18 +227,24 @@ struct InputRun {
   std::vector<std::string> events;
   std::string record;  // the schedule record's text, when recording
   std::string divergence;
-  Errno live_suspend = Errno::kOk;  // a live suspend tried during a replay
-  bool killed = false;              // the process ended by SIGKILL
+  Errno live_suspend = Errno::kOk;   // a live suspend tried during a replay
+  Errno live_debugger = Errno::kOk;  // a live debugger_open tried during a replay
+  int debugger_saw = 0;              // the stop signal the debugger collected
+  lwpid_t debugger_lwp = 0;          // PT_LWPINFO's answer
+  bool killed = false;               // the process ended by SIGKILL
 };
 
+// The outside world of one run: a host thread with its own timing, as lwpstat's or a
+// debugger's would be. `reach(n)` waits until the workers have done n increments in all (or
+// everything is parked); `out` collects what the actions saw.
+using OutsideActs = std::function<void(Kernel& k, TestProc& tp,
+                                       const std::function<void(int)>& reach, InputRun& out)>;
+
 // The lost update's workers; the first LWP makes null syscalls until they are done, waits for
-// them, then parks until the process is killed. An outside thread (a host thread with its own
-// timing, as lwpstat's would be) suspends the first LWP once the workers have done `suspend_at`
-// increments in all and continues it at `continue_at` (0: neither), then the client dies: at
-// `abandon_at` increments, or once everything is parked. Replaying, the thread only tries a
-// suspend.
+// them, then parks until the process is killed. Beside them `act` runs; then the client dies:
+// at `abandon_at` increments, or once everything is parked (replaying: the record's death).
 InputRun outside_inputs(uint64_t seed, const std::string& record, const std::string& replay,
-                        int suspend_at, int continue_at, int abandon_at) {
+                        const OutsideActs& act, int abandon_at) {
   Recorder rec;
   KernelConfig cfg = test_config(2);
   cfg.sched_seed = seed;
@@ -268,28 +276,17 @@ InputRun outside_inputs(uint64_t seed, const std::string& record, const std::str
     });
     Finally fin{[&] { kill_if_alive(k, *tp); }};
     auto reach = [&](int n) {
-      while (progress.load() < n && !lingering.load()) std::this_thread::yield();
+      while (progress.load() < n && !lingering.load() && !tp->exited()) std::this_thread::yield();
     };
+    act(k, *tp, reach, out);
     if (replay.empty()) {
-      if (suspend_at > 0) {
-        reach(suspend_at);
-        EXPECT_TRUE(k.lwp_suspend_ext(tp->ref(), tp->pid()).ok());
-        // It takes hold at the LWP's next kernel boundary: continue it only after.
-        auto suspended = [&] {
-          auto pi = k.snapshot_proc(tp->pid());
-          for (const LwpInfo& l : pi ? pi->lwps : std::vector<LwpInfo>{})
-            if (l.lid == tp->pid()) return l.stat == netbsd::LwpStat::kSuspended;
-          return false;
-        };
-        while (!suspended()) std::this_thread::yield();
-        reach(continue_at);
-        EXPECT_TRUE(k.lwp_continue_ext(tp->ref(), tp->pid()).ok());
-      }
       reach(abandon_at > 0 ? abandon_at : kWorkers * kIncrements + 1);
       k.proc_abandon(tp->ref());
     } else {
-      reach(1);
-      out.live_suspend = k.lwp_suspend_ext(tp->ref(), tp->pid()).error();
+      // A replay that diverged applies no more of the record's inputs: the client's death
+      // is the test's to bring then.
+      reach(kWorkers * kIncrements + 1);
+      if (!k.sched_replay_divergence().empty()) k.proc_abandon(tp->ref());
     }
     auto st = tp->wait_exit(60s);
     EXPECT_TRUE(st.has_value()) << dump(k, tp->pid());
@@ -307,29 +304,151 @@ InputRun outside_inputs(uint64_t seed, const std::string& record, const std::str
   return out;
 }
 
+// The LWP `lid` of `tp` is in state `want` (polled: the outside thread has nothing to wait on).
+void await_lwp_stat(Kernel& k, TestProc& tp, lwpid_t lid, netbsd::LwpStat want) {
+  auto is = [&] {
+    auto pi = k.snapshot_proc(tp.pid());
+    for (const LwpInfo& l : pi ? pi->lwps : std::vector<LwpInfo>{})
+      if (l.lid == lid) return l.stat == want;
+    return false;
+  };
+  while (!is()) std::this_thread::yield();
+}
+
+// An admin suspends the first LWP once the workers have done `suspend_at` increments and
+// continues it at `continue_at`.
+OutsideActs suspend_and_continue(int suspend_at, int continue_at) {
+  return [=](Kernel& k, TestProc& tp, const std::function<void(int)>& reach, InputRun&) {
+    reach(suspend_at);
+    EXPECT_TRUE(k.lwp_suspend_ext(tp.ref(), tp.pid()).ok());
+    // It takes hold at the LWP's next kernel boundary: continue it only after.
+    await_lwp_stat(k, tp, tp.pid(), netbsd::LwpStat::kSuspended);
+    reach(continue_at);
+    EXPECT_TRUE(k.lwp_continue_ext(tp.ref(), tp.pid()).ok());
+  };
+}
+
+const OutsideActs kNothing = [](Kernel&, TestProc&, const std::function<void(int)>&, InputRun&) {};
+
+// Replaying: a live input is refused (the record's come by themselves).
+const OutsideActs kTryLive = [](Kernel& k, TestProc& tp, const std::function<void(int)>& reach,
+                                InputRun& out) {
+  reach(1);
+  out.live_suspend = k.lwp_suspend_ext(tp.ref(), tp.pid()).error();
+  auto d = k.debugger_open(0);
+  out.live_debugger = d.ok() ? Errno::kOk : d.error();
+};
+
 TEST(DetSched, OutsideInputsAreRecordedAndReplayed) {
   const std::string file = ::testing::TempDir() + "lwpd-sched-inputs-" + std::to_string(getpid());
   // An admin suspends the first LWP and continues it; later the client dies.
-  const InputRun recorded = outside_inputs(5, file, "", 10, 40, 0);
+  const InputRun recorded = outside_inputs(5, file, "", suspend_and_continue(10, 40), 0);
   EXPECT_TRUE(recorded.killed);
   EXPECT_NE(recorded.record.find(" suspend 1 1\n"), std::string::npos) << recorded.record;
   EXPECT_NE(recorded.record.find(" continue 1 1\n"), std::string::npos) << recorded.record;
   EXPECT_NE(recorded.record.find(" abandon 1\n"), std::string::npos) << recorded.record;
-  const InputRun replayed = outside_inputs(999, "", file, 0, 0, 0);
+  const InputRun replayed = outside_inputs(999, "", file, kTryLive, 0);
   EXPECT_EQ(replayed.divergence, "");
   EXPECT_EQ(replayed.live_suspend, Errno::kEBUSY);
+  EXPECT_EQ(replayed.live_debugger, Errno::kEBUSY);
   EXPECT_TRUE(replayed.killed);
   EXPECT_EQ(recorded.events, replayed.events);
   // The same seed without the suspension gives another run: the inputs mattered.
-  EXPECT_NE(outside_inputs(5, "", "", 0, 0, 0).events, recorded.events);
+  EXPECT_NE(outside_inputs(5, "", "", kNothing, 0).events, recorded.events);
 
   // The client dies while its LWPs run: the replay kills the process at the same event.
-  const InputRun died = outside_inputs(7, file, "", 0, 0, 30);
+  const InputRun died = outside_inputs(7, file, "", kNothing, 30);
   EXPECT_TRUE(died.killed);
-  const InputRun died_again = outside_inputs(999, "", file, 0, 0, 0);
+  const InputRun died_again = outside_inputs(999, "", file, kNothing, 0);
   EXPECT_TRUE(died_again.killed);
   EXPECT_EQ(died_again.divergence, "");
   EXPECT_EQ(died.events, died_again.events);
+  std::remove(file.c_str());
+}
+
+// The debugger of one run: it attaches, collects the SIGSTOP stop, reads the LWP's state and
+// detaches, letting the process go on; then it closes.
+void debug_once(Kernel& k, TestProc& tp, InputRun& out) {
+  auto opened = k.debugger_open(0);
+  ASSERT_TRUE(opened.ok());
+  const ProcRef d = opened.release();
+  auto pt = [&](int req, int data = 0) {
+    auto r = k.debugger_ptrace(d, PtraceArgs{.request = req, .pid = tp.pid(), .data = data});
+    EXPECT_TRUE(r.has_value()) << "debugger closed";
+    return r ? *r : SysReturn::err(Errno::kESRCH);
+  };
+  EXPECT_EQ(pt(netbsd::PT_ATTACH).error, Errno::kOk);
+  // Wait for the stop as the Trace service does: again after each change.
+  for (;;) {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool changed = false;
+    auto w = k.debugger_wait(d, WaitArgs{.pid = tp.pid()}, 1, [&] {
+      std::lock_guard g(mu);
+      changed = true;
+      cv.notify_all();
+    });
+    if (w.kind == Kernel::DebuggerWait::kDone) {
+      out.debugger_saw = w.ret.wait.kind == WaitOut::kStopped ? w.ret.wait.code : -1;
+      break;
+    }
+    ASSERT_EQ(w.kind, Kernel::DebuggerWait::kPending);
+    std::unique_lock lk(mu);
+    if (!cv.wait_for(lk, 20s, [&] { return changed; })) {
+      ADD_FAILURE() << "the debugger's wait was never woken";
+      lk.unlock();
+      if (!k.debugger_wait_cancel(d, 1)) {  // fired meanwhile: the callback must find mu
+        lk.lock();
+        cv.wait(lk, [&] { return changed; });
+      }
+      break;
+    }
+  }
+  out.debugger_lwp = pt(netbsd::PT_LWPINFO, netbsd::PTRACE_LWPINFO_SIZE).trace.lwpid;
+  EXPECT_EQ(pt(netbsd::PT_DETACH).error, Errno::kOk);
+  k.debugger_close(d);
+}
+
+// An admin's stop and continue signals and a debugger's session, recorded and replayed: the
+// replay opens its own debugger at the recorded event, makes the recorded requests, gets the
+// recorded results, and the run is the recorded one.
+TEST(DetSched, SignalsAndADebuggerAreRecordedAndReplayed) {
+  const std::string file = ::testing::TempDir() + "lwpd-sched-dbg-" + std::to_string(getpid());
+  const OutsideActs acts = [](Kernel& k, TestProc& tp, const std::function<void(int)>& reach,
+                              InputRun& out) {
+    reach(10);
+    EXPECT_TRUE(k.proc_signal(tp.ref(), netbsd::NB_SIGSTOP).ok());
+    await_lwp_stat(k, tp, tp.pid(), netbsd::LwpStat::kStop);
+    EXPECT_TRUE(k.proc_signal(tp.ref(), netbsd::NB_SIGCONT).ok());
+    reach(30);
+    debug_once(k, tp, out);
+  };
+  const InputRun recorded = outside_inputs(11, file, "", acts, 0);
+  EXPECT_TRUE(recorded.killed);
+  EXPECT_EQ(recorded.debugger_saw, netbsd::NB_SIGSTOP);
+  EXPECT_GT(recorded.debugger_lwp, 0);  // (from LID 0: the newest LWP, as on NetBSD)
+  for (const char* line : {" signal 1 17\n", " signal 1 19\n", " dbg-open ", " dbg-ptrace ",
+                           " dbg-wait ", " dbg-close ", " abandon 1\n"})
+    EXPECT_NE(recorded.record.find(line), std::string::npos) << line << " in " << recorded.record;
+  const InputRun replayed = outside_inputs(999, "", file, kNothing, 0);
+  EXPECT_EQ(replayed.divergence, "");
+  EXPECT_TRUE(replayed.killed);
+  EXPECT_EQ(recorded.events, replayed.events);
+
+  // A record whose debugger result is not what the replay gets is a divergence naming it
+  // (the PT_DETACH's: the replay goes on with the process running).
+  std::string tampered = recorded.record;
+  const size_t at = tampered.rfind(" dbg-ptrace ");
+  ASSERT_NE(at, std::string::npos);
+  const size_t eq = tampered.find(" = 0 ", at);
+  ASSERT_NE(eq, std::string::npos);
+  tampered.replace(eq, 5, " = 3 ");  // ESRCH instead of success
+  {
+    std::ofstream f(file, std::ios::trunc);
+    f << tampered;
+  }
+  const InputRun diverged = outside_inputs(999, "", file, kNothing, 0);
+  EXPECT_NE(diverged.divergence.find("dbg-ptrace"), std::string::npos) << diverged.divergence;
   std::remove(file.c_str());
 }
 
