@@ -1,5 +1,8 @@
 // End-to-end tests of `lwpstat watch` and of Inspect.Watch read raw: order, shutdown, a
-// slow watcher, JSON and human lines. Set-up: lwpstat_test.h.
+// slow watcher, JSON and human lines, and the same sequence for the same seed in
+// deterministic mode. Set-up: lwpstat_test.h.
+#include <atomic>
+
 #include "lwpstat_test.h"
 
 namespace {
@@ -147,6 +150,121 @@ TEST(LwpstatWatch, HumanLinesAndCount) {
     EXPECT_NE(r[col], ' ') << r;
     EXPECT_EQ(r[col - 1], ' ') << r;
   }
+}
+
+// ---- deterministic mode (issue 12; README "Finding races") ------------------------------
+
+// Host threads that keep every CPU busy while they live.
+class Burner {
+ public:
+  explicit Burner(int n) {
+    for (int i = 0; i < n; i++)
+      threads_.emplace_back([this] {
+        volatile uint64_t x = 0;
+        while (!stop_.load(std::memory_order_relaxed)) x = x + 1;
+      });
+  }
+  ~Burner() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+struct DetRun {
+  std::vector<std::string> events;  // every WatchEvent up to the process's exit, time_ns cleared
+  std::string output;               // what the program printed
+  int status = -1;                  // its wait status
+};
+
+// One run of the example's lost update (client/examples/races.c) against a fresh daemon
+// started with --sched-seed `seed`, watched from before the program attaches until its
+// process exits; `burners` host threads spin beside it throughout.
+void det_run(unsigned seed, int burners, DetRun* run) {
+  static int n = 0;
+  const std::string dir = g.dir + "/det" + std::to_string(n++);
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  const std::string ep = "unix://" + dir + "/lwpd.sock";
+  const std::string seed_arg = std::to_string(seed);
+  pid_t d = fork();
+  ASSERT_GE(d, 0);
+  if (d == 0) {
+    execl(LWPD_BINARY, "lwpd", "--listen", ep.c_str(), "--runtime-dir", dir.c_str(), "--cpus", "2",
+          "--sched-seed", seed_arg.c_str(), "--log-level", "warn", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() { stop(pid, SIGTERM); }
+  } reap{d};
+  const auto end = Clock::now() + std::chrono::seconds(15);
+  while (lwpstat({"health"}, ep).code() != 0) {
+    ASSERT_LT(Clock::now(), end) << "lwpd --sched-seed did not start serving";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Child ls;
+  ASSERT_NO_FATAL_FAILURE(spawn(&ls, {LWPSTAT_BINARY, "watch", "--json", "--endpoint", ep}));
+  std::string line;
+  ASSERT_TRUE(read_line(ls.out, 30000, &line));  // WATCH_SUBSCRIBED: every later event arrives
+  ASSERT_EQ(parse_json<v1::WatchEvent>(line).kind(), v1::WATCH_SUBSCRIBED) << line;
+
+  Burner burn(burners);
+  const std::string out = dir + "/races.out";
+  pid_t prog = fork();
+  ASSERT_GE(prog, 0);
+  if (prog == 0) {
+    int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(o, 1);
+    dup2(o, 2);
+    setenv("LWPD_ENDPOINT", ep.c_str(), 1);
+    execl(LWP_RACES_BINARY, "lwp_races", "lost-update", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  if (!wait_pid(prog, 60000, &run->status)) {
+    stop(prog, SIGKILL);
+    FAIL() << "lwp_races did not end within 60 s";
+  }
+  run->output = slurp(out);
+  for (;;) {
+    ASSERT_TRUE(read_line(ls.out, 30000, &line)) << "the watch ended before the process exited";
+    v1::WatchEvent e = parse_json<v1::WatchEvent>(line);
+    ASSERT_NE(e.kind(), v1::WATCH_DROPPED) << "events were lost";
+    e.clear_time_ns();
+    run->events.push_back(e.ShortDebugString());
+    if (e.kind() == v1::WATCH_PROC_EXIT) break;
+  }
+}
+
+// The issue's promise, end to end: the same seed gives the same Inspect.Watch sequence (every
+// field but time_ns), the same pids and LIDs and the same program output, however loaded the
+// host is, under either transport (LWPD_TRANSPORT reaches the program); another seed gives
+// another run (so the comparison is not vacuous).
+TEST(LwpstatWatch, DeterministicModeGivesTheSameWatchSequenceEvenBesideABurner) {
+  const unsigned hw = std::max(2u, std::thread::hardware_concurrency());
+  DetRun quiet, loaded, other;
+  ASSERT_NO_FATAL_FAILURE(det_run(5, 0, &quiet));
+  ASSERT_NO_FATAL_FAILURE(det_run(5, static_cast<int>(hw), &loaded));
+  ASSERT_NO_FATAL_FAILURE(det_run(6, 0, &other));
+
+  // The example loses updates and says so: "counter N of 80", exit status 1.
+  EXPECT_TRUE(WIFEXITED(quiet.status) && WEXITSTATUS(quiet.status) == 1) << quiet.output;
+  EXPECT_NE(quiet.output.find(" of 80"), std::string::npos) << quiet.output;
+  // Four LWPs, each switched on and off its vCPU many times.
+  EXPECT_GT(quiet.events.size(), 50u);
+  const auto on_cpu = std::count_if(quiet.events.begin(), quiet.events.end(), [](const auto& s) {
+    return s.find("to: LSONPROC") != std::string::npos;
+  });
+  EXPECT_GT(on_cpu, 8);
+
+  EXPECT_EQ(loaded.output, quiet.output);
+  EXPECT_EQ(loaded.status, quiet.status);
+  ASSERT_EQ(loaded.events.size(), quiet.events.size());
+  for (size_t i = 0; i < quiet.events.size(); i++)
+    ASSERT_EQ(loaded.events[i], quiet.events[i]) << "first difference at event " << i;
+  EXPECT_NE(other.events, quiet.events) << "seeds 5 and 6 gave the same run";
 }
 
 }  // namespace
