@@ -174,6 +174,7 @@ struct Options {
   int maxproc_per_uid = lwpd::netbsd::MAXUPRC;
   int maxlwp_per_uid = lwpd::netbsd::MAXUPRC;
   int handshake_timeout_ms = 5000;
+  int idle_timeout_ms = 300000;
   int max_conns_per_uid = 256;
   int max_queued_events = 4096;
   int watch_stall_ms = 30000;
@@ -351,6 +352,11 @@ int run(const Options& o) {
   // No listening port: the daemon's listener accepts and hands connections over.
   grpc::ServerBuilder b;
   b.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, kMaxMetadataBytes);
+  // A connection that carries no call (one that sent its preface and nothing since, or a
+  // client's channel left idle) is closed after --idle-timeout-ms: the handshake timeout
+  // bounds what comes before the preface, this what comes after. A live Session or Watch
+  // stream is a call in progress, so an attached process is never idle.
+  b.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, o.idle_timeout_ms);
   b.RegisterService(&kernel_svc);
   b.RegisterService(&inspect_svc);
   b.RegisterService(&admin_svc);
@@ -455,6 +461,10 @@ int main(int argc, char** argv) {
                  "a new connection must send its HTTP/2 preface within this time or it is "
                  "closed (default 5000)")
       ->check(CLI::Range(10, 600000));
+  app.add_option("--idle-timeout-ms", o.idle_timeout_ms,
+                 "a connection with no call in progress for this long is closed (gRPC's "
+                 "max_connection_idle; a client reconnects on its next call; default 300000)")
+      ->check(CLI::Range(10, 86400000));
   app.add_option("--max-conns-per-uid", o.max_conns_per_uid,
                  "open connections allowed per peer uid (all TCP peers share one count; uid 0 "
                  "is exempt); more are closed at once (default 256)")

@@ -2,6 +2,8 @@
 //   FloodBeyondFdLimitRecovers   half-open connections past a low fd limit; health and a
 //                                full attach work again once they close
 //   HalfOpenClosedAfterTimeout   no complete preface within --handshake-timeout-ms: closed
+//   IdleConnectionClosedAfterTimeout  a connection that completed its preface and made no
+//                                call for --idle-timeout-ms: closed; an attached process's is kept
 //   PerUidCapRefusesOnlyThatUid  connections of one uid past --max-conns-per-uid are closed
 //                                at once; root and other uids are unaffected; the count
 //                                drops when that uid's connections close
@@ -270,6 +272,31 @@ TEST(Listener, HalfOpenClosedAfterTimeout) {
   v1::StatsReply s = stats(d);
   EXPECT_GE(s.conns_closed_half_open(), 2u);
   EXPECT_GE(s.conns_closed_bad_preface(), 1u);
+  EXPECT_TRUE(d.serving());
+}
+
+// After the preface: a connection that completes the HTTP/2 handshake and never makes a
+// call is closed after --idle-timeout-ms (gRPC's max_connection_idle); an attached process,
+// whose Session stream is a call in progress, keeps its connection however long it waits.
+TEST(Listener, IdleConnectionClosedAfterTimeout) {
+  DaemonProcess d(2, {"--idle-timeout-ms", "300"});
+  ASSERT_TRUE(d.ready()) << d.log();
+  Proc p(d.channel(), "attached");
+  ASSERT_TRUE(p.ok());
+  const auto t0 = Clock::now();
+  int idle = raw_connect(sock_path(d));
+  ASSERT_GE(idle, 0);
+  // The client's connection preface: the magic string and an empty SETTINGS frame.
+  static const char kMagic[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  static const unsigned char kSettings[9] = {0, 0, 0, 0x4, 0, 0, 0, 0, 0};
+  ASSERT_EQ(::send(idle, kMagic, 24, MSG_NOSIGNAL), 24);
+  ASSERT_EQ(::send(idle, kSettings, sizeof kSettings, MSG_NOSIGNAL), 9);
+  EXPECT_TRUE(closed_by_daemon(idle, 20s)) << "an idle connection was kept";
+  EXPECT_GE(Clock::now() - t0, 290ms) << "closed before the idle timeout";
+  ::close(idle);
+  // The attached process waited through that timeout with its Session open: still served.
+  v1::SyscallReturn r;
+  EXPECT_TRUE(p.start(p.pid(), &r).ok());
   EXPECT_TRUE(d.serving());
 }
 
