@@ -4,7 +4,8 @@
 #   1. install missing Debian packages          (scripts/install-deps.sh)
 #   2. build build/ and run every test           (ctest); then the latency budget, short:
 #      lwpd_bench --quick --min-time=0.1 --check --tolerance=3 fails only on a gross regression (a figure
-#      over 3x its budget, docs/PERFORMANCE.md "Latency budget"), so noise cannot fail it
+#      over 3x its budget in two runs in a row, docs/PERFORMANCE.md "Latency budget"), so noise
+#      cannot fail it
 #   3. build build-tsan/ (ThreadSanitizer) and run every test in it but the TSan exclusions
 #   4. build build-asan/ (AddressSanitizer + LeakSanitizer) and run every test in it but the
 #      ASan exclusions
@@ -62,10 +63,22 @@ if ! step "install deps" bash scripts/install-deps.sh; then
   print_summary; exit 1
 fi
 
+# The short latency budget. A figure beyond 3x its budget must be so twice in a row: a burst
+# of load on the host (a build beside CI) can triple one figure for one run -- M3's create +
+# wait against pthread create+join moves most, its baseline shrinking as its wake-ups grow --
+# while a regression stays. Exit status 3 is lwpd_bench's "beyond the tolerance"; any other
+# failure is not retried.
+budget_check() {
+  local rc=0
+  build/tests/bench/lwpd_bench --quick --min-time=0.1 --check --tolerance=3 || rc=$?
+  ((rc == 3)) || return "$rc"
+  echo "==> latency budget: a figure beyond 3x its budget; measuring once more to confirm"
+  build/tests/bench/lwpd_bench --quick --min-time=0.1 --check --tolerance=3
+}
+
 if step "build (build/)" bash scripts/build.sh; then
   step "ctest (build/)" ctest --test-dir build "${ctest_args[@]}"
-  step "latency budget (quick, 3x)" build/tests/bench/lwpd_bench --quick --min-time=0.1 \
-    --check --tolerance=3
+  step "latency budget (quick, 3x)" budget_check
 else
   skip "ctest (build/)" "build failed"
   skip "latency budget (quick, 3x)" "build failed"
