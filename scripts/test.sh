@@ -72,8 +72,8 @@ fi
 # floor (5-7x its budget of 5: each hand-off wakes the other host CPU out of idle), and three
 # quiet runs of the gate at 3x all failed on it, as did one loaded run on M3 (11-32x pthread).
 # 10x still fails what a broken fast path looks like (the gRPC path's M2 hand-off, ~80x the
-# floor, is 16x its budget). Exit status 3 is lwpd_bench's "beyond the tolerance"; any other failure is not
-# retried.
+# floor, is 16x its budget). Exit status 3 is lwpd_bench's "beyond the tolerance"; any other
+# failure is not retried.
 budget_tolerance=10
 budget_check() {
   local rc=0

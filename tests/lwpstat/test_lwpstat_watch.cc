@@ -229,10 +229,9 @@ void det_run(unsigned seed, int burners, DetRun* run) {
   }
   // The program's own lines: without a sanitizer's banners, which name pids and addresses.
   for (const auto& l : lines_of(slurp(out))) {
-    const bool banner = (l.size() > 2 && l.compare(0, 2, "==") == 0 &&
-                         l.find("==", 2) != std::string::npos) ||
-                        l.rfind("False positive error reports", 0) == 0 ||
-                        l.rfind("For details see", 0) == 0;
+    const bool banner =
+        (l.size() > 2 && l.compare(0, 2, "==") == 0 && l.find("==", 2) != std::string::npos) ||
+        l.rfind("False positive error reports", 0) == 0 || l.rfind("For details see", 0) == 0;
     if (!banner) run->output += l + "\n";
   }
   for (;;) {

@@ -48,10 +48,10 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint32_t kOtherUid = 65534;
-const std::vector<std::string> kAsNobody = {"setpriv", "--reuid", "65534", "--regid", "65534",
-                                            "--clear-groups"};
-const std::vector<std::string> kAsOther = {"setpriv", "--reuid", "65533", "--regid", "65533",
-                                           "--clear-groups"};
+const std::vector<std::string> kAsNobody = {"setpriv", "--reuid", "65534",
+                                            "--regid", "65534",   "--clear-groups"};
+const std::vector<std::string> kAsOther = {"setpriv", "--reuid", "65533",
+                                           "--regid", "65533",   "--clear-groups"};
 
 std::string sock_path(const DaemonProcess& d) { return d.dir() + "/lwpd.sock"; }
 
@@ -430,7 +430,7 @@ TEST(Listener, TcpSessionsAreNobody) {
   ASSERT_EQ(token.size(), 32u);
   EXPECT_EQ(session_uid(ch, token), 0u);
   EXPECT_EQ(session_uid(ch, std::string(32, '0')), 32767u);  // a forged token is no token
-  EXPECT_EQ(session_uid(d.channel(), ""), 0u);                // this test's own uid: root
+  EXPECT_EQ(session_uid(d.channel(), ""), 0u);               // this test's own uid: root
 }
 
 TEST(Listener, ChurnKeepsIdentityAndCount) {
