@@ -730,17 +730,18 @@ void usage() {
   printf(
       "usage: lwpd_bench [--quick] [--reps=N] [--min-time=S] [--m5-procs=N] [--m5-lwps=N]\n"
       "                  [--idle-ms=N] [--no-m5] [--no-det] [--check [--tolerance=X]] [--cpus=N]\n"
-      "                  [--lwpd=PATH] [--benchmark_*...]\n"
+      "                  [--transport=grpc|shm] [--lwpd=PATH] [--benchmark_*...]\n"
       "  --quick       smoke run: 1 repetition, tiny iteration counts, M5 with 4 x 10 LWPs\n"
       "  --reps=N      repetitions per benchmark (default 5); figures are medians\n"
       "  --min-time=S  minimum time per repetition (default 0.5 s)\n"
       "  --m5-procs/--m5-lwps  M5 size (default 100 processes x 100 LWPs)\n"
       "  --idle-ms=N   M5 idle CPU window (default 2000)\n"
       "  --no-det      skip the deterministic-mode pass (M1-M3 against lwpd --sched-seed 1)\n"
+      "  --transport=T measure only transport T (grpc or shm; default both)\n"
       "  --check       compare every budgeted figure with its budget (docs/PERFORMANCE.md,\n"
       "                \"Latency budget\"); exit status 3 if one is beyond --tolerance x it\n"
       "  --tolerance=X how far over its budget a figure may be before --check fails\n"
-      "                (default 1; .ci/run uses 3 with --quick, so noise cannot fail it)\n"
+      "                (default 1; .ci/run uses 10 with --quick, so noise cannot fail it)\n"
       "  --benchmark_* passed to Google Benchmark (e.g. --benchmark_filter=M1)\n");
 }
 
@@ -774,6 +775,12 @@ bool parse_args(int argc, char** argv) {
       g_cfg.tolerance = std::max(1.0, atof(v));
     } else if (a == "--no-m5") {
       g_cfg.m5 = false;
+    } else if (const char* v = val("--transport=")) {
+      g_cfg.transport = v;
+      if (g_cfg.transport != "grpc" && g_cfg.transport != "shm") {
+        usage();
+        return false;
+      }
     } else if (a == "--no-det") {
       g_cfg.det = false;
     } else if (const char* v = val("--cpus=")) {
@@ -823,11 +830,14 @@ int main(int argc, char** argv) {
   } else {
     // M1-M4 and the baselines, in one attached child per transport (each child measures its
     // own baselines, so every ratio compares figures of the same child's run).
-    for (const char* transport : {"grpc", "shm"}) measure_in_child(transport, res);
+    for (const char* transport : {"grpc", "shm"})
+      if (g_cfg.transport.empty() || g_cfg.transport == transport) measure_in_child(transport, res);
     // M5 per transport, each in a child of its own: run_m5 uses gRPC once its processes
     // are forked, and a process that has used gRPC must not fork attached children again.
     if (g_cfg.m5) {
-      for (const char* transport : {"grpc", "shm"}) m5[transport] = m5_in_child(transport);
+      for (const char* transport : {"grpc", "shm"})
+        if (g_cfg.transport.empty() || g_cfg.transport == transport)
+          m5[transport] = m5_in_child(transport);
     }
     // Deterministic mode: the same shm figures against a daemon started with a seed.
     pid_t det_pid = -1;

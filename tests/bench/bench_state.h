@@ -27,6 +27,7 @@ struct Config {
   int idle_ms = 2000;
   bool m5 = true;
   bool det = true;         // the deterministic-mode pass (--no-det: skip it)
+  std::string transport;   // --transport: only this one ("grpc", "shm"); empty: both
   bool check = false;      // --check: compare with the latency budget
   double tolerance = 1.0;  // --check fails for a figure beyond tolerance x its budget
   int cpus = 2;
