@@ -191,6 +191,7 @@ void GrpcPort::lwp_kick(lwpid_t lid, uint64_t gen) {
   v1::SessionEvent ev;
   ev.mutable_kick()->set_lid(lid);
   ev.mutable_kick()->set_gen(gen);
+  session_named_.insert(lid);
   session_event_locked(std::move(ev));
 }
 
@@ -199,6 +200,7 @@ void GrpcPort::lwp_signal(lwpid_t lid, const emul::SigInfo& info) {
   v1::SessionEvent ev;
   ev.mutable_signal()->set_lid(lid);
   siginfo_to_wire(info, ev.mutable_signal()->mutable_info());
+  session_named_.insert(lid);
   session_event_locked(std::move(ev));
 }
 
@@ -210,9 +212,16 @@ void GrpcPort::lwp_exited(lwpid_t lid) {
     if (r.channel != nullptr && r.channel != r.target) r.channel->Exited();
     routes_.erase(it);
   }
+  const bool named = session_named_.erase(lid) > 0;
+  if (region_served_ && !named) return;  // top comment, "Exit notices"
   v1::SessionEvent ev;
   ev.mutable_lwp_exited()->set_lid(lid);
   session_event_locked(std::move(ev));
+}
+
+void GrpcPort::set_region_served() {
+  MutexLock g(mu_);
+  region_served_ = true;
 }
 
 void GrpcPort::proc_unresponsive(lwpid_t) {
@@ -230,6 +239,7 @@ void GrpcPort::proc_exited(const emul::ExitStatus& status) {
       if (r.channel != nullptr && r.channel != r.target) r.channel->ProcExited(st);
     }
     routes_.clear();
+    session_named_.clear();
     v1::SessionEvent ev;
     *ev.mutable_proc_exited() = st;
     session_event_locked(std::move(ev));

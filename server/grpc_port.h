@@ -15,6 +15,13 @@
 // a channel or calling Start hands the buffered return over. Kicks, signals,
 // LWP exits and the process exit travel on the Session stream.
 //
+// Exit notices of a region-served process. Over a shared-memory region the LWP's own
+// thread learns of its end from its slot, and the shim needs LwpExited only to drop what it
+// queued for an LID it did not know yet: a kick or a signal that came on the Session stream.
+// So once set_region_served() is called, LwpExited is sent only for LIDs that a Session event
+// named; a gRPC event per LWP would double the daemon's and the client's work for an LWP
+// that lives briefly (docs/PERFORMANCE.md). Other clients keep one notice per LWP.
+//
 // Routes exist for the LWPs the user side may name: the main LWP (added at
 // attach), LWPs returned by a successful _lwp_create, and any LWP the kernel
 // returns to; a route is dropped when its LWP exits. So an LID without a
@@ -31,6 +38,7 @@
 #include <deque>
 #include <functional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <grpcpp/grpcpp.h>
 
@@ -112,6 +120,9 @@ class GrpcPort : public emul::UserPort {
   Check open_channel(lwpid_t lid, ReturnTarget* ch) EXCLUDES(mu_);
   void close_channel(lwpid_t lid, ReturnTarget* ch) EXCLUDES(mu_);
 
+  // The process's LWPs are served over a shared-memory region (top comment, "Exit notices").
+  void set_region_served() EXCLUDES(mu_);
+
   // End every transport with `st` and refuse new ones (daemon shutdown).
   void shutdown(const grpc::Status& st) EXCLUDES(mu_);
   bool exited() const EXCLUDES(mu_);
@@ -150,6 +161,9 @@ class GrpcPort : public emul::UserPort {
   bool released_ GUARDED_BY(mu_) = false;                      // released() seen
   grpc::Status final_status_ GUARDED_BY(mu_);                  // the session stream's end (OK)
   bool closed_ GUARDED_BY(mu_) = false;                        // shutdown
+  bool region_served_ GUARDED_BY(mu_) = false;                 // set_region_served()
+  // LIDs a kick or signal event named (until their exit), whatever the transport.
+  std::unordered_set<lwpid_t> session_named_ GUARDED_BY(mu_);
 };
 
 }  // namespace lwpd::server

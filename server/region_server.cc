@@ -336,6 +336,7 @@ void serve_region_hello(Daemon& d, int fd, const Peer& peer) {
     });
   }
   if (rep.error == 0) {
+    s->port->set_region_served();  // before the client can use the region
     spdlog::info("session pid {}: shared-memory region of {} slots handed over", s->pid,
                  rep.nslots);
   } else {

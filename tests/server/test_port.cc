@@ -90,6 +90,7 @@ class FakeSession : public SessionStream {
     if (finished_) return false;
     if (ev.has_proc_exited()) exited_++;
     if (ev.has_kick()) kicks_++;
+    if (ev.has_lwp_exited()) exit_notices_.push_back(ev.lwp_exited().lid());
     events_++;
     return true;
   }
@@ -103,6 +104,10 @@ class FakeSession : public SessionStream {
     std::lock_guard g(mu_);
     return finishes_;
   }
+  std::vector<lwpid_t> exit_notices() {
+    std::lock_guard g(mu_);
+    return exit_notices_;
+  }
 
  private:
   void finish() {
@@ -113,6 +118,7 @@ class FakeSession : public SessionStream {
   std::mutex mu_;
   bool finished_ = false;
   int exited_ = 0, kicks_ = 0, events_ = 0, finishes_ = 0;
+  std::vector<lwpid_t> exit_notices_;
 };
 
 // One LWP's system call through the port, the way a reactor makes it.
@@ -144,6 +150,34 @@ std::shared_ptr<Session> attach(Sessions& ss, FakeSession& fs) {
   att.mutable_attached()->set_pid(s->pid);
   EXPECT_TRUE(s->port->attach_session(&fs, att));
   return s;
+}
+
+// grpc_port.h, "Exit notices of a region-served process": a gRPC client hears of every LWP's
+// exit; once the process is served over a region, only of LWPs a kick or a signal event
+// named (the shim's only use of the notice: dropping what it queued for an unknown LID).
+TEST(Port, RegionServedProcessGetsExitNoticesOnlyForLidsASessionEventNamed) {
+  GrpcPort port([] {});
+  FakeSession fs;
+  v1::SessionEvent att;
+  att.mutable_attached()->set_pid(100);
+  ASSERT_TRUE(port.attach_session(&fs, att));
+  emul::SigInfo usr1;
+  usr1.signo = nb::NB_SIGUSR1;
+
+  port.lwp_signal(101, usr1);
+  port.lwp_exited(101);  // named, gRPC
+  port.lwp_exited(102);  // not named, gRPC: still a notice
+  port.set_region_served();
+  port.lwp_exited(103);  // not named, region-served: none
+  port.lwp_signal(104, usr1);
+  port.lwp_exited(104);  // named by a signal
+  port.lwp_kick(105, 7);  // no channel to kick through: a Session event names it
+  port.lwp_exited(105);
+  port.lwp_exited(104);  // a second exit of a LID (reused later): not named since
+  port.lwp_signal(106, usr1);  // named before the process exits: nothing left behind
+  port.proc_exited(emul::ExitStatus{});
+  port.lwp_exited(106);
+  EXPECT_EQ(fs.exit_notices(), (std::vector<lwpid_t>{101, 102, 104, 105}));
 }
 
 TEST(Port, ConcurrentEntriesOnUnaryAndChannelTransports) {
