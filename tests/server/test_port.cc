@@ -170,10 +170,10 @@ TEST(Port, RegionServedProcessGetsExitNoticesOnlyForLidsASessionEventNamed) {
   port.set_region_served();
   port.lwp_exited(103);  // not named, region-served: none
   port.lwp_signal(104, usr1);
-  port.lwp_exited(104);  // named by a signal
+  port.lwp_exited(104);   // named by a signal
   port.lwp_kick(105, 7);  // no channel to kick through: a Session event names it
   port.lwp_exited(105);
-  port.lwp_exited(104);  // a second exit of a LID (reused later): not named since
+  port.lwp_exited(104);        // a second exit of a LID (reused later): not named since
   port.lwp_signal(106, usr1);  // named before the process exits: nothing left behind
   port.proc_exited(emul::ExitStatus{});
   port.lwp_exited(106);
