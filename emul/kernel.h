@@ -60,9 +60,10 @@ struct KernelConfig {
   std::chrono::milliseconds quantum{100};  // time slice (NB_SCHED_OTHER, NB_SCHED_RR)
   int hz = 100;                            // tick rate used to round park timeouts
   bool pin_cpus = true;                    // pin vCPU threads to host CPUs
-  std::string runtime_dir;                 // lwpctl region files; empty = memfd
-  int maxlwp = netbsd::MAXLWP;             // kern.maxlwp (RLIMIT_NTHR hard limit)
-  bool user_set_cpu_affinity = false;      // security.models.extensions.*
+  int rt_priority = 0;          // SCHED_FIFO priority of the vCPU workers (rt_burst.h), 0: normal
+  std::string runtime_dir;      // lwpctl region files; empty = memfd
+  int maxlwp = netbsd::MAXLWP;  // kern.maxlwp (RLIMIT_NTHR hard limit)
+  bool user_set_cpu_affinity = false;  // security.models.extensions.*
   // An LWP still running user code this long after a kick loses its vCPU: its process is
   // killed as by SIGKILL (kern_lwp.cc, lwp_revoke). 0: never.
   std::chrono::milliseconds kick_timeout{0};

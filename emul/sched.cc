@@ -569,6 +569,7 @@ Lwp* Scheduler::next_lwp(Cpu& c, UniqueLock& lk) {
   }
   if (c.rq.size() == 0 && !c.poked) {
     c.idle_wait = true;  // a direct switch that claims the vCPU now must wake us
+    c.rt.rest();
     c.cv.wait(lk);
     c.idle_wait = false;
   }
@@ -642,6 +643,7 @@ void Scheduler::watch_current(Cpu& c, UniqueLock& lk) {
   }
   // By value: the wait re-reads nothing unlocked.
   const auto wake = c.kick_armed ? std::min(c.slice_end, c.kick_deadline) : c.slice_end;
+  c.rt.rest();
   c.cv.wait_until(lk, wake);
   if (c.cur == nullptr) account(c, false);
 }
@@ -651,8 +653,13 @@ void Scheduler::watch_current(Cpu& c, UniqueLock& lk) {
 void Scheduler::run(Cpu& c) {
   pthread_setname_np(pthread_self(), ("lwpd-cpu" + std::to_string(c.index)).c_str());
   pin_worker(c);
+  if (int e = c.rt.start(rt_priority_); e != 0 && c.index == 0)
+    k_.log(1, "--rt-priority " + std::to_string(rt_priority_) +
+                  ": vCPU workers cannot run SCHED_FIFO (" + std::strerror(e) +
+                  "); running at normal priority");
   UniqueLock lk(c.mu);
   while (!c.stopping) {
+    c.rt.busy();
     if (c.cur != nullptr) {
       watch_current(c, lk);
     } else if (Lwp* l = next_lwp(c, lk)) {

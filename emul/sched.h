@@ -27,6 +27,7 @@
 #include "emul/lock.h"
 #include "emul/netbsd.h"
 #include "emul/proc.h"
+#include "emul/rt_burst.h"
 #include "emul/syscalls.h"
 
 namespace lwpd::emul {
@@ -60,6 +61,7 @@ class Cpu {
   explicit Cpu(int idx) : index(idx) {}
   const int index;
   int host_cpu = -1;  // set by start() before the worker runs, then by the worker alone
+  RtBurst rt;         // the worker's own (rt_burst.h)
 
   Mutex mu{LockRank::kCpu};  // never two Cpu locks at once (emul/lock.h)
   CondVar cv;
@@ -129,6 +131,9 @@ class Scheduler {
   ~Scheduler();
   void start();
   void stop();
+
+  // Before start(): the workers' real-time priority (rt_burst.h), 0 for normal scheduling.
+  void set_rt_priority(int prio) { rt_priority_ = prio; }
 
   int ncpus() const { return static_cast<int>(cpus_.size()); }
   Cpu& cpu(int i) { return *cpus_[i]; }
@@ -244,6 +249,7 @@ class Scheduler {
   const std::chrono::milliseconds quantum_;
   const std::chrono::milliseconds kick_timeout_;
   const bool pin_;
+  int rt_priority_ = 0;  // set before start()
   std::vector<std::unique_ptr<Cpu>> cpus_;
   std::atomic<unsigned> rotor_{0};
   const bool det_;

@@ -175,6 +175,7 @@ struct Options {
   int maxlwp_per_uid = lwpd::netbsd::MAXUPRC;
   int handshake_timeout_ms = 5000;
   int idle_timeout_ms = 300000;
+  int rt_priority = 1;
   int max_conns_per_uid = 256;
   int max_queued_events = 4096;
   int watch_stall_ms = 30000;
@@ -304,6 +305,7 @@ int run(const Options& o) {
   kcfg.ncpus =
       o.cpus > 0 ? o.cpus : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   kcfg.quantum = std::chrono::milliseconds(o.quantum_ms);
+  kcfg.rt_priority = o.rt_priority;
   kcfg.kick_timeout = std::chrono::milliseconds(
       o.kick_timeout_ms >= 0 ? o.kick_timeout_ms : default_kick_timeout_ms(o.quantum_ms));
   kcfg.maxproc = o.maxproc;
@@ -342,6 +344,7 @@ int run(const Options& o) {
   d.version = kVersion;
   d.watch = &watch;
   d.offer_regions = !o.no_shm;
+  d.rt_priority = o.rt_priority;
   server::KernelService kernel_svc(d);
   server::InspectService inspect_svc(d);
   server::AdminService admin_svc(d);
@@ -465,6 +468,13 @@ int main(int argc, char** argv) {
                  "a connection with no call in progress for this long is closed (gRPC's "
                  "max_connection_idle; a client reconnects on its next call; default 300000)")
       ->check(CLI::Range(10, 86400000));
+  app.add_option("--rt-priority", o.rt_priority,
+                 "run the threads that serve kernel entries (vCPU workers, shared-memory "
+                 "regions) SCHED_FIFO at this priority, each dropping to normal priority after "
+                 "2 ms busy without a sleep; where SCHED_FIFO is not allowed (no CAP_SYS_NICE "
+                 "or RLIMIT_RTPRIO) they run at normal priority; 0: normal priority always "
+                 "(default 1)")
+      ->check(CLI::Range(0, 99));
   app.add_option("--max-conns-per-uid", o.max_conns_per_uid,
                  "open connections allowed per peer uid (all TCP peers share one count; uid 0 "
                  "is exempt); more are closed at once (default 256)")

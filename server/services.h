@@ -35,6 +35,9 @@ struct Daemon {
   std::string version;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   bool offer_regions = true;  // the shared-memory fast path (--no-shm)
+  // SCHED_FIFO priority of the region threads (--rt-priority; region_server.h, "Priority"),
+  // 0 for the host's normal scheduling.
+  int rt_priority = 0;
   // Doorbell wake-ups in a row that find nothing posted, after which a region's client is cut
   // off (region_server.h).
   uint32_t region_max_idle_wakeups = 1u << 20;

@@ -4,19 +4,23 @@
 // can do to its own region: requests that make no sense, random bytes over all of it, a bell
 // rung without end, and dying in the middle of a call. No gRPC involved, so these run under
 // TSan as well (server_port_tests).
+#include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "common/region_abi.h"
+#include "emul/rt_burst.h"
 #include "server/region_server.h"
 #include "server/services.h"
 #include "server/wire.h"
@@ -180,6 +184,35 @@ TEST_F(RegionTest, HeaderDescribesTheLayout) {
   EXPECT_NE(::ftruncate(fd, 0), 0);
   EXPECT_EQ(errno, EPERM);
   ::close(fd);
+}
+
+// `lwpd --rt-priority` (region_server.h, "Priority"): the serving thread runs SCHED_FIFO, and
+// serves as before.
+TEST_F(RegionTest, ServingThreadRunsRealTimeWhenAsked) {
+  std::string refused;
+  std::thread([&] {
+    emul::RtBurst b;
+    if (int e = b.start(1)) refused = std::strerror(e);
+  }).join();
+  if (!refused.empty()) GTEST_SKIP() << "SCHED_FIFO is not allowed here: " << refused;
+  d_.rt_priority = 1;
+  RegionProc p = make();  // the start was served: the thread has set its policy
+  const std::string name = "lwpd-rg" + std::to_string(p.s->pid);
+  pid_t tid = 0;
+  DIR* d = opendir("/proc/self/task");
+  ASSERT_NE(d, nullptr);
+  while (dirent* e = readdir(d)) {
+    std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string comm;
+    if (std::getline(f, comm) && comm == name) tid = static_cast<pid_t>(std::stoi(e->d_name));
+  }
+  closedir(d);
+  ASSERT_NE(tid, 0) << "no thread named " << name;
+  EXPECT_EQ(sched_getscheduler(tid), SCHED_FIFO);
+  const lwpid_t self = p.s->pid;
+  RawClient::Answer a = p.c->call(0, self, null_call(self));
+  ASSERT_EQ(a.term, 0u);
+  EXPECT_EQ(a.ret.error(), v1::ERRNO_OK);
 }
 
 TEST_F(RegionTest, CallsReturnThroughTheSlot) {

@@ -1,0 +1,121 @@
+// The real-time burst allowance of the threads that serve kernel entries (emul/rt_burst.h,
+// `lwpd --rt-priority`): SCHED_FIFO while a burst of work is short, SCHED_OTHER once one has
+// lasted past kBurstNs without a sleep, SCHED_FIFO again after the next sleep.
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "emul/kernel.h"
+#include "emul/rt_burst.h"
+#include "harness.h"
+
+namespace lwpd::emul {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The host threads of this process whose name starts with `prefix`.
+std::vector<pid_t> threads_named(const std::string& prefix) {
+  std::vector<pid_t> out;
+  DIR* d = opendir("/proc/self/task");
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string comm;
+    std::getline(f, comm);
+    if (comm.rfind(prefix, 0) == 0) out.push_back(static_cast<pid_t>(std::stoi(e->d_name)));
+  }
+  closedir(d);
+  return out;
+}
+
+// SCHED_FIFO for a test thread, or why not (the test is then skipped: the host does not
+// allow it, e.g. an unprivileged container).
+std::string fifo_refused() {
+  std::string why;
+  std::thread([&] {
+    RtBurst b;
+    if (int e = b.start(1)) why = std::strerror(e);
+  }).join();
+  return why;
+}
+
+TEST(RtBurst, RealTimeForShortBurstsNormalAfterALongOneRealTimeAgainAfterARest) {
+  if (std::string why = fifo_refused(); !why.empty())
+    GTEST_SKIP() << "SCHED_FIFO is not allowed here: " << why;
+  std::thread([] {
+    RtBurst b;
+    ASSERT_EQ(b.start(1), 0);
+    EXPECT_EQ(sched_getscheduler(0), SCHED_FIFO);
+    EXPECT_TRUE(b.realtime());
+    // Short bursts with rests between them keep the priority.
+    for (int i = 0; i < 100; i++) {
+      b.busy();
+      b.rest();
+    }
+    EXPECT_EQ(sched_getscheduler(0), SCHED_FIFO);
+    // One burst past the allowance: normal priority from the first busy() after it.
+    const auto end =
+        Clock::now() + std::chrono::nanoseconds(RtBurst::kBurstNs) + std::chrono::milliseconds(1);
+    b.busy();
+    while (Clock::now() < end) {
+    }
+    b.busy();
+    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+    EXPECT_FALSE(b.realtime());
+    b.busy();
+    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+    // A sleep ends the burst: real-time again.
+    b.rest();
+    EXPECT_EQ(sched_getscheduler(0), SCHED_FIFO);
+    EXPECT_TRUE(b.realtime());
+  }).join();
+}
+
+TEST(RtBurst, PriorityZeroLeavesTheThreadAlone) {
+  std::thread([] {
+    RtBurst b;
+    EXPECT_EQ(b.start(0), 0);
+    b.busy();
+    b.rest();
+    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+    EXPECT_FALSE(b.realtime());
+  }).join();
+}
+
+// KernelConfig::rt_priority reaches every vCPU worker (lwpd-cpuN); 0 leaves them normal.
+TEST(RtBurst, VcpuWorkersRunRealTimeWhenConfigured) {
+  if (std::string why = fifo_refused(); !why.empty())
+    GTEST_SKIP() << "SCHED_FIFO is not allowed here: " << why;
+  for (int prio : {0, 1}) {
+    KernelConfig c = test::test_config(2);
+    c.rt_priority = prio;
+    Kernel k(c);
+    // A worker sets its policy as it starts; each has started once it is named and idle.
+    std::vector<pid_t> workers;
+    int fifo = 0;
+    const auto give_up = Clock::now() + std::chrono::seconds(10);
+    do {
+      std::this_thread::yield();
+      workers = threads_named("lwpd-cpu");
+      fifo = 0;
+      for (pid_t t : workers) fifo += sched_getscheduler(t) == SCHED_FIFO;
+    } while ((workers.size() < 2 || (prio > 0 && fifo < 2)) && Clock::now() < give_up);
+    ASSERT_EQ(workers.size(), 2u);
+    EXPECT_EQ(fifo, prio > 0 ? 2 : 0) << "rt_priority " << prio;
+  }
+}
+
+}  // namespace
+}  // namespace lwpd::emul
