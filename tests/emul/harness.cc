@@ -169,6 +169,7 @@ void TestProc::spawn(lwpid_t lid, std::function<void(U&)> fn) {
   // reuse the LID.
   auto u = std::make_shared<U>(*this, lid);
   std::lock_guard g(mu_);
+  mbox(*u).claimed = true;
   if (mbox(*u).tombstone) boxes_.erase(lid);
   threads_.emplace_back([this, up = std::move(u), fn = std::move(fn)] {
     U& u = *up;
@@ -201,6 +202,11 @@ std::optional<ExitStatus> TestProc::wait_exit(std::chrono::milliseconds limit) {
   }
   for (auto& t : done) t.join();
   return st;
+}
+
+bool TestProc::await_finished(int n, std::chrono::milliseconds limit) {
+  std::unique_lock lk(mu_);
+  return cv_.wait_for(lk, limit, [&] { return finished_.load() >= n; });
 }
 
 bool TestProc::exited() const {
@@ -271,15 +277,18 @@ void TestProc::lwp_exited(lwpid_t lid) {
   {
     std::lock_guard g(mu_);
     auto it = boxes_.find(lid);
-    if (it == boxes_.end()) {
+    if (it == boxes_.end() || !it->second->claimed) {
       // Killed before its thread was spawned (only when the whole process is
-      // going, so the LID cannot be reused first): leave a tombstone that the
-      // spawned thread will find.
-      b = std::make_shared<Mailbox>();
+      // going, so the LID cannot be reused first), perhaps after its first
+      // dispatch was queued: leave a tombstone that the spawned thread will
+      // find. Erasing an unclaimed box would give that thread a fresh, empty
+      // one to wait on forever.
+      if (it == boxes_.end()) it = boxes_.emplace(lid, std::make_shared<Mailbox>()).first;
+      b = it->second;
+      std::lock_guard bg(b->mu);
       b->q.push_back(Msg{Msg::kExited, {}, 0});
       b->tombstone = true;
       b->gone.store(true);
-      boxes_[lid] = b;
       return;
     }
     b = std::move(it->second);

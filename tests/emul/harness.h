@@ -104,6 +104,8 @@ class TestProc : public UserPort {
   void spawn(lwpid_t lid, std::function<void(U&)> fn);
   // Number of LWP threads that have finished.
   int finished_threads() const { return finished_.load(); }
+  // Wait (bounded) until at least `n` LWP threads have finished.
+  bool await_finished(int n, std::chrono::milliseconds limit);
   // Errors and failed expectations recorded inside LWP threads.
   std::vector<std::string> failures();
   void fail(const std::string& what);
@@ -132,7 +134,8 @@ class TestProc : public UserPort {
     std::deque<Msg> q;
     std::atomic<uint64_t> kick_gen{0};
     bool shutdown = false;
-    bool tombstone = false;  // created by lwp_exited before its thread existed
+    bool claimed = false;    // a spawned thread holds it (set by spawn())
+    bool tombstone = false;  // the LWP exited before a thread claimed it (lwp_exited)
     // Set by lwp_exited: the LWP may have been taken out while running user
     // code (process exit); the thread notices at its next poll or entry.
     std::atomic<bool> gone{false};

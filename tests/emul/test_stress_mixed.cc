@@ -442,5 +442,44 @@ TEST(StressRepro, KilledWhileCreatorHasNotSeenTheNewLid) {
   EXPECT_EQ(k.ids().in_use(), 0);
 }
 
+// Regression of the harness, found by StressExit under AddressSanitizer: a new LWP whose
+// first dispatch had been queued, but whose host thread its creator had not started yet, was
+// killed with its process; lwp_exited() dropped its mailbox, and the thread started
+// afterwards waited forever on a new, empty one (the test hung in wait_exit's join).
+TEST(StressRepro, KilledAfterTheFirstDispatchBeforeTheThreadStarted) {
+  Kernel k(test_config(2));
+  std::atomic<lwpid_t> new_lid{0};
+  auto tp = TestProc::start(k, [&](U& u) {
+    // _lwp_create without starting a thread for the new LWP (U::create would).
+    SysReturn r = u.sys(LwpCreateArgs{});
+    if (r.error != Errno::kOk) u.proc().fail("_lwp_create: " + show(r.error));
+    new_lid = static_cast<lwpid_t>(r.retval);
+    u.spin_until([] { return false; }, 30s);
+  });
+  ASSERT_TRUE(tp->await(
+      [&](const ProcInfo& pi) {
+        for (auto& l : pi.lwps)
+          if (l.lid == new_lid.load() && l.stat == netbsd::LwpStat::kOnProc && !l.in_kernel)
+            return true;  // dispatched to user mode: its first return is queued
+        return false;
+      },
+      10s))
+      << dump_procs(k);
+  ASSERT_TRUE(k.proc_signal(tp->ref(), netbsd::NB_SIGKILL).ok());
+  auto st = tp->wait_exit(5s);
+  ASSERT_TRUE(st.has_value()) << "SIGKILLed process did not exit:\n" << dump_procs(k);
+  EXPECT_TRUE(st->signaled);
+  // The creator's thread has finished; now start the new LWP's, as U::create would have. It
+  // may run user code (its dispatch came first), and learns at its next entry that it is gone.
+  tp->spawn(new_lid.load(), [](U& nu) {
+    nu.sys(LwpSelfArgs{});
+    nu.proc().fail("a system call of an LWP of a dead process returned");
+  });
+  EXPECT_TRUE(tp->await_finished(2, 5s)) << "the late thread was never told its LWP is gone";
+  expect_no_failures(*tp);
+  EXPECT_TRUE(k.proc_release(tp->ref()).ok());
+  EXPECT_EQ(k.ids().in_use(), 0);
+}
+
 }  // namespace
 }  // namespace lwpd::test
