@@ -175,7 +175,7 @@ struct Options {
   int maxlwp_per_uid = lwpd::netbsd::MAXUPRC;
   int handshake_timeout_ms = 5000;
   int idle_timeout_ms = 300000;
-  int rt_priority = 0;
+  int rt_priority = 1;
   int max_conns_per_uid = 256;
   int max_queued_events = 4096;
   int watch_stall_ms = 30000;
@@ -470,9 +470,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(10, 86400000));
   app.add_option("--rt-priority", o.rt_priority,
                  "run the threads that serve kernel entries (vCPU workers, shared-memory "
-                 "regions) SCHED_FIFO at this priority, each dropping to normal priority after "
-                 "2 ms busy without a sleep; where SCHED_FIFO is not allowed (no CAP_SYS_NICE "
-                 "or RLIMIT_RTPRIO) they run at normal priority; default 0: normal priority)")
+                 "regions) SCHED_FIFO at this priority, rationed: at most 2 ms in one go and "
+                 "about half of any longer stretch, normal priority otherwise; where SCHED_FIFO "
+                 "is not allowed (no CAP_SYS_NICE or RLIMIT_RTPRIO) they run at normal "
+                 "priority; 0: normal priority (default 1)")
       ->check(CLI::Range(0, 99));
   app.add_option("--max-conns-per-uid", o.max_conns_per_uid,
                  "open connections allowed per peer uid (all TCP peers share one count; uid 0 "

@@ -21,10 +21,10 @@
 // posting anything costs the serving thread a scan of its pending words and nothing more; one
 // that does so without end is cut off like a client that never reads its stream.
 //
-// Priority. With `lwpd --rt-priority N` the serving thread runs SCHED_FIFO at N as a burst
-// allowance (emul/rt_burst.h), as the vCPU workers do: an entry is served as soon as its
+// Priority. With `lwpd --rt-priority N` (default 1) the serving thread runs SCHED_FIFO at N,
+// rationed (emul/rt_burst.h), as the vCPU workers do: an entry is served as soon as its
 // doorbell rings even when the host CPU it wakes on is held by a thread spinning in user
-// code, and a client that keeps the thread busy gets normal priority after 2 ms.
+// code, and a client that keeps the thread busy is served at normal priority.
 //
 // Lifetime: created by the hello (serve_region_hello, on the listener's thread), owned by the
 // Session; stop() (at the session's reap, or at shutdown) unbinds every slot from the port and

@@ -1,6 +1,7 @@
-// The real-time burst allowance of the threads that serve kernel entries (emul/rt_burst.h,
-// `lwpd --rt-priority`): SCHED_FIFO while a burst of work is short, SCHED_OTHER once one has
-// lasted past kBurstNs without a sleep, SCHED_FIFO again after the next sleep.
+// The rationed real-time priority of the threads that serve kernel entries
+// (emul/rt_burst.h, `lwpd --rt-priority`): SCHED_FIFO while the bucket holds time, SCHED_OTHER
+// once work has drained it, SCHED_FIFO again once rest has refilled it; a thread that hardly
+// sleeps between bursts is rationed even when every burst is short.
 #include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
@@ -51,7 +52,13 @@ std::string fifo_refused() {
   return why;
 }
 
-TEST(RtBurst, RealTimeForShortBurstsNormalAfterALongOneRealTimeAgainAfterARest) {
+void spin_for(std::chrono::nanoseconds d) {
+  const auto end = Clock::now() + d;
+  while (Clock::now() < end) {
+  }
+}
+
+TEST(RtBurst, RealTimeForShortBurstsNormalAfterALongOneRealTimeAgainAfterRest) {
   if (std::string why = fifo_refused(); !why.empty())
     GTEST_SKIP() << "SCHED_FIFO is not allowed here: " << why;
   std::thread([] {
@@ -65,21 +72,47 @@ TEST(RtBurst, RealTimeForShortBurstsNormalAfterALongOneRealTimeAgainAfterARest) 
       b.rest();
     }
     EXPECT_EQ(sched_getscheduler(0), SCHED_FIFO);
-    // One burst past the allowance: normal priority from the first busy() after it.
-    const auto end =
-        Clock::now() + std::chrono::nanoseconds(RtBurst::kBurstNs) + std::chrono::milliseconds(1);
+    // One burst past the bucket: normal priority from the first busy() after it.
     b.busy();
-    while (Clock::now() < end) {
-    }
+    spin_for(std::chrono::nanoseconds(RtBurst::kBurstNs) + std::chrono::milliseconds(1));
     b.busy();
     EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
     EXPECT_FALSE(b.realtime());
-    b.busy();
-    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
-    // A sleep ends the burst: real-time again.
+    // Going to sleep does not by itself give the priority back: the burst is owed.
     b.rest();
+    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+    // Rest refills the bucket: real-time again after about as long as the debt plus
+    // kResumeNs (here >= 2 ms), within a second whatever the host does.
+    const auto rest_from = Clock::now();
+    while (!b.realtime() && Clock::now() - rest_from < std::chrono::seconds(1)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      b.busy();
+      b.rest();
+    }
     EXPECT_EQ(sched_getscheduler(0), SCHED_FIFO);
     EXPECT_TRUE(b.realtime());
+    EXPECT_GE(Clock::now() - rest_from, std::chrono::nanoseconds(RtBurst::kResumeNs));
+  }).join();
+}
+
+// Bursts each shorter than the bucket, with rests much shorter than the bursts: the thread
+// works ~90 % of the time and must not stay real-time for it.
+TEST(RtBurst, AThreadThatHardlySleepsIsRationed) {
+  if (std::string why = fifo_refused(); !why.empty())
+    GTEST_SKIP() << "SCHED_FIFO is not allowed here: " << why;
+  std::thread([] {
+    RtBurst b;
+    ASSERT_EQ(b.start(1), 0);
+    int demoted_cycles = 0;
+    for (int i = 0; i < 50; i++) {
+      b.busy();
+      spin_for(std::chrono::microseconds(1800));
+      b.busy();
+      demoted_cycles += sched_getscheduler(0) == SCHED_OTHER;
+      b.rest();
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    EXPECT_GE(demoted_cycles, 10) << "real-time through 50 bursts of 1.8 ms, 0.1 ms apart";
   }).join();
 }
 
