@@ -160,10 +160,11 @@ void RegionServer::run() {
   }
   uint32_t idle = 0;
   while (!stopping_.load(std::memory_order_acquire)) {
+    // Before the drain: the work that follows a wake-up is charged as work, not as rest.
+    policy.busy();
     const uint32_t bell = header()->bell.load(std::memory_order_acquire);
     if (drain()) {
       idle = 0;
-      policy.busy();
       continue;
     }
     if (stopping_.load(std::memory_order_acquire)) break;
