@@ -43,17 +43,35 @@ void mixed_child(U& u, Mixed& s, uint64_t seed) {
   int n = c.rnd(5);
   for (int i = 0; i < n; i++) {
     switch (c.rnd(12)) {
-      case 0: c.op_yield(); break;
-      case 1: c.op_self(); break;
-      case 2: c.op_kill0(); break;
-      case 3: c.op_unpark(); break;
-      case 4: c.op_wakeup(); break;
-      case 5: c.op_setname(); break;
-      case 6: c.op_park_zero(); break;
-      case 7: c.op_park_self_token(); break;
+      case 0:
+        c.op_yield();
+        break;
+      case 1:
+        c.op_self();
+        break;
+      case 2:
+        c.op_kill0();
+        break;
+      case 3:
+        c.op_unpark();
+        break;
+      case 4:
+        c.op_wakeup();
+        break;
+      case 5:
+        c.op_setname();
+        break;
+      case 6:
+        c.op_park_zero();
+        break;
+      case 7:
+        c.op_park_self_token();
+        break;
       case 8:
-        if (c.chance(30)) c.op_park_timed();
-        else c.op_getname();
+        if (c.chance(30))
+          c.op_park_timed();
+        else
+          c.op_getname();
         break;
       case 9:
         if (c.chance(30)) {
@@ -65,8 +83,12 @@ void mixed_child(U& u, Mixed& s, uint64_t seed) {
           c.op_ctl();
         }
         break;
-      case 10: c.op_unpark_all(); break;
-      default: c.op_private(); break;
+      case 10:
+        c.op_unpark_all();
+        break;
+      default:
+        c.op_private();
+        break;
     }
   }
   s.remove_live(u.lid());
@@ -99,8 +121,7 @@ void mixed_worker(U& u, Mixed& s, int idx) {
       if (c.chance(10)) flags |= 0x100000;  // unknown bits are ignored
       lwpid_t lid = 0;
       uint64_t cseed = c.rng();
-      if (c.create([&s, cseed](U& cu) { mixed_child(cu, s, cseed); }, flags, &lid) !=
-          Errno::kOk)
+      if (c.create([&s, cseed](U& cu) { mixed_child(cu, s, cseed); }, flags, &lid) != Errno::kOk)
         continue;
       if (!(flags & LWP_DETACHED)) kids.push_back(lid);
       if (flags & LWP_SUSPENDED) {
@@ -273,8 +294,8 @@ void mixed_main(U& u, Mixed& s) {
   for (auto& w : s.workers) U_EXPECT(u, w.done.load());
   // Every non-detached LWP has been collected by now, except perhaps a feeder.
   for (;;) {
-    auto r = c.call(kMainWait, LwpWaitArgs{.wait_for = 0},
-                    {Errno::kOk, Errno::kESRCH, Errno::kEINTR});
+    auto r =
+        c.call(kMainWait, LwpWaitArgs{.wait_for = 0}, {Errno::kOk, Errno::kESRCH, Errno::kEINTR});
     if (r.error == Errno::kESRCH) break;
   }
 }
@@ -303,10 +324,9 @@ TEST(StressMixed, EightWorkersTenThousandCallsTwoProcesses) {
   for (Mixed* s : {&s1, &s2}) {
     int64_t min_calls = INT64_MAX;
     for (auto& w : s->workers) min_calls = std::min<int64_t>(min_calls, w.calls.load());
-    std::cout << "[stress] mixed: " << iters << " iterations/worker, min calls/worker "
-              << min_calls << ", " << s->hist.total() << " calls, " << s->children.load()
-              << " children, workers reaped by main " << s->workers_reaped_by_main.load()
-              << "\n"
+    std::cout << "[stress] mixed: " << iters << " iterations/worker, min calls/worker " << min_calls
+              << ", " << s->hist.total() << " calls, " << s->children.load()
+              << " children, workers reaped by main " << s->workers_reaped_by_main.load() << "\n"
               << s->hist.str();
     EXPECT_EQ(s->inv_failures.load(), 0);
     EXPECT_EQ(s->bad_results.load(), 0);
@@ -335,7 +355,8 @@ TEST(StressExit, MixedWorkloadEndedByExitOrSigkill) {
   auto t0 = Clock::now();
   for (int round = 0; round < rounds; round++) {
     SCOPED_TRACE("round " + std::to_string(round));
-    if (std::getenv("LWPD_STRESS_VERBOSE")) std::cout << "[stress] exit: round " << round << std::endl;
+    if (std::getenv("LWPD_STRESS_VERBOSE"))
+      std::cout << "[stress] exit: round " << round << std::endl;
     std::vector<std::unique_ptr<Mixed>> ss;
     std::vector<std::shared_ptr<TestProc>> tps;
     std::vector<ExitStatus> want;
@@ -363,9 +384,9 @@ TEST(StressExit, MixedWorkloadEndedByExitOrSigkill) {
     }
     const auto deadline = Clock::now() + std::chrono::seconds(kTsan ? 60 : 15);
     for (auto& tp : tps) {
-      tp->wait_exit(std::max(std::chrono::milliseconds(1),
-                             std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 deadline - Clock::now())));
+      tp->wait_exit(
+          std::max(std::chrono::milliseconds(1),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())));
     }
     stoppers.clear();
     std::vector<int> threads;
@@ -382,9 +403,9 @@ TEST(StressExit, MixedWorkloadEndedByExitOrSigkill) {
     if (::testing::Test::HasFailure()) break;
   }
   auto secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::cout << "[stress] exit: " << rounds << " rounds x 2 processes (" << by_exit
-            << " exit(2), " << by_kill << " SIGKILL), " << calls << " calls, " << children
-            << " children, " << secs << " s" << std::endl;
+  std::cout << "[stress] exit: " << rounds << " rounds x 2 processes (" << by_exit << " exit(2), "
+            << by_kill << " SIGKILL), " << calls << " calls, " << children << " children, " << secs
+            << " s" << std::endl;
 }
 
 // Regression, found by StressExit: a new LWP used to be dispatched to user
