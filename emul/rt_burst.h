@@ -6,12 +6,14 @@
 // 250 Hz host: the tail of `_lwp_suspend`, docs/PERFORMANCE.md). SCHED_FIFO removes that
 // wait. But a real-time thread that clients keep busy would keep every normal thread off its
 // host CPU, so real-time running time is rationed by a bucket: it holds at most kBurstNs, the
-// thread's working time drains it and its resting (sleeping) time refills it, one for one.
-// The thread runs SCHED_FIFO while the bucket holds time and SCHED_OTHER from when it runs
-// dry until it holds kResumeNs again. So no burst runs real-time for more than kBurstNs, and
-// over any longer stretch a thread runs real-time at most about half of the time: a client
-// that floods the daemon, or wakes a serving thread so often that it hardly sleeps, is served
-// at normal priority, as without the option.
+// thread's working time at real-time priority drains it and its resting (sleeping) time
+// refills it, one for one. The thread runs SCHED_FIFO while the bucket holds time and
+// SCHED_OTHER from when it runs dry until it holds kResumeNs again. So no burst runs
+// real-time for more than kBurstNs, and over any longer stretch a thread runs real-time at
+// most about half of the time: a client that floods the daemon, or wakes a serving thread so
+// often that it hardly sleeps, is served at normal priority, as without the option. Work done
+// at normal priority is not owed: after a flood of any length, about kResumeNs of rest (plus
+// the overshoot of the burst that emptied the bucket) gives the priority back.
 //
 // One per thread, used by that thread only: busy() while working (at least once per wake-up
 // and per unit of work), rest() just before a sleep. Where SCHED_FIFO is not allowed (no
@@ -51,14 +53,18 @@ class RtBurst {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
   }
-  // Charges the time since the last call to the state the thread was in (working drains,
-  // resting refills), enters `working`, and changes the policy if the bucket says so.
+  // Charges the time since the last call to the state the thread was in (working at
+  // real-time priority drains, resting refills), enters `working`, and changes the policy if
+  // the bucket says so.
   void settle(bool working) {
     if (prio_ <= 0) return;
     const int64_t now = now_ns();
     const int64_t dt = now - last_ns_;
     last_ns_ = now;
-    bucket_ns_ = working_ ? bucket_ns_ - dt : std::min(kBurstNs, bucket_ns_ + dt);
+    if (!working_)
+      bucket_ns_ = std::min(kBurstNs, bucket_ns_ + dt);
+    else if (!demoted_)
+      bucket_ns_ -= dt;
     working_ = working;
     if (!demoted_ && bucket_ns_ <= 0)
       demoted_ = apply(false) == 0;

@@ -116,6 +116,38 @@ TEST(RtBurst, AThreadThatHardlySleepsIsRationed) {
   }).join();
 }
 
+// Work done after the demotion is not owed: a long flood at normal priority is followed by
+// real-time service again after about kResumeNs of rest, not after as long as the flood.
+TEST(RtBurst, AFloodServedAtNormalPriorityIsNotOwedAfterwards) {
+  if (std::string why = fifo_refused(); !why.empty())
+    GTEST_SKIP() << "SCHED_FIFO is not allowed here: " << why;
+  std::thread([] {
+    RtBurst b;
+    ASSERT_EQ(b.start(1), 0);
+    b.busy();
+    spin_for(std::chrono::nanoseconds(RtBurst::kBurstNs) + std::chrono::milliseconds(1));
+    b.busy();
+    ASSERT_FALSE(b.realtime());
+    // 60 ms of flood, reported as work every millisecond: all of it at normal priority.
+    for (int i = 0; i < 60; i++) {
+      spin_for(std::chrono::milliseconds(1));
+      b.busy();
+      ASSERT_EQ(sched_getscheduler(0), SCHED_OTHER);
+    }
+    b.rest();
+    const auto rest_from = Clock::now();
+    while (!b.realtime() && Clock::now() - rest_from < std::chrono::seconds(1)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      b.busy();
+      b.rest();
+    }
+    EXPECT_TRUE(b.realtime());
+    // The debt is the 1-ms overshoot of the first burst: ~2 ms of rest, far less than the
+    // 60 ms of the flood (what owing the flood would take).
+    EXPECT_LT(Clock::now() - rest_from, std::chrono::milliseconds(30));
+  }).join();
+}
+
 TEST(RtBurst, PriorityZeroLeavesTheThreadAlone) {
   std::thread([] {
     RtBurst b;
