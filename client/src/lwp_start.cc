@@ -50,8 +50,7 @@ void* lwp_thread_main(void* argp) {
   l.tid.store(gettid_());
   deliver_pending(l);  // pend in the kernel: every signal is blocked until user mode
 
-  l.ch = p.transport->open_channel(l.lid);
-  l.kick_word.store(l.ch->kick_word());
+  l.kick_word.store(l.ch->kick_word());  // the channel: opened by the creator (after_return)
   uint64_t gen = 0;
   if (ChannelEnd e = l.ch->start(&gen); !e.ok()) follow(e);  // RETURN_START
   l.has_home = true;
@@ -113,7 +112,12 @@ void after_return(Lwp& l, const SysReply& r) {
   std::shared_ptr<Lwp> nl = std::move(l.creating);
   if (r.error != nb::Errno::kOk) return;
   nl->lid = static_cast<lwpid_t>(r.retval);
-  lwp_register(*proc(), nl);
+  Process& p = *proc();
+  lwp_register(p, nl);
+  // The start goes out before the thread is made: the daemon dispatches the new LWP and
+  // answers its start while pthread_create() runs, instead of after it, one after the other.
+  nl->ch = p.transport->open_channel(nl->lid);
+  nl->ch->post_start();
   if (!start_lwp_thread(nl)) die_lost("pthread_create failed for a new LWP");
 }
 

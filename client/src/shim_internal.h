@@ -272,7 +272,8 @@ struct Lwp {
   // The thread is in unblock(): a signal landing in libc there holds no lock (__atomic).
   bool at_unblock = false;
 
-  // Owned by the LWP's thread.
+  // Owned by the LWP's thread (a created LWP's channel is opened by its creator, before the
+  // thread exists: after_return).
   std::unique_ptr<LwpChannel> ch;
   void* altstack = nullptr;
   timer_t rekick{};  // re-sends the kick signal to this thread (deferred kicks)

@@ -82,8 +82,13 @@ class LwpChannel {
  public:
   virtual ~LwpChannel() = default;
 
-  // Opens the channel and waits for the LWP's first dispatch (RETURN_START): the gen it
-  // starts user code with.
+  // The creator's half of start(), made before the new LWP's thread exists: announce the
+  // LWP to the daemon, so that its first dispatch can be waiting when the thread begins and
+  // the thread's start() is then only a look at the answer (docs/PERFORMANCE.md, M3). A
+  // channel that cannot do this ignores it. At most once, before start().
+  virtual void post_start() {}
+  // Opens the channel (unless post_start() did) and waits for the LWP's first dispatch
+  // (RETURN_START): the gen it starts user code with. On the LWP's own thread.
   virtual ChannelEnd start(uint64_t* gen) = 0;
   // One syscall: sends `rq`, blocks until the daemon returns to user mode.
   virtual ChannelEnd call(const SysRequest& rq, SysReply* out) = 0;

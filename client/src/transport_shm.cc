@@ -74,17 +74,27 @@ class ShmChannel final : public LwpChannel {
       : t_(t), lid_(lid), index_(index), sl_(sl), h_(h), overflow_(overflow) {}
   ~ShmChannel() override { close(); }
 
-  ChannelEnd start(uint64_t* gen) override {
+  void post_start() override {
     // A fresh binding: answers left from the slot's previous LWP are not ours.
     sl_->term.store(rg::kTermNone, std::memory_order_relaxed);
     sl_->ret_count.store(0, std::memory_order_relaxed);
     sl_->kick_gen.store(0, std::memory_order_relaxed);
-    // Where the daemon sends this LWP's kicks: the thread that starts it runs it.
-    sl_->tid = static_cast<int32_t>(syscall(SYS_gettid));
+    // No thread to kick yet (a previous LWP's may still be named here): until start()
+    // names the LWP's own, the daemon's kicks travel on the Session stream.
+    std::atomic_ref<int32_t>(sl_->tid).store(0, std::memory_order_relaxed);
     sl_->kick_signo = g_kick_signal;
     taken_ = 0;
     post(rg::kOpStart, 0, 0);
-    // Usually answered at once: the new LWP was dispatched while its thread started.
+    start_posted_ = true;
+  }
+
+  ChannelEnd start(uint64_t* gen) override {
+    if (!start_posted_) post_start();
+    // Where the daemon sends this LWP's kicks: the thread that starts it runs it.
+    std::atomic_ref<int32_t>(sl_->tid).store(static_cast<int32_t>(syscall(SYS_gettid)),
+                                             std::memory_order_release);
+    // Usually answered already: the creator posted the start, and the daemon dispatched the
+    // new LWP while this thread was being made.
     if (uint32_t term = wait_answer(0, true)) return end_of(term, *sl_);
     LWPD_KERNEL_RETURN();  // the daemon orders what made the LWP runnable before this
     *gen = sl_->rep_gen;
@@ -220,6 +230,7 @@ class ShmChannel final : public LwpChannel {
   char* const overflow_;
   uint32_t taken_ = 0;   // returns taken since start(); the channel's thread's (transport.h)
   rg::Spinner spinner_;  // the channel's thread's, like taken_
+  bool start_posted_ = false;
   bool closed_ = false;
 };
 
