@@ -71,7 +71,7 @@ Kernel::Kernel(KernelConfig cfg) : cfg_(std::move(cfg)) {
     sched_->open_log(cfg_.sched_record, cfg_.sched_replay, cfg_.on_replay_divergence);
   if (cfg_.sched_seed && !cfg_.sched_replay.empty())
     sched_->set_input_applier([this](const std::string& what) { return apply_input(what); });
-  sched_->set_rt_priority(cfg_.rt_priority);
+  sched_->set_rt_priority(cfg_.rt_priority, cfg_.pin_realtime);
   sched_->start();
 }
 

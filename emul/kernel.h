@@ -59,7 +59,8 @@ struct KernelConfig {
   int ncpus = 2;                           // vCPU worker threads
   std::chrono::milliseconds quantum{100};  // time slice (NB_SCHED_OTHER, NB_SCHED_RR)
   int hz = 100;                            // tick rate used to round park timeouts
-  bool pin_cpus = true;                    // pin vCPU threads to host CPUs
+  bool pin_cpus = true;                    // pin vCPU threads to host CPUs ...
+  bool pin_realtime = false;               // ... even those that run real-time (sched.h)
   int rt_priority = 0;          // SCHED_FIFO priority of the vCPU workers (rt_burst.h), 0: normal
   std::string runtime_dir;      // lwpctl region files; empty = memfd
   int maxlwp = netbsd::MAXLWP;  // kern.maxlwp (RLIMIT_NTHR hard limit)

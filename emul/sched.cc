@@ -163,9 +163,9 @@ void Scheduler::start() {
       if (CPU_ISSET(i, &allowed)) hosts.push_back(i);
   }
   for (auto& c : cpus_) {
-    if (!hosts.empty()) c->host_cpu = hosts[c->index % hosts.size()];
     {
       MutexLock g(c->mu);  // the worker does not exist yet; the lock is for the analysis
+      if (!hosts.empty()) c->host_cpu = hosts[c->index % hosts.size()];
       c->since = steady_clock::now();
     }
     if (!det_) c->thread = std::thread([this, cp = c.get()] { run(*cp); });
@@ -524,14 +524,22 @@ Lwp* Scheduler::steal(Cpu& thief) {
   return nullptr;
 }
 
+// The worker's pinning (top comment of sched.h, "Pinning"), once its priority is set.
 void Scheduler::pin_worker(Cpu& c) {
-  if (c.host_cpu < 0) return;
+  int host;
+  {
+    MutexLock g(c.mu);
+    if (c.host_cpu >= 0 && c.rt.realtime() && !pin_realtime_) c.host_cpu = -1;
+    host = c.host_cpu;
+  }
+  if (host < 0) return;
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(c.host_cpu, &set);
+  CPU_SET(host, &set);
   if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
     k_.log(2, "vcpu" + std::to_string(c.index) + ": cannot pin to host CPU " +
-                  std::to_string(c.host_cpu) + ", running unpinned");
+                  std::to_string(host) + ", running unpinned");
+    MutexLock g(c.mu);
     c.host_cpu = -1;
   }
 }
@@ -652,11 +660,11 @@ void Scheduler::watch_current(Cpu& c, UniqueLock& lk) {
 // leaves, its time slice ends or something outranks it.
 void Scheduler::run(Cpu& c) {
   pthread_setname_np(pthread_self(), ("lwpd-cpu" + std::to_string(c.index)).c_str());
-  pin_worker(c);
   if (int e = c.rt.start(rt_priority_); e != 0 && c.index == 0)
     k_.log(1, "--rt-priority " + std::to_string(rt_priority_) +
                   ": vCPU workers cannot run SCHED_FIFO (" + std::strerror(e) +
                   "); running at normal priority");
+  pin_worker(c);
   UniqueLock lk(c.mu);
   while (!c.stopping) {
     c.rt.busy();

@@ -4,6 +4,15 @@
 // LWP's host thread then runs user code until it enters the kernel again.
 // Time slices and preemption are enforced by kicking the running LWP.
 //
+// Pinning. A worker is pinned to a host CPU (round-robin over the allowed set) unless it runs
+// real-time (KernelConfig::rt_priority, rt_burst.h; pin_realtime pins those too). A real-time
+// thread preempts the normal thread that holds the host CPU it wakes on; pinned, a worker can
+// only ever wake on its own, and takes it from a client thread that works there (the creator
+// of an LWP inside pthread_create(), say) while the other host CPU idles: on 2 host CPUs,
+// `_lwp_create` + `_lwp_wait` took 3.7-4.2x pthread create+join pinned and 2.6-3.0x unpinned,
+// with `_lwp_suspend`'s tail below 1 ms in both (docs/PERFORMANCE.md, "M3 and the real-time
+// priority"). Unpinned, the host's real-time scheduler places a woken worker itself.
+//
 // Deterministic mode (KernelConfig::sched_seed; sched.cc, "Deterministic mode") keeps the
 // same interfaces: the vCPUs become logical CPUs served by one thread, which runs one LWP at
 // a time and takes every scheduling decision from a seeded generator.
@@ -60,13 +69,13 @@ class Cpu {
  public:
   explicit Cpu(int idx) : index(idx) {}
   const int index;
-  int host_cpu = -1;  // set by start() before the worker runs, then by the worker alone
-  RtBurst rt;         // the worker's own (rt_burst.h)
+  RtBurst rt;  // the worker's own (rt_burst.h)
 
   Mutex mu{LockRank::kCpu};  // never two Cpu locks at once (emul/lock.h)
   CondVar cv;
 
   // ---- guarded by mu ----
+  int host_cpu GUARDED_BY(mu) = -1;  // the host CPU the worker is pinned to, -1: none
   RunQueue rq GUARDED_BY(mu);
   Lwp* cur GUARDED_BY(mu) = nullptr;              // claimed or LSONPROC here
   std::shared_ptr<Proc> cur_proc GUARDED_BY(mu);  // keeps cur's process alive while claimed
@@ -132,8 +141,12 @@ class Scheduler {
   void start();
   void stop();
 
-  // Before start(): the workers' real-time priority (rt_burst.h), 0 for normal scheduling.
-  void set_rt_priority(int prio) { rt_priority_ = prio; }
+  // Before start(): the workers' real-time priority (rt_burst.h), 0 for normal scheduling,
+  // and whether real-time workers are pinned too (top comment, "Pinning").
+  void set_rt_priority(int prio, bool pin_realtime) {
+    rt_priority_ = prio;
+    pin_realtime_ = pin_realtime;
+  }
 
   int ncpus() const { return static_cast<int>(cpus_.size()); }
   Cpu& cpu(int i) { return *cpus_[i]; }
@@ -249,7 +262,8 @@ class Scheduler {
   const std::chrono::milliseconds quantum_;
   const std::chrono::milliseconds kick_timeout_;
   const bool pin_;
-  int rt_priority_ = 0;  // set before start()
+  int rt_priority_ = 0;        // set before start()
+  bool pin_realtime_ = false;  // set before start()
   std::vector<std::unique_ptr<Cpu>> cpus_;
   std::atomic<unsigned> rotor_{0};
   const bool det_;

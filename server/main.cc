@@ -176,6 +176,7 @@ struct Options {
   int handshake_timeout_ms = 5000;
   int idle_timeout_ms = 300000;
   int rt_priority = 1;
+  std::string pin_cpus = "auto";
   int max_conns_per_uid = 256;
   int max_queued_events = 4096;
   int watch_stall_ms = 30000;
@@ -306,6 +307,8 @@ int run(const Options& o) {
       o.cpus > 0 ? o.cpus : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   kcfg.quantum = std::chrono::milliseconds(o.quantum_ms);
   kcfg.rt_priority = o.rt_priority;
+  kcfg.pin_cpus = o.pin_cpus != "never";
+  kcfg.pin_realtime = o.pin_cpus == "always";
   kcfg.kick_timeout = std::chrono::milliseconds(
       o.kick_timeout_ms >= 0 ? o.kick_timeout_ms : default_kick_timeout_ms(o.quantum_ms));
   kcfg.maxproc = o.maxproc;
@@ -475,6 +478,11 @@ int main(int argc, char** argv) {
                  "is not allowed (no CAP_SYS_NICE or RLIMIT_RTPRIO) they run at normal "
                  "priority; 0: normal priority (default 1)")
       ->check(CLI::Range(0, 99));
+  app.add_option("--pin-cpus", o.pin_cpus,
+                 "pin each vCPU worker to a host CPU: auto (unless it runs real-time: a pinned "
+                 "real-time worker takes its host CPU from client threads even while another "
+                 "is idle), always, never (default auto)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_option("--max-conns-per-uid", o.max_conns_per_uid,
                  "open connections allowed per peer uid (all TCP peers share one count; uid 0 "
                  "is exempt); more are closed at once (default 256)")

@@ -182,5 +182,54 @@ TEST(RtBurst, VcpuWorkersRunRealTimeWhenConfigured) {
   }
 }
 
+// Pinning follows the priority (sched.h, "Pinning"): real-time workers are left to the host
+// scheduler (every allowed host CPU, HOST "-"), unless pin_realtime; normal ones are pinned.
+TEST(RtBurst, RealTimeWorkersAreNotPinnedUnlessAsked) {
+  if (std::string why = fifo_refused(); !why.empty())
+    GTEST_SKIP() << "SCHED_FIFO is not allowed here: " << why;
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  const int nallowed = CPU_COUNT(&allowed);
+  struct Case {
+    int prio;
+    bool pin_realtime;
+    bool pinned;
+  };
+  for (Case cs : {Case{0, false, true}, Case{1, false, false}, Case{1, true, true}}) {
+    SCOPED_TRACE("rt_priority " + std::to_string(cs.prio) + ", pin_realtime " +
+                 std::to_string(cs.pin_realtime));
+    KernelConfig c = test::test_config(2);
+    c.pin_cpus = true;
+    c.rt_priority = cs.prio;
+    c.pin_realtime = cs.pin_realtime;
+    Kernel k(c);
+    // Each worker sets its policy, then its affinity, before it reports itself idle: wait
+    // for the expected affinity (bounded), then check what the kernel says.
+    std::vector<pid_t> workers;
+    auto settled = [&] {
+      workers = threads_named("lwpd-cpu");
+      if (workers.size() < 2) return false;
+      for (pid_t t : workers) {
+        cpu_set_t set;
+        if (sched_getaffinity(t, sizeof set, &set) != 0) return false;
+        if ((CPU_COUNT(&set) == 1) != (cs.pinned || nallowed == 1)) return false;
+      }
+      for (const CpuInfo& ci : k.snapshot_cpus())
+        if ((ci.host_cpu >= 0) != cs.pinned) return false;
+      return true;
+    };
+    const auto give_up = Clock::now() + std::chrono::seconds(10);
+    while (!settled() && Clock::now() < give_up) std::this_thread::yield();
+    ASSERT_TRUE(settled());
+    if (!cs.pinned) {
+      for (pid_t t : workers) {
+        cpu_set_t set;
+        ASSERT_EQ(sched_getaffinity(t, sizeof set, &set), 0);
+        EXPECT_TRUE(CPU_EQUAL(&set, &allowed)) << "worker " << t << " is restricted";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lwpd::emul
