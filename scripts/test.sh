@@ -93,7 +93,7 @@ else
 fi
 
 # Tests that cannot run under TSan (ctest -E regex), with why:
-#   bench_smoke  a performance run: its iteration counts and M5's 10,000 LWPs take minutes
+#   bench_smoke  a performance run: its iteration counts and M5's 100,000 LWPs take minutes
 #       under TSan's 5-15x slowdown, and the code paths it drives are the e2e tests'.
 # (TSan runs an asynchronous signal's handler only when the thread next enters its runtime,
 # so the spinners that the kick must stop count with an atomic: tests/lwpstat/fixture.c.)

@@ -9,7 +9,8 @@
 //                                                  vs  B3 pthread_create+join  +  B0
 //   M4  time for _lwp_suspend to return on an LWP spinning in user code
 //                                                  vs  B4 signal stop round trip  +  B0
-//   M5  10,000 parked LWPs across 100 processes: daemon RSS per LWP, daemon CPU while idle.
+//   M5  100,000 parked LWPs across 100 processes (fewer if the host cannot hold as many
+//       threads): daemon RSS per LWP, daemon CPU while idle, set-up and tear-down times.
 //   M1s M1 made from a signal handler (the shim runs it on a proxy worker thread, see
 //       client/src/shim_internal.h "Calls from signal handlers"); the thread signals itself with
 //       pthread_kill                             vs  M1  +  B1s (the same signal, handler empty)
@@ -734,7 +735,8 @@ void usage() {
       "  --quick       smoke run: 1 repetition, tiny iteration counts, M5 with 4 x 10 LWPs\n"
       "  --reps=N      repetitions per benchmark (default 5); figures are medians\n"
       "  --min-time=S  minimum time per repetition (default 0.5 s)\n"
-      "  --m5-procs/--m5-lwps  M5 size (default 100 processes x 100 LWPs)\n"
+      "  --m5-procs/--m5-lwps  M5 size (default 100 processes x 1000 LWPs; fewer LWPs\n"
+      "                where kernel.pid_max cannot hold as many threads)\n"
       "  --idle-ms=N   M5 idle CPU window (default 2000)\n"
       "  --no-det      skip the deterministic-mode pass (M1-M3 against lwpd --sched-seed 1)\n"
       "  --transport=T measure only transport T (grpc or shm; default both)\n"

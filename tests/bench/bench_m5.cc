@@ -1,14 +1,15 @@
 // lwpd_bench, M5: many parked LWPs (see bench.cc's top comment and docs/PERFORMANCE.md).
 
 // Generated headers before <signal.h> users (sigmask macro vs LwpCreateArgs::sigmask()).
-#include "lwpd/v1/kernel.grpc.pb.h"
-
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 
 #include "bench_state.h"
 #include "bench_util.h"
+#include "lwpd/v1/kernel.grpc.pb.h"
 
 namespace lwpd::bench {
 
@@ -78,16 +80,61 @@ int count_parked(pb::Inspect::Stub& insp, int* nprocs) {
   return parked;
 }
 
+long read_long(const char* path) {
+  FILE* f = fopen(path, "r");
+  if (f == nullptr) return -1;
+  long v = -1;
+  if (fscanf(f, "%ld", &v) != 1) v = -1;
+  fclose(f);
+  return v;
+}
+
+// How many more host threads this host lets exist at once: every LWP of M5 is one (a
+// thread of its process, as the shim runs it), and Linux counts them against
+// kernel.pid_max and kernel.threads-max, and a non-root user's against RLIMIT_NPROC.
+// A margin is left for everything else that starts meanwhile. Sets *why to the binding one.
+long host_thread_room(std::string* why) {
+  long tasks = 0;  // /proc/loadavg: "0.00 0.01 0.05 1/234 5678"
+  if (FILE* f = fopen("/proc/loadavg", "r")) {
+    if (fscanf(f, "%*s %*s %*s %*d/%ld", &tasks) != 1) tasks = 0;
+    fclose(f);
+  }
+  constexpr long kMargin = 2000;
+  long room = LONG_MAX;
+  auto limit = [&](long total, const char* name, const char* raise) {
+    if (total > 0 && total - tasks - kMargin < room) {
+      room = total - tasks - kMargin;
+      *why = std::string(name) + " is " + std::to_string(total) + "; raise it with " + raise;
+    }
+  };
+  limit(read_long("/proc/sys/kernel/pid_max"), "kernel.pid_max",
+        "`sysctl -w kernel.pid_max=4194304`");
+  limit(read_long("/proc/sys/kernel/threads-max"), "kernel.threads-max",
+        "`sysctl -w kernel.threads-max=N`");
+  struct rlimit rl;
+  if (geteuid() != 0 && getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    limit(static_cast<long>(rl.rlim_cur), "RLIMIT_NPROC", "`ulimit -u N`");
+  return std::max(0L, room);
+}
+
 }  // namespace
 
 M5Result run_m5() {
   M5Result r;
   r.procs = g_cfg.m5_procs;
-  r.lwps = g_cfg.m5_procs * g_cfg.m5_lwps;
+  int per_proc = g_cfg.m5_lwps;
+  std::string why;
+  const long room = host_thread_room(&why);
+  if (long{r.procs} * per_proc > room) {
+    per_proc = std::max(1, static_cast<int>(room / r.procs));
+    printf("\nM5: %d x %d LWPs cannot exist at once on this host (%s); running %d x %d\n", r.procs,
+           g_cfg.m5_lwps, why.c_str(), r.procs, per_proc);
+  }
+  r.lwps = r.procs * per_proc;
   r.rss_before = rss_bytes(g_daemon_pid);
   r.threads_before = snap_proc(g_daemon_pid).threads;
   printf("\nM5: %d processes x %d LWPs, parked (daemon RSS before: %.1f MiB, %d threads)\n",
-         r.procs, g_cfg.m5_lwps, r.rss_before / 1048576.0, r.threads_before);
+         r.procs, per_proc, r.rss_before / 1048576.0, r.threads_before);
   fflush(stdout);
 
   int pfd[2];
@@ -99,13 +146,15 @@ M5Result run_m5() {
     if (pid < 0) die("fork");
     if (pid == 0) {
       close(pfd[0]);
-      m5_child(pfd[1], g_cfg.m5_lwps);
+      m5_child(pfd[1], per_proc);
     }
     kids.push_back(pid);
   }
   close(pfd[1]);
   int ready = 0;
-  const uint64_t deadline = now_ns() + (g_cfg.quick ? 60ull : 240ull) * 1000000000ull;
+  // Over gRPC 100,000 LWPs take about 150 s here (about 60 over shm): 4 ms each is ample.
+  const uint64_t deadline =
+      now_ns() + (g_cfg.quick ? 60'000ull : 120'000ull + 4ull * r.lwps) * 1'000'000ull;
   while (ready < r.procs && now_ns() < deadline) {
     struct pollfd p = {pfd[0], POLLIN, 0};
     if (poll(&p, 1, 1000) <= 0) continue;

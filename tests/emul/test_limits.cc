@@ -2,12 +2,14 @@
 // root, RLIMIT_NPROC per non-root uid, and IDs kept back from LWP creation so that LWPs
 // alone never exhaust the PID space that new processes need.
 
-#include <gtest/gtest.h>
-
+#include <algorithm>
 #include <chrono>
 #include <memory>
+#include <set>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "emul/idalloc.h"
 #include "harness.h"
@@ -30,7 +32,8 @@ class NullPort final : public UserPort {
 };
 
 KResult<ProcRef> make(Kernel& k, uint32_t uid) {
-  return k.proc_create(ProcSpec{.uid = uid, .comm = "limits", .port = std::make_shared<NullPort>()});
+  return k.proc_create(
+      ProcSpec{.uid = uid, .comm = "limits", .port = std::make_shared<NullPort>()});
 }
 
 // Kill `p` and free its slot once it is a zombie (bounded).
@@ -115,7 +118,7 @@ TEST(Limits, RlimitNprocIsPerUidAndRootIsExempt) {
 // passed by lwp_create): fresh LIDs stop while `reserve` IDs are free, and those still
 // make processes.
 TEST(Limits, LidsLeaveIdsForNewProcesses) {
-  IdAllocator ids(/*max_id*/ 40);  // IDs 1..39
+  IdAllocator ids(/*initial*/ 40, /*ceiling*/ 40);  // IDs 1..39, and no more
   auto pid = ids.alloc_pid();
   ASSERT_TRUE(pid.ok());
   auto own = ids.alloc_lid(pid.value(), 5);  // the process's own slot needs no fresh ID
@@ -133,6 +136,70 @@ TEST(Limits, LidsLeaveIdsForNewProcesses) {
   EXPECT_EQ(lids, 39 - 1 - 5);
   for (int i = 0; i < 5; i++) EXPECT_TRUE(ids.alloc_pid().ok()) << i;
   EXPECT_FALSE(ids.alloc_pid().ok());
+}
+
+// NetBSD's PID space is not a fixed 30,000: its table grows once 16,384 IDs are in use, and
+// pid_max with it. Below that, IDs cycle under PID_MAX however many were handed out.
+TEST(Limits, IdSpaceStaysUnderPidMaxUntilItFills) {
+  IdAllocator ids;
+  std::vector<int> held;
+  for (int i = 0; i < 100000; i++) {  // three times round the space, 10 at a time
+    auto p = ids.alloc_pid();
+    ASSERT_TRUE(p.ok()) << i;
+    ASSERT_GT(p.value(), 0);
+    ASSERT_LT(p.value(), netbsd::PID_MAX);
+    held.push_back(p.value());
+    if (held.size() == 10) {
+      for (int id : held) ids.free_pid(id);
+      held.clear();
+    }
+  }
+  EXPECT_EQ(ids.space(), netbsd::PID_MAX);
+}
+
+TEST(Limits, IdSpaceGrowsPastPidMaxAsItFills) {
+  IdAllocator ids;
+  std::set<int> seen;
+  int highest = 0;
+  auto take = [&](int n) {
+    for (int i = 0; i < n; i++) {
+      auto p = ids.alloc_pid();
+      ASSERT_TRUE(p.ok()) << seen.size();
+      ASSERT_TRUE(seen.insert(p.value()).second) << p.value() << " handed out twice";
+      highest = std::max(highest, p.value());
+    }
+  };
+  take(16384);
+  EXPECT_LT(highest, netbsd::PID_MAX);  // all of them below PID_MAX
+  EXPECT_EQ(ids.space(), netbsd::PID_MAX);
+  take(16384);  // past 16,384 in use: the space is 65,536 and IDs above 30,000 appear
+  EXPECT_EQ(ids.space(), 65536);
+  EXPECT_GE(highest, netbsd::PID_MAX);
+  take(100000 - 32768);  // 100,000 at once: doubled at 32,768 and at 65,536 in use
+  EXPECT_EQ(ids.space(), 262144);
+  EXPECT_LT(highest, 262144);
+  EXPECT_EQ(ids.in_use(), 100000);
+  // Freed IDs are handed out again; the space does not shrink.
+  for (int id : seen) ids.free_pid(id);
+  EXPECT_EQ(ids.in_use(), 0);
+  EXPECT_TRUE(ids.alloc_pid().ok());
+  EXPECT_EQ(ids.space(), 262144);
+}
+
+TEST(Limits, IdSpaceStopsAtItsCeiling) {
+  IdAllocator ids(/*initial*/ 30000, /*ceiling*/ 40000);
+  int n = 0;
+  for (;;) {
+    auto p = ids.alloc_pid();
+    if (!p.ok()) {
+      EXPECT_EQ(p.error(), Errno::kEAGAIN);
+      break;
+    }
+    ASSERT_LT(p.value(), 40000);
+    n++;
+  }
+  EXPECT_EQ(n, 39999);
+  EXPECT_EQ(ids.space(), 40000);
 }
 
 }  // namespace
