@@ -834,30 +834,56 @@ int main(int argc, char** argv) {
     // own baselines, so every ratio compares figures of the same child's run).
     for (const char* transport : {"grpc", "shm"})
       if (g_cfg.transport.empty() || g_cfg.transport == transport) measure_in_child(transport, res);
-    // M5 per transport, each in a child of its own: run_m5 uses gRPC once its processes
-    // are forked, and a process that has used gRPC must not fork attached children again.
+    // A daemon of its own in dir/<sub> (a runtime directory is one daemon's), made the
+    // endpoint of the children forked next; -1 if it did not start.
+    const std::string normal_ep = g_lwpd_ep;
+    const pid_t normal_pid = g_daemon_pid;
+    auto own_daemon = [&](const std::string& sub, std::vector<std::string> extra) -> pid_t {
+      const std::string sdir = dir + "/" + sub;
+      if (mkdir(sdir.c_str(), 0700) != 0) die("mkdir");
+      g_lwpd_ep = "unix://" + sdir + "/lwpd.sock";
+      std::vector<std::string> argv = {g_cfg.lwpd,
+                                       "--listen",
+                                       g_lwpd_ep,
+                                       "--runtime-dir",
+                                       sdir,
+                                       "--cpus",
+                                       std::to_string(g_cfg.cpus),
+                                       "--log-level",
+                                       "warn"};
+      argv.insert(argv.end(), extra.begin(), extra.end());
+      const pid_t pid = spawn_exec(argv);
+      if (wait_socket(sdir + "/lwpd.sock", pid, 15000)) return pid;
+      fprintf(stderr, "lwpd_bench: the lwpd for %s did not start\n", sub.c_str());
+      stop_process(pid, 3000);
+      return -1;
+    };
+    // M5 per transport, each in a child of its own (run_m5 uses gRPC once its processes
+    // are forked, and a process that has used gRPC must not fork attached children again),
+    // against a fresh daemon: one that has held 100,000 LWPs keeps that memory.
     if (g_cfg.m5) {
-      for (const char* transport : {"grpc", "shm"})
-        if (g_cfg.transport.empty() || g_cfg.transport == transport)
+      for (const char* transport : {"grpc", "shm"}) {
+        if (!g_cfg.transport.empty() && g_cfg.transport != transport) continue;
+        g_daemon_pid = own_daemon(std::string("m5-") + transport, {});
+        if (g_daemon_pid > 0) {
           m5[transport] = m5_in_child(transport);
+          stop_process(g_daemon_pid, 10000);
+        }
+      }
+      g_lwpd_ep = normal_ep;
+      g_daemon_pid = normal_pid;
     }
     // Deterministic mode: the same shm figures against a daemon started with a seed.
     pid_t det_pid = -1;
     if (g_cfg.det) {
-      const std::string normal_ep = g_lwpd_ep;
-      const std::string det_dir = dir + "/det";  // a runtime directory is one daemon's
-      if (mkdir(det_dir.c_str(), 0700) != 0) die("mkdir");
-      g_lwpd_ep = "unix://" + det_dir + "/lwpd.sock";
-      det_pid =
-          spawn_exec({g_cfg.lwpd, "--listen", g_lwpd_ep, "--runtime-dir", det_dir, "--cpus",
-                      std::to_string(g_cfg.cpus), "--log-level", "warn", "--sched-seed", "1"});
-      if (wait_socket(det_dir + "/lwpd.sock", det_pid, 15000)) {
+      det_pid = own_daemon("det", {"--sched-seed", "1"});
+      if (det_pid > 0) {
         printf("\n==== deterministic mode (lwpd --sched-seed 1), transport shm ====\n");
+        g_daemon_pid = det_pid;  // whose threads the breakdown columns count
         measure_in_child("det", res);
-      } else {
-        fprintf(stderr, "lwpd_bench: the deterministic lwpd did not start\n");
       }
       g_lwpd_ep = normal_ep;
+      g_daemon_pid = normal_pid;
     }
     rc = report(res, m5) ? 0 : 1;
     if (g_cfg.det) report_det(res);
