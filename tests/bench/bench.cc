@@ -838,26 +838,31 @@ int main(int argc, char** argv) {
     // endpoint of the children forked next; -1 if it did not start.
     const std::string normal_ep = g_lwpd_ep;
     const pid_t normal_pid = g_daemon_pid;
-    auto own_daemon = [&](const std::string& sub, std::vector<std::string> extra) -> pid_t {
+    auto own_daemon = [&](const std::string& sub, std::vector<std::string> args) -> pid_t {
       const std::string sdir = dir + "/" + sub;
       if (mkdir(sdir.c_str(), 0700) != 0) die("mkdir");
       g_lwpd_ep = "unix://" + sdir + "/lwpd.sock";
-      std::vector<std::string> argv = {g_cfg.lwpd,
-                                       "--listen",
-                                       g_lwpd_ep,
-                                       "--runtime-dir",
-                                       sdir,
-                                       "--cpus",
-                                       std::to_string(g_cfg.cpus),
-                                       "--log-level",
-                                       "warn"};
-      argv.insert(argv.end(), extra.begin(), extra.end());
-      const pid_t pid = spawn_exec(argv);
+      for (const char* a : {"--listen", g_lwpd_ep.c_str(), "--runtime-dir", sdir.c_str()})
+        args.push_back(a);
+      for (const char* a : {"--log-level", "warn", "--cpus"}) args.push_back(a);
+      args.push_back(std::to_string(g_cfg.cpus));
+      args.insert(args.begin(), g_cfg.lwpd);
+      const pid_t pid = spawn_exec(args);
       if (wait_socket(sdir + "/lwpd.sock", pid, 15000)) return pid;
       fprintf(stderr, "lwpd_bench: the lwpd for %s did not start\n", sub.c_str());
       stop_process(pid, 3000);
       return -1;
     };
+    // Deterministic mode: the same shm figures against a daemon started with a seed. Before
+    // M5, whose 100,000 exiting threads keep the host busy for a while after it.
+    if (g_cfg.det) {
+      g_daemon_pid = own_daemon("det", {"--sched-seed", "1"});
+      if (g_daemon_pid > 0) {
+        printf("\n==== deterministic mode (lwpd --sched-seed 1), transport shm ====\n");
+        measure_in_child("det", res);
+        stop_process(g_daemon_pid, 10000);
+      }
+    }
     // M5 per transport, each in a child of its own (run_m5 uses gRPC once its processes
     // are forked, and a process that has used gRPC must not fork attached children again),
     // against a fresh daemon: one that has held 100,000 LWPs keeps that memory.
@@ -870,25 +875,12 @@ int main(int argc, char** argv) {
           stop_process(g_daemon_pid, 10000);
         }
       }
-      g_lwpd_ep = normal_ep;
-      g_daemon_pid = normal_pid;
     }
-    // Deterministic mode: the same shm figures against a daemon started with a seed.
-    pid_t det_pid = -1;
-    if (g_cfg.det) {
-      det_pid = own_daemon("det", {"--sched-seed", "1"});
-      if (det_pid > 0) {
-        printf("\n==== deterministic mode (lwpd --sched-seed 1), transport shm ====\n");
-        g_daemon_pid = det_pid;  // whose threads the breakdown columns count
-        measure_in_child("det", res);
-      }
-      g_lwpd_ep = normal_ep;
-      g_daemon_pid = normal_pid;
-    }
+    g_lwpd_ep = normal_ep;
+    g_daemon_pid = normal_pid;
     rc = report(res, m5) ? 0 : 1;
     if (g_cfg.det) report_det(res);
     if (g_cfg.check && check_budgets(g_cfg.tolerance) > 0 && rc == 0) rc = 3;
-    if (det_pid > 0) stop_process(det_pid, 10000);
   }
   fflush(stdout);
   stop_process(g_echo_pid, 3000);
