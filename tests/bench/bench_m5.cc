@@ -1,6 +1,9 @@
 // lwpd_bench, M5: many parked LWPs (see bench.cc's top comment and docs/PERFORMANCE.md).
 
 // Generated headers before <signal.h> users (sigmask macro vs LwpCreateArgs::sigmask()).
+#include "lwpd/v1/kernel.grpc.pb.h"
+#undef sigmask
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -23,7 +26,6 @@
 
 #include "bench_state.h"
 #include "bench_util.h"
-#include "lwpd/v1/kernel.grpc.pb.h"
 
 namespace lwpd::bench {
 
@@ -80,13 +82,10 @@ int count_parked(pb::Inspect::Stub& insp, int* nprocs) {
   return parked;
 }
 
+// A number file under /proc/sys; -1 if absent.
 long read_long(const char* path) {
-  FILE* f = fopen(path, "r");
-  if (f == nullptr) return -1;
-  long v = -1;
-  if (fscanf(f, "%ld", &v) != 1) v = -1;
-  fclose(f);
-  return v;
+  const std::string text = slurp(path);
+  return text.empty() ? -1 : strtol(text.c_str(), nullptr, 10);
 }
 
 // How many more host threads this host lets exist at once: every LWP of M5 is one (a
@@ -95,10 +94,7 @@ long read_long(const char* path) {
 // A margin is left for everything else that starts meanwhile. Sets *why to the binding one.
 long host_thread_room(std::string* why) {
   long tasks = 0;  // /proc/loadavg: "0.00 0.01 0.05 1/234 5678"
-  if (FILE* f = fopen("/proc/loadavg", "r")) {
-    if (fscanf(f, "%*s %*s %*s %*d/%ld", &tasks) != 1) tasks = 0;
-    fclose(f);
-  }
+  if (sscanf(slurp("/proc/loadavg").c_str(), "%*s %*s %*s %*d/%ld", &tasks) != 1) tasks = 0;
   constexpr long kMargin = 2000;
   long room = LONG_MAX;
   auto limit = [&](long total, const char* name, const char* raise) {

@@ -5,7 +5,6 @@
 #undef sigmask
 
 #include <dirent.h>
-#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -22,6 +21,8 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
+
+#include <grpcpp/grpcpp.h>
 
 #undef sigmask
 
@@ -83,14 +84,14 @@ std::string describe_status(int st) {
 
 // ---- /proc readings --------------------------------------------------------------------
 
-namespace {
-
 std::string slurp(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
 }
+
+namespace {
 
 uint64_t field_after(const std::string& text, const char* key) {
   auto pos = text.find(key);
@@ -291,10 +292,9 @@ std::string machine_summary() {
       break;
     }
   }
-  struct utsname u{};
+  struct utsname u {};
   uname(&u);
-  return model + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs, Linux " +
-         u.release;
+  return model + ", " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs, Linux " + u.release;
 }
 
 }  // namespace lwpd::bench

@@ -26,10 +26,10 @@ std::string describe_status(int st);
 // ---- /proc readings --------------------------------------------------------------------
 
 struct ProcSnap {
-  uint64_t cpu_ns = 0;     // on-CPU time of all threads (schedstat), ns
-  uint64_t ticks = 0;      // utime + stime (clock ticks), from /proc/<pid>/stat
-  uint64_t vcsw = 0;       // voluntary context switches, all threads
-  uint64_t ivcsw = 0;      // involuntary context switches, all threads
+  uint64_t cpu_ns = 0;  // on-CPU time of all threads (schedstat), ns
+  uint64_t ticks = 0;   // utime + stime (clock ticks), from /proc/<pid>/stat
+  uint64_t vcsw = 0;    // voluntary context switches, all threads
+  uint64_t ivcsw = 0;   // involuntary context switches, all threads
   int threads = 0;
   // The same per thread name (comm): e.g. lwpd-cpu0, nexting_thread (gRPC's callback
   // threads, where reactions run), default-executo.
@@ -40,6 +40,8 @@ struct ProcSnap {
   std::map<std::string, Part> by_comm;
 };
 ProcSnap snap_proc(pid_t pid);
+// The whole of a (small) file, e.g. under /proc; empty if it cannot be read.
+std::string slurp(const std::string& path);
 // Resident set size in bytes (/proc/<pid>/statm).
 int64_t rss_bytes(pid_t pid);
 long clock_ticks_per_s();
